@@ -1,0 +1,48 @@
+"""createAccount: create an account (POST /v1/accounts with {"name": displayName}).
+
+Creating is not safe to repeat in general, so the transport never retries it after an
+ambiguous failure (timeout after sending, dropped connection, 5xx). Account names are
+unique, though, so one deliberate re-send cannot make a second account: it either
+creates the account (the first attempt had no effect) or is refused because the name
+now exists, in which case the first attempt may have created it and the host gets
+``outcome_unknown`` with the name to look up.
+"""
+
+from connector_core import Conflict, OutcomeUnknown, UpstreamError, hookimpl
+
+from .common import CONNECTOR_MANIFEST, account_output, entities, manifest, pick_account, platform
+
+MANIFEST = manifest("createAccount")
+__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+
+
+@hookimpl
+def execute(ctx, properties):
+    name = properties["displayName"]
+    client = platform(ctx)
+    try:
+        response = client.post("/v1/accounts", json={"name": name})
+    except Conflict as exc:
+        raise Conflict(
+            f"mParticle refused to create account {name!r}: {exc.details.get('body') or exc.message}; "
+            "account names are unique, so choose another displayName",
+            status=exc.details.get("status"),
+        ) from None
+    except OutcomeUnknown as first:
+        ctx.log.warning("create of account %r ended ambiguously (%s); re-sending once, duplicates are refused by name", name, first.message)
+        try:
+            response = client.post("/v1/accounts", json={"name": name})
+        except Conflict:
+            raise OutcomeUnknown(
+                f"the first request may have created account {name!r}: it timed out or lost its answer, and an account "
+                "with that name exists now. Look the account up before creating it again",
+                name=name,
+            ) from None
+    account = pick_account(entities(response, "account"), name=name)
+    if account is None:
+        raise UpstreamError(
+            f"mParticle answered {response.status_code} to the creation of {name!r} without the new account",
+            code="invalid_response",
+            status=response.status_code,
+        )
+    return {"account": account_output(account)}

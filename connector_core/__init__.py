@@ -1,0 +1,67 @@
+"""connector_core: a declarative connector framework.
+
+Capabilities are pluggy plugins found through the ``connector_core`` entry-point group,
+each described by a JSON manifest and implementing one ``execute(ctx, properties)`` hook.
+"""
+
+from .engine import Connection, Context, Engine, Result
+from .errors import (
+    AuthenticationFailed,
+    Conflict,
+    ConnectorError,
+    Fault,
+    InvalidConfig,
+    InvalidInput,
+    ManifestError,
+    NetworkError,
+    NotFound,
+    OutcomeUnknown,
+    PermissionDenied,
+    PluginError,
+    PluginLoadError,
+    RateLimited,
+    UnknownCapability,
+    UpstreamError,
+)
+from .hookspecs import hookimpl, hookspec
+from .http import HttpClient, RetryPolicy, read_json
+from .manifest import CapabilityManifest, ConnectorManifest
+from .registry import Capability, PluginReport, Registry, build_registry, get_plugin_manager, load_entry_points
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationFailed",
+    "Capability",
+    "CapabilityManifest",
+    "Conflict",
+    "Connection",
+    "ConnectorError",
+    "ConnectorManifest",
+    "Context",
+    "Engine",
+    "Fault",
+    "HttpClient",
+    "InvalidConfig",
+    "InvalidInput",
+    "ManifestError",
+    "NetworkError",
+    "NotFound",
+    "OutcomeUnknown",
+    "PermissionDenied",
+    "PluginError",
+    "PluginLoadError",
+    "PluginReport",
+    "RateLimited",
+    "Registry",
+    "Result",
+    "RetryPolicy",
+    "UnknownCapability",
+    "UpstreamError",
+    "build_registry",
+    "get_plugin_manager",
+    "hookimpl",
+    "hookspec",
+    "load_entry_points",
+    "read_json",
+]

@@ -1,0 +1,325 @@
+"""The ``connector`` command: list, describe, run and check capabilities from a shell.
+
+Results are JSON on stdout. Errors are one JSON object on stderr (``code``, ``category``,
+``message``, ``faults``...) and the exit code says the category (``EXIT_CODES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import load_connections, read_json_file
+from .engine import Engine
+from .errors import EXIT_CODES, ConnectorError, Fault, InvalidConfig, InvalidInput, ManifestError, PluginLoadError
+from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
+from .registry import STRICT_ENV
+
+CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
+
+
+class UsageError(ConnectorError):
+    code = "usage"
+    category = "usage"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print text and exit 2
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _dump(data: Any, stream=None) -> None:
+    stream = stream or sys.stdout
+    stream.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    stream.flush()
+
+
+def _read_properties(value: str | None) -> Any:
+    if value is None:
+        return {}
+    source = "--properties"
+    if value == "-":
+        text, source = sys.stdin.read(), "standard input"
+    elif value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text("utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read properties file {value[1:]}: {exc.strerror or exc}") from None
+        source = value[1:]
+    else:
+        text = value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON in {source} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise InvalidInput(message, faults=[Fault("$", message)]) from None
+
+
+def _connection_spec(args) -> tuple[dict, str | None, tuple[str, ...] | None]:
+    """Config, connector and allowed capabilities from --config or --connection."""
+    if getattr(args, "connection", None):
+        path = args.connections or os.environ.get(CONNECTIONS_ENV) or "connections.json"
+        connections = load_connections(path)
+        if args.connection not in connections:
+            raise InvalidConfig(
+                f"no connection named {args.connection!r} in {path}; known: {', '.join(sorted(connections)) or 'none'}"
+            )
+        spec = connections[args.connection]
+        return dict(spec.config), spec.connector, spec.capabilities
+    if getattr(args, "config", None):
+        config = read_json_file(args.config, "config file")
+        if not isinstance(config, dict):
+            raise InvalidConfig(f"config file {args.config} must hold a JSON object", faults=[Fault("$", "must be an object")])
+        return config, None, None
+    raise InvalidConfig("no connection config given; pass --config PATH or --connection NAME")
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_plugins(args, engine: Engine) -> int:
+    reports = [r.to_dict() for r in engine.registry.reports]
+    if args.json:
+        _dump(reports)
+    else:
+        width = max([len(r["name"]) for r in reports] + [4])
+        for r in reports:
+            origin = f"{r['distribution']} {r['version']}" if r["distribution"] else "registered directly"
+            status = r["status"] if r["status"] == "loaded" else f"REJECTED: {r['reason']}"
+            print(f"{r['name']:<{width}}  {r['kind']:<10}  {r['title'] or '-'}  [{origin}]  {status}")
+    return EXIT_CODES["plugin"] if args.strict and engine.registry.rejected else 0
+
+
+def _type_of(schema: dict) -> str:
+    kind = schema.get("type", "any")
+    return " or ".join(kind) if isinstance(kind, list) else str(kind)
+
+
+def cmd_describe(args, engine: Engine) -> int:
+    capability = engine.registry.get(args.capability)
+    manifest = capability.manifest
+    if args.json:
+        _dump(manifest.data)
+        return 0
+    config = capability.connector.config_schema
+    required = sorted(set(config.get("required", [])) | set(manifest.required_config))
+    schema = manifest.input_schema
+    lines = [
+        f"{manifest.id}: {manifest.title}  (connector {manifest.connector}, {manifest.effect}, "
+        f"{'safe' if manifest.retry_safe else 'not safe'} to retry)",
+        "",
+        *textwrap.wrap(manifest.description, 88),
+        "",
+        "Inputs:",
+    ]
+    for name, spec in schema.get("properties", {}).items():
+        flag = "required" if name in schema.get("required", []) else "optional"
+        desc = spec.get("description") or spec.get("title") or ""
+        lines.append(f"  {name} ({_type_of(spec)}, {flag})  {desc}".rstrip())
+    lines += ["", "Config needed: " + ", ".join(f"{f}{' (secret)' if f in capability.connector.secret_fields else ''}" for f in required)]
+    for example in manifest.examples[:1]:
+        lines += ["", "Example input:", textwrap.indent(json.dumps(example["input"], indent=2), "  ")]
+        lines += ["Example output:", textwrap.indent(json.dumps(example["output"], indent=2), "  ")]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_run(args, engine: Engine) -> int:
+    capability = engine.registry.get(args.capability)
+    properties = _read_properties(args.properties)
+    if args.sandbox:
+        factory = engine.pm.hook.sandbox(connector=capability.connector.id)
+        if factory is None:
+            raise InvalidConfig(f"no installed plugin provides a sandbox for connector {capability.connector.id!r}")
+        with factory as config:
+            with engine.connect(config, connector=capability.connector.id) as connection:
+                result = connection.execute(args.capability, properties)
+    else:
+        config, connector, allow = _connection_spec(args)
+        if connector is not None and connector != capability.connector.id:
+            raise InvalidConfig(f"connection {args.connection!r} is for connector {connector!r}, not {capability.connector.id!r}")
+        with engine.connect(config, connector=capability.connector.id, allow=allow) as connection:
+            result = connection.execute(args.capability, properties)
+    _dump(result.to_dict() if args.meta else result.output)
+    return 0
+
+
+def cmd_check(args, engine: Engine) -> int:
+    config, connector_id, allow = _connection_spec(args)
+    connector_id = connector_id or args.connector
+    if connector_id is None:
+        if len(engine.registry.connectors) != 1:
+            raise InvalidConfig("several connectors are loaded; pick one with --connector")
+        connector_id = next(iter(engine.registry.connectors))
+    connector = engine.registry.connector(connector_id)
+    report: dict[str, Any] = {"connector": connector_id, "config": "valid", "capabilities": {}, "credentials": {}}
+    with engine.connect(config, connector=connector_id, allow=allow) as connection:
+        auths = set()
+        for cap_id, capability in sorted(engine.registry.capabilities.items()):
+            if capability.connector.id != connector_id:
+                continue
+            missing = [f for f in capability.manifest.required_config if connection.config.get(f) in (None, "")]
+            entry: dict[str, Any] = {"ready": not missing}
+            if missing:
+                entry["missing"] = missing
+            if allow is not None and cap_id not in allow:
+                entry = {"ready": False, "reason": "not allowed by this connection"}
+            report["capabilities"][cap_id] = entry
+            if entry["ready"]:
+                for name in capability.manifest.endpoints:
+                    auths.add((name, connector.endpoints[name].auth))
+        exit_code = 0
+        for endpoint, auth_name in sorted(auths, key=str):
+            try:
+                connection.base_url(endpoint)
+                auth = connection.auth(auth_name)
+                if args.offline or not hasattr(auth, "token"):
+                    status = {"ok": None, "message": "not checked" if args.offline else "cannot be checked without sending data"}
+                else:
+                    auth.token()
+                    status = {"ok": True, "message": "token obtained"}
+            except ConnectorError as exc:
+                status = {"ok": False, "code": exc.code, "message": exc.message}
+                exit_code = exit_code or exc.exit_code
+            report["credentials"][endpoint] = status
+    _dump(report)
+    if not any(c["ready"] for c in report["capabilities"].values()):
+        return exit_code or EXIT_CODES["config"]
+    return exit_code
+
+
+def cmd_validate(args, engine: Engine) -> int:
+    results = []
+    loaded: dict[str, ConnectorManifest] = {}
+    capabilities: list[tuple[dict, CapabilityManifest]] = []
+    for path in args.paths:
+        entry: dict[str, Any] = {"file": path}
+        try:
+            data, _ = read_manifest(Path(path))
+            if "inputSchema" in data or "effect" in data:
+                entry["kind"] = "capability"
+                capabilities.append((entry, CapabilityManifest.from_dict(data, path)))
+            elif "endpoints" in data or "config" in data:
+                entry["kind"] = "connector"
+                manifest = ConnectorManifest.from_dict(data, path)
+                loaded[manifest.id] = manifest
+            else:
+                raise ManifestError(f"{path}: neither a capability manifest (inputSchema) nor a connector manifest (endpoints)")
+            entry["valid"] = True
+        except ManifestError as exc:
+            entry.update(valid=False, message=exc.message, faults=[f.to_dict() for f in exc.faults])
+        results.append(entry)
+    # Cross-check capabilities against their connector, given on the command line or installed.
+    for entry, manifest in capabilities:
+        connector = loaded.get(manifest.connector) or engine.registry.connectors.get(manifest.connector)
+        if connector is None:
+            entry["warning"] = f"connector {manifest.connector!r} not given or installed; cross-checks skipped"
+        elif problems := manifest.check_connector(connector):
+            entry.update(valid=False, message="does not fit its connector", faults=[f.to_dict() for f in problems])
+    _dump({"valid": all(r["valid"] for r in results), "files": results})
+    return 0 if all(r["valid"] for r in results) else EXIT_CODES["plugin"]
+
+
+# -- parser and main -------------------------------------------------------------------
+
+
+def build_parser(engine: Engine) -> argparse.ArgumentParser:
+    parser = _Parser(prog="connector", description="Run connector capabilities (JSON in, JSON out).")
+    parser.add_argument("--version", action="version", version=f"connector-framework {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log each HTTP request to stderr (secrets redacted)")
+    common.add_argument("--strict", action="store_true", help="fail when any plugin could not be loaded (also CONNECTOR_CORE_STRICT=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("plugins", parents=[common], help="list every plugin and whether it loaded")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("describe", parents=[common], help="show a capability's inputs, config and example")
+    p.add_argument("capability", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(handler=cmd_describe)
+
+    def add_connection_args(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--config", metavar="PATH", help="connection config JSON file ({\"$env\": NAME} values read the environment)")
+        group.add_argument("--connection", metavar="NAME", help="a named connection from the connections file")
+        p.add_argument("--connections", metavar="PATH", help=f"connections file (default ${CONNECTIONS_ENV} or ./connections.json)")
+
+    p = sub.add_parser("run", parents=[common], help="run one capability and print its output")
+    p.add_argument("capability", metavar="ID")
+    p.add_argument("--properties", metavar="JSON", help="input properties: JSON text, @file or - for stdin (default {})")
+    add_connection_args(p)
+    p.add_argument("--sandbox", action="store_true", help="run against the connector's local sandbox started in-process")
+    p.add_argument("--meta", action="store_true", help="print output with duration and request counts")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("check", parents=[common], help="check a config: which capabilities are ready, whether credentials work")
+    add_connection_args(p)
+    p.add_argument("--connector", metavar="ID", help="connector of the config when several are installed")
+    p.add_argument("--offline", action="store_true", help="do not contact the service")
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("validate", parents=[common], help="validate manifest files you are writing")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(handler=cmd_validate)
+
+    for impl in engine.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(subparsers=sub)
+        except Exception as exc:  # one broken plugin must not take the CLI down
+            logging.getLogger("connector_core.cli").warning("plugin %s could not add commands: %s", impl.plugin_name, exc)
+    for action in sub.choices.values():  # plugin commands get the common flags too
+        if not any(a.dest == "verbose" for a in action._actions):
+            action.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+            action.add_argument("--strict", action="store_true", help="fail when any plugin could not be loaded")
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    if not verbose:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("connector_core", "connector_mparticle"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _strict(args) -> bool:
+    return bool(args.strict) or os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    _configure_logging(verbose)
+    try:
+        # Strictness is applied after parsing, so `connector plugins` can still list the rejects.
+        engine = Engine(strict=False)
+        args = build_parser(engine).parse_args(argv)
+        args.strict = _strict(args)
+        if args.strict and engine.registry.rejected and args.handler is not cmd_plugins:
+            raise PluginLoadError(
+                f"{len(engine.registry.rejected)} plugin(s) could not be loaded (strict mode); see `connector plugins`",
+                plugins=[r.to_dict() for r in engine.registry.rejected],
+            )
+        with engine:
+            return args.handler(args, engine)
+    except ConnectorError as exc:
+        _dump(exc.to_dict(), sys.stderr)
+        trace = getattr(exc, "plugin_traceback", None)
+        if verbose and trace:
+            sys.stderr.write(trace)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,111 @@
+"""Operator-facing configuration: environment references and the connections file.
+
+A config value ``{"$env": "NAME"}`` is replaced by the environment variable ``NAME`` (or
+by ``"default"`` when given and the variable is unset), so secrets stay out of files.
+
+A connections file names connections an operator prepared::
+
+    {"connections": {"prod": {"connector": "mparticle",
+                              "config": {"clientID": {"$env": "MP_CLIENT_ID"}, ...},
+                              "capabilities": ["getAccount", "getAudiences"]}}}
+
+``capabilities`` (optional) restricts what the connection may run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+
+from .errors import Fault, InvalidConfig
+from .validation import compile_schema, faults
+
+_CONNECTIONS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["connections"],
+    "additionalProperties": False,
+    "properties": {
+        "connections": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["config"],
+                "additionalProperties": False,
+                "properties": {
+                    "connector": {"type": "string"},
+                    "description": {"type": "string"},
+                    "config": {"type": "object"},
+                    "capabilities": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                },
+            },
+        }
+    },
+}
+_connections_validator = compile_schema(_CONNECTIONS_SCHEMA)
+
+
+def resolve_env(config: Any, environ: Mapping[str, str] | None = None, _path: str = "$") -> Any:
+    """A copy of ``config`` with every ``{"$env": NAME}`` replaced from the environment."""
+    environ = os.environ if environ is None else environ
+    if isinstance(config, dict):
+        if "$env" in config and set(config) <= {"$env", "default"}:
+            name = config["$env"]
+            if not isinstance(name, str) or not name:
+                raise InvalidConfig(f"{_path}: $env must name an environment variable", faults=[Fault(_path, "$env must be a non-empty string")])
+            if name in environ:
+                return environ[name]
+            if "default" in config:
+                return config["default"]
+            raise InvalidConfig(
+                f"environment variable {name} is not set (referenced by {_path})",
+                faults=[Fault(_path, f"environment variable {name} is not set; export it or put a value here")],
+            )
+        return {k: resolve_env(v, environ, f"{_path}.{k}") for k, v in config.items()}
+    if isinstance(config, list):
+        return [resolve_env(v, environ, f"{_path}[{i}]") for i, v in enumerate(config)]
+    return config
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """Parse a JSON file, turning every failure into ``InvalidConfig`` naming the file."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read {what} {path}: {exc.strerror or exc}", file=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise InvalidConfig(f"{what} {path}: {message}", faults=[Fault("$", message)], file=str(path)) from None
+
+
+@attrs.frozen
+class ConnectionSpec:
+    """A named connection from a connections file."""
+
+    name: str
+    config: Mapping[str, Any] = attrs.field(repr=False)
+    connector: str | None = None
+    capabilities: tuple[str, ...] | None = None
+
+
+def load_connections(path: str | Path) -> dict[str, ConnectionSpec]:
+    """Read and validate a connections file."""
+    data = read_json_file(path, "connections file")
+    found = faults(_connections_validator, data)
+    if found:
+        raise InvalidConfig(f"connections file {path} is invalid", faults=found, file=str(path))
+    return {
+        name: ConnectionSpec(
+            name=name,
+            config=spec["config"],
+            connector=spec.get("connector"),
+            capabilities=tuple(spec["capabilities"]) if "capabilities" in spec else None,
+        )
+        for name, spec in data["connections"].items()
+    }

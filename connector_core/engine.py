@@ -1,0 +1,408 @@
+"""The engine hosts call: validated, routed, typed execution of one capability.
+
+``Engine.execute(capability_id, properties, config)`` validates the config against the
+connector manifest (only the fields this capability needs are required), the properties
+against the capability's input schema, calls exactly that capability's ``execute`` hook
+(wrapper hooks of extension plugins included), validates the output and returns a frozen
+``Result``. ``Engine.connect(config)`` opens a ``Connection`` that many calls and threads
+share: one ``requests.Session`` (connection pool) and one token cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import threading
+import time
+import traceback
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+import attrs
+import pluggy
+import requests
+import requests.adapters
+
+from .config import resolve_env
+from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError
+from .http import BasicAuth, CallStats, HttpClient, OAuth2ClientCredentials, RetryPolicy, Transport, check_url
+from .manifest import CapabilityManifest, ConnectorManifest
+from .redact import Redactor
+from .validation import faults
+from .registry import Registry, build_registry, get_plugin_manager, load_entry_points
+
+log = logging.getLogger("connector_core.engine")
+
+# Config fields the core itself reads when a connector declares them.
+HTTP_DEFAULTS = {"timeoutSeconds": 30.0, "connectTimeoutSeconds": 10.0, "maxRetries": 3, "maxRetryWaitSeconds": 30.0}
+USER_AGENT = "connector-framework/0.1"
+
+
+@attrs.frozen
+class Result:
+    """The output of one capability call and facts about the call."""
+
+    capability: str
+    output: Any
+    duration_ms: float
+    http_requests: int
+    retries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "capability": self.capability,
+            "output": self.output,
+            "meta": {"duration_ms": round(self.duration_ms, 3), "http_requests": self.http_requests, "retries": self.retries},
+        }
+
+
+@attrs.frozen
+class Context:
+    """What a capability's ``execute`` hook gets besides its properties."""
+
+    capability: CapabilityManifest
+    connector: ConnectorManifest
+    config: Mapping[str, Any] = attrs.field(repr=False)
+    log: logging.LoggerAdapter = attrs.field(repr=False)
+    connection: "Connection" = attrs.field(repr=False)
+    stats: CallStats = attrs.field(repr=False, factory=CallStats)
+
+    def http(self, endpoint: str) -> HttpClient:
+        """A client for one of the connector's endpoints, with its auth, timeouts and retries."""
+        return self.connection.client(endpoint, retry_safe=self.capability.retry_safe, stats=self.stats)
+
+
+class _RedactingAdapter(logging.LoggerAdapter):
+    def __init__(self, logger: logging.Logger, redactor: Redactor, capability: str) -> None:
+        super().__init__(logger, {"capability": capability})
+        self._redact = redactor
+
+    def process(self, msg, kwargs):
+        return self._redact(str(msg)), kwargs
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.isEnabledFor(level):
+            msg = msg % args if args else msg
+            super().log(level, msg, **kwargs)
+
+
+def _redacted(error: ConnectorError, redact: Redactor) -> ConnectorError:
+    clone = type(error)(
+        redact(error.message),
+        faults=[Fault(f.path, redact(f.message)) for f in error.faults],
+        code=error.code,
+        **redact(dict(error.details)),
+    )
+    clone.__traceback__ = error.__traceback__
+    return clone
+
+
+class Connection:
+    """A validated config of one connector with its HTTP session, auth and token cache.
+
+    Thread-safe: any number of threads may call :meth:`execute` at once.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        connector: ConnectorManifest,
+        config: Mapping[str, Any],
+        *,
+        allow: Iterable[str] | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.registry = registry
+        self.connector = connector
+        if not isinstance(config, Mapping):
+            raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be an object")])
+        config = resolve_env(dict(config))
+        self._redact = Redactor(str(config[f]) for f in connector.secret_fields if config.get(f))
+        found = faults(connector.config_validator, config)
+        if found:
+            raise _redacted(InvalidConfig(f"invalid config for connector {connector.id!r}", faults=found), self._redact)
+        self.config: Mapping[str, Any] = MappingProxyType(config)
+        self.allow = frozenset(allow) if allow is not None else None
+        self._clock = clock
+        settings = {k: config.get(k, connector.config_schema["properties"].get(k, {}).get("default", v)) for k, v in HTTP_DEFAULTS.items()}
+        self.policy = policy or RetryPolicy(max_retries=int(settings["maxRetries"]), max_total_wait=float(settings["maxRetryWaitSeconds"]))
+        self.session = session or self._new_session()
+        self.transport = Transport(
+            self.session,
+            policy=self.policy,
+            timeout=(float(settings["connectTimeoutSeconds"]), float(settings["timeoutSeconds"])),
+            sleep=sleep,
+        )
+        self._lock = threading.Lock()
+        self._auths: dict[str, Any] = {}
+        self._urls: dict[str, str] = {}
+        # Check every URL the config overrides up front, so a bad one fails before any call.
+        for endpoint in connector.endpoints.values():
+            if endpoint.override_field and config.get(endpoint.override_field):
+                check_url(config[endpoint.override_field], endpoint.override_field)
+        for spec in connector.auth.values():
+            field = spec.get("tokenUrlField")
+            if field and config.get(field):
+                check_url(config[field], field)
+
+    def __repr__(self) -> str:
+        return f"Connection(connector={self.connector.id!r})"
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- endpoints and auth -------------------------------------------------------------
+
+    def base_url(self, name: str) -> str:
+        url = self._urls.get(name)
+        if url is None:
+            url = self._urls[name] = self._resolve_url(name)
+        return url
+
+    def _resolve_url(self, name: str) -> str:
+        endpoint = self.connector.endpoints[name]
+        config = self.config
+        if endpoint.override_field and config.get(endpoint.override_field):
+            return check_url(config[endpoint.override_field], endpoint.override_field)
+        if endpoint.base_url:
+            return check_url(endpoint.base_url, f"endpoints.{name}.baseUrl")
+        field, values = endpoint.base_url_by_config
+        value = config.get(field)
+        url = values.get(str(value).lower()) if value is not None else None
+        if url is None:
+            choices = ", ".join(sorted(v.upper() for v in values))
+            problem = "is required" if value is None else f"{value!r} is not one of {choices}"
+            raise InvalidConfig(
+                f"config field {field!r} {problem} (it selects the {name} endpoint)",
+                faults=[Fault(f"$.{field}", f"{problem}; use one of {choices}")],
+            )
+        return check_url(url, field)
+
+    def auth(self, name: str | None):
+        if name is None:
+            return None
+        with self._lock:
+            if name not in self._auths:
+                self._auths[name] = self._build_auth(name, self.connector.auth[name])
+            return self._auths[name]
+
+    def _required(self, field: str, why: str) -> str:
+        value = self.config.get(field)
+        if value in (None, ""):
+            raise InvalidConfig(f"config field {field!r} is required ({why})", faults=[Fault(f"$.{field}", f"is required ({why})")])
+        return str(value)
+
+    def _build_auth(self, name: str, spec: Mapping[str, Any]):
+        if spec["type"] == "oauth2_client_credentials":
+            field = spec.get("tokenUrlField")
+            token_url = self.config.get(field) if field else None
+            return OAuth2ClientCredentials(
+                token_url=check_url(token_url, field) if token_url else check_url(spec["tokenUrl"], f"auth.{name}.tokenUrl"),
+                client_id=self._required(spec["clientIdField"], f"{name} authentication"),
+                client_secret=self._required(spec["clientSecretField"], f"{name} authentication"),
+                transport=self.transport,
+                audience=spec.get("audience"),
+                scope=spec.get("scope"),
+                request_format=spec.get("requestFormat", "json"),
+                clock=self._clock,
+                redactor=self._redact,
+            )
+        for user_field, password_field in zip(spec["usernameFields"], spec["passwordFields"]):
+            if self.config.get(user_field):
+                return BasicAuth(
+                    str(self.config[user_field]), self._required(password_field, f"it pairs with {user_field!r}"), self._redact
+                )
+        first = spec["usernameFields"][0]
+        return BasicAuth(self._required(first, f"{name} authentication"), "", self._redact)
+
+    def client(self, endpoint: str, *, retry_safe: bool, stats: CallStats | None = None) -> HttpClient:
+        """An ``HttpClient`` for ``endpoint`` (see :meth:`Context.http`)."""
+        if endpoint not in self.connector.endpoints:
+            raise PluginError(f"connector {self.connector.id!r} has no endpoint {endpoint!r}")
+        return HttpClient(
+            self.transport,
+            base_url=self.base_url(endpoint),
+            auth=self.auth(self.connector.endpoints[endpoint].auth),
+            retry_safe=retry_safe,
+            stats=stats,
+            service=f"{self.connector.title} ({endpoint})",
+        )
+
+    # -- execution -------------------------------------------------------------------
+
+    def execute(self, capability_id: str, properties: Any) -> Result:
+        """Run one capability on this connection; return a ``Result`` or raise a typed error."""
+        capability = self.registry.get(capability_id)
+        manifest = capability.manifest
+        if manifest.connector != self.connector.id:
+            raise InvalidConfig(
+                f"capability {capability_id!r} belongs to connector {manifest.connector!r}, "
+                f"but this connection is for {self.connector.id!r}"
+            )
+        if self.allow is not None and capability_id not in self.allow:
+            raise InvalidConfig(
+                f"this connection does not allow capability {capability_id!r}; allowed: {', '.join(sorted(self.allow)) or 'none'}",
+                code="capability_not_allowed",
+            )
+        missing = [f for f in manifest.required_config if self.config.get(f) in (None, "")]
+        if missing:
+            raise InvalidConfig(
+                f"{capability_id} needs config field(s) {', '.join(missing)}",
+                faults=[Fault(f"$.{f}", f"is required by {capability_id}") for f in missing],
+            )
+        found = manifest.input_faults(properties)
+        if found:
+            raise _redacted(
+                InvalidInput(f"invalid input for {capability_id} ({len(found)} problem(s))", faults=found), self._redact
+            )
+        ctx = Context(
+            capability=manifest,
+            connector=self.connector,
+            config=self.config,
+            log=_RedactingAdapter(logging.getLogger(f"connector_core.capability.{capability_id}"), self._redact, capability_id),
+            connection=self,
+        )
+        started = time.perf_counter()
+        try:
+            output = capability.caller(ctx=ctx, properties=properties)
+        except ConnectorError as exc:
+            raise _redacted(exc, self._redact) from None
+        except Exception as exc:  # a bug in a plugin must reach the host as a typed error
+            error = PluginError(
+                f"capability {capability_id!r} failed with {type(exc).__name__}: {self._redact(str(exc))}; "
+                "this is a bug in the plugin, please report it",
+                capability=capability_id,
+                exception=type(exc).__name__,
+            )
+            error.plugin_traceback = self._redact("".join(traceback.format_exception(exc)))
+            raise error from None
+        duration = (time.perf_counter() - started) * 1000
+        found = manifest.output_faults(output)
+        if found:
+            raise PluginError(
+                f"capability {capability_id!r} returned output that does not match its output schema; "
+                "this is a bug in the plugin, please report it",
+                code="invalid_output",
+                faults=[Fault(f.path, self._redact(f.message)) for f in found],
+                capability=capability_id,
+            )
+        log.info("%s done in %.1f ms (%d HTTP request(s), %d retries)", capability_id, duration, ctx.stats.requests, ctx.stats.retries)
+        return Result(capability_id, output, duration, ctx.stats.requests, ctx.stats.retries)
+
+
+class Engine:
+    """Loads plugins once and runs capabilities.
+
+    ``pm``: a plugin manager with plugins already registered (tests pass one in); by
+    default one is made and filled from the ``connector_core`` entry points (restricted by
+    ``only`` or ``CONNECTOR_CORE_LOAD_PLUGINS``). ``strict`` turns any rejected plugin
+    into a ``PluginLoadError``. Connections opened by :meth:`execute` are cached by config
+    (at most ``max_connections``), so repeated calls reuse pools and tokens.
+    """
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager | None = None,
+        *,
+        strict: bool | None = None,
+        only: Iterable[str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        session_factory: Callable[[], requests.Session] | None = None,
+        max_connections: int = 16,
+    ) -> None:
+        rejected = []
+        if pm is None:
+            pm = get_plugin_manager()
+            rejected = load_entry_points(pm, only=only)
+        self.pm = pm
+        self.registry = build_registry(pm, rejected, strict=strict)
+        self._sleep = sleep
+        self._clock = clock
+        self._session_factory = session_factory
+        self._max_connections = max_connections
+        self._connections: collections.OrderedDict[str, Connection] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Engine({len(self.registry.capabilities)} capabilities)"
+
+    @property
+    def capabilities(self) -> Mapping[str, Any]:
+        return self.registry.capabilities
+
+    def connect(self, config: Mapping[str, Any], *, connector: str | None = None, allow: Iterable[str] | None = None) -> Connection:
+        """Open a connection (validated config, HTTP session, token cache) for many calls."""
+        if connector is None:
+            if len(self.registry.connectors) != 1:
+                raise InvalidConfig(
+                    "several connectors are loaded; name one with connector=: " + ", ".join(sorted(self.registry.connectors))
+                )
+            connector = next(iter(self.registry.connectors))
+        return Connection(
+            self.registry,
+            self.registry.connector(connector),
+            config,
+            allow=allow,
+            session=self._session_factory() if self._session_factory else None,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    def execute(self, capability_id: str, properties: Any, config: Mapping[str, Any]) -> Result:
+        """Run one capability with ``config``; reuses a cached connection for the same config."""
+        capability = self.registry.get(capability_id)
+        return self._cached(capability.connector.id, config).execute(capability_id, properties)
+
+    def _cached(self, connector: str, config: Mapping[str, Any]) -> Connection:
+        if not isinstance(config, Mapping):
+            raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be an object")])
+        config = resolve_env(dict(config))
+        try:
+            key = hashlib.sha256(json.dumps([connector, config], sort_keys=True, default=str).encode()).hexdigest()
+        except (TypeError, ValueError):
+            raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be JSON data")]) from None
+        with self._lock:
+            connection = self._connections.get(key)
+            if connection is not None:
+                self._connections.move_to_end(key)
+                return connection
+        connection = self.connect(config, connector=connector)
+        with self._lock:
+            connection = self._connections.setdefault(key, connection)
+            while len(self._connections) > self._max_connections:
+                self._connections.popitem(last=False)
+            return connection
+
+    def close(self) -> None:
+        """Close every cached connection."""
+        with self._lock:
+            connections, self._connections = list(self._connections.values()), collections.OrderedDict()
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
