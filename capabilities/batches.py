@@ -1,0 +1,946 @@
+"""mParticle Events API batches: check, parse, identify, serialise and pack into requests.
+
+Shared by the sandbox server, which checks every batch it receives (so ``check_batch`` is a
+hand-written validator built for speed, not a jsonschema run), and by ``uploadEventBatch``,
+which checks batches before sending them.
+
+``check_batch`` follows the official batch schema (SCH21/SCH26: docs.mparticle.com
+``mparticle.inbound.eventsapi.schema.json``), the JSON reference (D-JSON), the OpenAPI file
+(OAS) and the generated SDK clients (PY). Where they disagree:
+
+* Required fields per event type: a field is required when D-JSON documents it as required
+  (both official sample batches, 2021 and 2026, meet every such rule), not merely because a
+  schema or OAS lists it. So ``screen_view.screen_name``,
+  ``session_end.session_duration_ms``, ``session_start.session_id``,
+  ``opt_out.is_opted_out``, ``network_performance.url``/``response_code``,
+  ``crash_report.severity``/``message``, ``push_message.push_message_token`` and
+  ``push_notification_payload`` are optional (schemas require them, D-JSON does not), and
+  ``application_state_transition`` does not need ``is_first_run``/``is_upgrade`` (OAS only).
+  Event types D-JSON does not describe (``profile``, ``user_attribute_change``,
+  ``user_identity_change``) follow SCH26; ``user_identity_change`` needs ``new`` only, because
+  ``old`` is null when an identity is first set (as in the samples).
+* Required strings must be non-empty: the API's own 400 example says a required field is
+  "missing or empty".
+* ``commerce_event`` needs exactly one of ``product_action``, ``promotion_action``,
+  ``product_impressions`` (D-JSON: "required or disallowed"); null counts as absent, as in the
+  samples. The schemas do not enforce this and PY asks for at least one.
+* Enumerations accept the union of every mParticle-authored source, so no batch mParticle
+  documents anywhere is rejected: ``event_type`` adds ``first_run``, ``pre_attribution``,
+  ``profile``, ``push_reaction``, ``user_attribute_change``, ``user_identity_change`` to
+  D-JSON's list; ``custom_event_type`` of a custom event is D-JSON's list (with
+  ``attribution`` and ``media``) plus ``unknown`` (PY and the Ruby SDK); a commerce event's
+  ``custom_event_type`` is SCH26's list plus ``unknown``; ``environment`` is ``production``,
+  ``development`` or ``unknown`` (OAS).
+* ``environment`` is optional (SCH26; mParticle defaults to production) but may not be null.
+* ``user_identities`` keys are SCH26's closed set; values must be strings or null (D-JSON
+  documents a string map; the schema's loose "String" also takes numbers and booleans).
+* ``mpid`` (and the other integer fields) must be JSON integers: the schemas and samples use
+  numbers, never numeric strings. ``mpid`` must fit a signed 64-bit integer.
+* ``context`` is the data-plan field; OAS's ``batch_context`` is treated as an unknown field
+  (the schemas forbid it and the SDKs send ``context``).
+* ``schema_version`` is tolerated with any value: D-JSON calls it output-only, yet the HTTP
+  docs' examples send it, although the schemas forbid unknown fields.
+* Null counts as absent for every optional field except ``environment``: the samples send
+  null for many fields, some of which the schemas type as non-null (``source_message_id``,
+  a commerce event's ``screen_name``). A required field that is null is a fault.
+
+Size limits: a request body (one batch for ``/v2/events``, an array of batches for
+``/v2/bulkevents``) may be at most 256 KB, and a bulk request at most 100 batches. The 128 KB
+per-batch figure is performance guidance and is not enforced; content limits that mParticle
+applies by truncating are not checked either.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import re
+import uuid
+from typing import Any, Callable
+
+from connector_core.errors import Fault, InvalidInput
+
+try:  # optional: faster serialisation; every use falls back to the standard library
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "MAX_BATCHES_PER_REQUEST",
+    "EVENT_TYPES",
+    "IDENTITY_TYPES",
+    "check_batch",
+    "check_batches",
+    "parse_batches",
+    "ensure_request_ids",
+    "encode",
+    "decode",
+    "encode_single",
+    "chunk_batches",
+]
+
+MAX_REQUEST_BYTES = 256 * 1024
+MAX_BATCHES_PER_REQUEST = 100
+
+# Display order: D-JSON's documented types first, then those only the schemas/OAS list.
+_EVENT_TYPE_ORDER = (
+    "custom_event", "commerce_event", "screen_view", "session_start", "session_end",
+    "uninstall", "crash_report", "opt_out", "push_registration",
+    "application_state_transition", "push_message", "network_performance", "breadcrumb",
+    "first_run", "pre_attribution", "profile", "push_reaction", "user_attribute_change",
+    "user_identity_change",
+)
+EVENT_TYPES = frozenset(_EVENT_TYPE_ORDER)
+
+_IDENTITY_ORDER = (
+    "customer_id", "email", "other", "other_id_2", "other_id_3", "other_id_4", "other_id_5",
+    "other_id_6", "other_id_7", "other_id_8", "other_id_9", "other_id_10", "mobile_number",
+    "phone_number_2", "phone_number_3", "facebook", "twitter", "google", "microsoft",
+    "yahoo", "alias", "facebook_custom_audience_id",
+)
+IDENTITY_TYPES = frozenset(_IDENTITY_ORDER)
+
+
+# Allowed values: dicts give O(1) membership and keep the documented order for messages.
+def _choices(*values: str) -> dict[str, None]:
+    return dict.fromkeys(values)
+
+
+_ENVIRONMENTS = _choices("production", "development", "unknown")
+_CUSTOM_EVENT_TYPES = _choices(
+    "navigation", "location", "search", "transaction", "user_content", "user_preference",
+    "social", "media", "attribution", "other", "unknown",
+)
+_COMMERCE_EVENT_TYPES = _choices(
+    "add_to_cart", "remove_from_cart", "checkout", "checkout_option", "click", "view_detail",
+    "purchase", "refund", "promotion_view", "promotion_click", "add_to_wishlist",
+    "remove_from_wishlist", "impression", "attribution", "consent_granted", "consent_denied",
+    "navigation", "location", "search", "transaction", "user_content", "user_preference",
+    "social", "media", "other", "unknown",
+)
+_PRODUCT_ACTIONS = _choices(
+    "add_to_cart", "remove_from_cart", "checkout", "checkout_option", "click", "view_detail",
+    "purchase", "refund", "add_to_wishlist", "remove_from_wish_list",
+)
+_PROMOTION_ACTIONS = _choices("view", "click")
+_TRANSITION_TYPES = _choices(
+    "application_initialized", "application_exit", "application_background",
+    "application_foreground",
+)
+_PUSH_MESSAGE_TYPES = _choices("sent", "received", "action")
+_APPLICATION_STATES = _choices("not_running", "background", "foreground")
+_PROFILE_EVENT_TYPES = _choices("signup", "login", "logout", "update", "delete")
+_PLATFORMS = _choices(
+    "iOS", "Android", "web", "tvOS", "roku", "out_of_band", "alexa", "smart_tv", "fire_tv",
+    "xbox",
+)
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_str(value: object) -> bool:
+    return type(value) is str or isinstance(value, str)
+
+
+def _is_dict(value: object) -> bool:
+    return type(value) is dict or isinstance(value, dict)
+
+
+def _is_list(value: object) -> bool:
+    return type(value) is list or isinstance(value, (list, tuple))
+
+
+def _is_scalar(value: object) -> bool:
+    return type(value) in _SCALARS or isinstance(value, (str, int, float))
+
+
+def _member(path: str, key: object) -> str:
+    key = str(key)
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+
+
+def _hint(value: object, choices) -> str:
+    if not _is_str(value):
+        return ""
+    by_lower = {choice.lower(): choice for choice in choices}
+    match = difflib.get_close_matches(value.lower(), list(by_lower), n=1)
+    return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""
+
+
+def _enum_message(value: object, what: str, choices) -> str:
+    listed = ", ".join(choices)
+    if not _is_str(value):
+        return f"{what} must be a string, one of: {listed} (got {_json_type(value)})"
+    return f"{value!r} is not a known {what}{_hint(value, choices)}; use one of: {listed}"
+
+
+_SPLIT_DIGITS = re.compile(r"(\d+)")
+
+
+def _path_order(fault: Fault) -> list:
+    # Natural order, so events[2] sorts before events[10].
+    parts: list = _SPLIT_DIGITS.split(fault.path)
+    parts[1::2] = map(int, parts[1::2])
+    return parts
+
+
+# --------------------------------------------------------------------------- events
+
+# Field kinds of the per-event-type rules, and how a fault message names each.
+_STR, _BOOL, _INT, _ENUM, _OBJ = range(5)
+_NEED = {_STR: "string", _BOOL: "true or false", _INT: "integer", _OBJ: "object"}
+
+# event_type -> ((field, required, kind, allowed values or None), ...)
+_RULES: dict[str, tuple] = {
+    "custom_event": (
+        ("event_name", True, _STR, None),
+        ("custom_event_type", True, _ENUM, _CUSTOM_EVENT_TYPES),
+    ),
+    "commerce_event": (
+        ("custom_event_type", False, _ENUM, _COMMERCE_EVENT_TYPES),
+        ("event_name", False, _STR, None),
+        ("screen_name", False, _STR, None),
+        ("currency_code", False, _STR, None),
+        ("is_non_interactive", False, _BOOL, None),
+    ),
+    "screen_view": (("screen_name", False, _STR, None),),
+    "session_start": (("session_id", False, _INT, None),),
+    "session_end": (("session_duration_ms", False, _INT, None),),
+    "opt_out": (("is_opted_out", False, _BOOL, None),),
+    "push_registration": (
+        ("register", True, _BOOL, None),
+        ("registration_token", True, _STR, None),
+    ),
+    "application_state_transition": (
+        ("application_transition_type", True, _ENUM, _TRANSITION_TYPES),
+        ("is_first_run", False, _BOOL, None),
+        ("is_upgrade", False, _BOOL, None),
+    ),
+    "push_message": (
+        ("push_message_type", True, _ENUM, _PUSH_MESSAGE_TYPES),
+        ("application_state", False, _ENUM, _APPLICATION_STATES),
+    ),
+    "network_performance": (("url", False, _STR, None),),
+    "breadcrumb": (
+        ("label", True, _STR, None),
+        ("session_number", False, _INT, None),
+    ),
+    "profile": (
+        ("profile_event_type", True, _ENUM, _PROFILE_EVENT_TYPES),
+        ("previous_mpid", True, _INT, None),
+        ("current_mpid", True, _INT, None),
+    ),
+    "user_attribute_change": (("user_attribute_name", True, _STR, None),),
+    "user_identity_change": (("new", True, _OBJ, None),),
+}
+
+
+def _data_path(path: str, i: int) -> str:
+    return f"{path}.events[{i}].data"
+
+
+def _missing(faults, path, i, event, data, event_type, field, kind, allowed) -> None:
+    need = f"one of: {', '.join(allowed)}" if kind == _ENUM else _NEED[kind]
+    message = f"{event_type} needs {field!r} ({need})"
+    if field in data:
+        message += ", not null"
+    elif field in event:
+        message += "; it is next to 'data' but belongs inside it"
+    faults.append(Fault(f"{_data_path(path, i)}.{field}", message))
+
+
+def _check_rules(rules, data, event, event_type, path, i, faults) -> None:
+    for field, required, kind, allowed in rules:
+        value = data.get(field)
+        if value is None:
+            if required:
+                _missing(faults, path, i, event, data, event_type, field, kind, allowed)
+            continue
+        if kind == _ENUM:
+            if not (_is_str(value) and value in allowed):
+                faults.append(
+                    Fault(f"{_data_path(path, i)}.{field}", _enum_message(value, field, allowed))
+                )
+        elif kind == _STR:
+            if not _is_str(value):
+                faults.append(Fault(
+                    f"{_data_path(path, i)}.{field}",
+                    f"{field!r} must be a string, not {_json_type(value)}",
+                ))
+            elif required and not value:
+                faults.append(Fault(
+                    f"{_data_path(path, i)}.{field}",
+                    f"{event_type} needs a non-empty {field!r}",
+                ))
+        elif kind == _BOOL:
+            if type(value) is not bool:
+                faults.append(Fault(
+                    f"{_data_path(path, i)}.{field}",
+                    f"{field!r} must be true or false, not {_json_type(value)}",
+                ))
+        elif kind == _INT:
+            if not _is_int(value):
+                faults.append(Fault(
+                    f"{_data_path(path, i)}.{field}",
+                    f"{field!r} must be an integer, not {_json_type(value)}",
+                ))
+        elif not _is_dict(value):  # _OBJ
+            faults.append(Fault(
+                f"{_data_path(path, i)}.{field}",
+                f"{field!r} must be an object, not {_json_type(value)}",
+            ))
+
+
+def _check_commerce(data: dict, path: str, i: int, faults: list) -> None:
+    base = _data_path(path, i)
+    present = [k for k in ("product_action", "promotion_action", "product_impressions")
+               if data.get(k) is not None]
+    if len(present) != 1:
+        which = "none" if not present else " and ".join(repr(k) for k in present)
+        faults.append(Fault(base, (
+            "commerce_event needs exactly one of 'product_action', 'promotion_action' or "
+            f"'product_impressions' (got {which}); send one commerce event per kind"
+        )))
+    action = data.get("product_action")
+    if action is not None:
+        _check_action(action, f"{base}.product_action", "product_action", _PRODUCT_ACTIONS, faults)
+        if _is_dict(action):
+            _check_object_list(action.get("products"), f"{base}.product_action.products",
+                               "product", faults)
+    promotion = data.get("promotion_action")
+    if promotion is not None:
+        _check_action(promotion, f"{base}.promotion_action", "promotion_action",
+                      _PROMOTION_ACTIONS, faults)
+    impressions = data.get("product_impressions")
+    if impressions is not None:
+        _check_object_list(impressions, f"{base}.product_impressions", "product impression",
+                           faults)
+    cart = data.get("shopping_cart")
+    if cart is not None and not _is_dict(cart):
+        faults.append(Fault(f"{base}.shopping_cart",
+                            f"'shopping_cart' must be an object, not {_json_type(cart)}"))
+
+
+def _check_action(action, path: str, what: str, allowed, faults: list) -> None:
+    if not _is_dict(action):
+        faults.append(Fault(path, f"{what!r} must be an object, not {_json_type(action)}"))
+        return
+    value = action.get("action")
+    if value is None:
+        faults.append(Fault(f"{path}.action",
+                            f"{what} needs 'action' (one of: {', '.join(allowed)})"))
+    elif not (_is_str(value) and value in allowed):
+        faults.append(Fault(f"{path}.action", _enum_message(value, f"{what} action", allowed)))
+
+
+def _check_object_list(value, path: str, what: str, faults: list) -> None:
+    if value is None:
+        return
+    if not _is_list(value):
+        faults.append(Fault(path, f"must be an array of {what} objects, not {_json_type(value)}"))
+        return
+    for j, item in enumerate(value):
+        if not _is_dict(item):
+            faults.append(Fault(f"{path}[{j}]",
+                                f"each {what} must be an object, not {_json_type(item)}"))
+
+
+def _check_identity_change(data: dict, path: str, i: int, faults: list) -> None:
+    new = data.get("new")
+    if _is_dict(new):
+        kind = new.get("identity_type")
+        if not (_is_str(kind) and kind in IDENTITY_TYPES):
+            faults.append(Fault(f"{_data_path(path, i)}.new.identity_type",
+                                _enum_message(kind, "identity_type", _IDENTITY_ORDER)))
+    old = data.get("old")
+    if old is not None and not _is_dict(old):
+        faults.append(Fault(f"{_data_path(path, i)}.old",
+                            f"'old' must be an object or null, not {_json_type(old)}"))
+
+
+_EXTRA: dict[str, Callable] = {
+    "commerce_event": _check_commerce,
+    "user_identity_change": _check_identity_change,
+}
+
+_EVENT_TYPE_LIST = ", ".join(_EVENT_TYPE_ORDER)
+
+
+def _check_events(events, path: str, key: str, faults: list) -> None:
+    if not _is_list(events):
+        faults.append(Fault(f"{path}.events",
+                            f"'events' must be an array of events, not {_json_type(events)}"))
+        return
+    rules_for = _RULES.get
+    extra_for = _EXTRA.get
+    for i, event in enumerate(events):
+        if type(event) is not dict and not isinstance(event, dict):
+            faults.append(Fault(
+                f"{path}.events[{i}]",
+                "each event must be an object with 'event_type' and 'data', "
+                f"not {_json_type(event)}",
+            ))
+            continue
+        event_type = event.get("event_type")
+        if type(event_type) is not str or event_type not in EVENT_TYPES:
+            if event_type is None:
+                message = f"each event needs 'event_type' (one of: {_EVENT_TYPE_LIST})"
+            else:
+                message = _enum_message(event_type, "event_type", _EVENT_TYPE_ORDER)
+            faults.append(Fault(f"{path}.events[{i}].event_type", message))
+            event_type = None
+        data = event.get("data")
+        if type(data) is not dict and not isinstance(data, dict):
+            if data is None:
+                message = "each event needs 'data' (an object with the event's fields)"
+                stray = [k for k in event if k not in ("event_type", "data")]
+                if stray:
+                    message += f"; move {', '.join(map(repr, stray))} inside 'data'"
+            else:
+                message = f"'data' must be an object, not {_json_type(data)}"
+            faults.append(Fault(f"{path}.events[{i}].data", message))
+            continue
+
+        # Fields every event type shares (D-JSON "common event data node properties").
+        get = data.get
+        value = get("timestamp_unixtime_ms")
+        if value is not None and type(value) is not int and not _is_int(value):
+            faults.append(Fault(
+                f"{_data_path(path, i)}.timestamp_unixtime_ms",
+                f"'timestamp_unixtime_ms' must be an integer (milliseconds since the Unix "
+                f"epoch), not {_json_type(value)}",
+            ))
+        value = get("custom_attributes")
+        if value is not None:
+            if type(value) is dict or isinstance(value, dict):
+                for key, item in value.items():
+                    if type(item) not in _SCALARS and not _is_scalar(item):
+                        faults.append(Fault(
+                            _member(f"{_data_path(path, i)}.custom_attributes", key),
+                            "custom attribute values must be a string, number, boolean or "
+                            f"null, not {_json_type(item)}",
+                        ))
+            else:
+                faults.append(Fault(
+                    f"{_data_path(path, i)}.custom_attributes",
+                    f"'custom_attributes' must be an object, not {_json_type(value)}",
+                ))
+        for field in ("custom_flags", "location", "device_current_state"):
+            value = get(field)
+            if value is not None and type(value) is not dict and not isinstance(value, dict):
+                faults.append(Fault(f"{_data_path(path, i)}.{field}",
+                                    f"{field!r} must be an object, not {_json_type(value)}"))
+        value = get("source_message_id")
+        if value is not None and type(value) is not str and not isinstance(value, str):
+            faults.append(Fault(f"{_data_path(path, i)}.source_message_id",
+                                f"'source_message_id' must be a string, not {_json_type(value)}"))
+
+        if event_type is None:
+            continue
+        rules = rules_for(event_type)
+        if rules:
+            _check_rules(rules, data, event, event_type, path, i, faults)
+        extra = extra_for(event_type)
+        if extra is not None:
+            extra(data, path, i, faults)
+
+
+# --------------------------------------------------------------------------- batch fields
+
+def _check_object(value, path, key, faults) -> None:
+    if not _is_dict(value):
+        faults.append(Fault(_member(path, key),
+                            f"{key!r} must be an object, not {_json_type(value)}"))
+
+
+def _check_string(value, path, key, faults) -> None:
+    if not _is_str(value):
+        faults.append(Fault(_member(path, key),
+                            f"{key!r} must be a string, not {_json_type(value)}"))
+
+
+def _check_scalar(value, path, key, faults) -> None:
+    if not _is_scalar(value):
+        faults.append(Fault(_member(path, key),
+                            f"{key!r} must be a string, not {_json_type(value)}"))
+
+
+def _check_integer(value, path, key, faults) -> None:
+    if not _is_int(value):
+        hint = ""
+        if _is_str(value) and value.lstrip("-").isdigit():
+            hint = f"; send it as a JSON number ({value}), not a string"
+        faults.append(Fault(_member(path, key),
+                            f"{key!r} must be an integer, not {_json_type(value)}{hint}"))
+
+
+def _check_mpid(value, path, key, faults) -> None:
+    if not _is_int(value):
+        _check_integer(value, path, key, faults)
+    elif not _INT64_MIN <= value <= _INT64_MAX:
+        faults.append(Fault(_member(path, key), "'mpid' must fit in a signed 64-bit integer"))
+
+
+def _check_string_list(value, path, key, faults) -> None:
+    if not _is_list(value):
+        faults.append(Fault(_member(path, key),
+                            f"{key!r} must be an array of strings, not {_json_type(value)}"))
+        return
+    for j, item in enumerate(value):
+        if not _is_str(item):
+            faults.append(Fault(f"{_member(path, key)}[{j}]",
+                                f"must be a string, not {_json_type(item)}"))
+
+
+def _check_environment(value, path, key, faults) -> None:
+    if not (_is_str(value) and value in _ENVIRONMENTS):
+        if value is None:
+            message = ("'environment' must be 'production' or 'development', not null "
+                       "(leave it out to get production)")
+        else:
+            message = _enum_message(value, "environment", _ENVIRONMENTS)
+        faults.append(Fault(_member(path, key), message))
+
+
+def _check_identities(value, path, key, faults) -> None:
+    if not _is_dict(value):
+        faults.append(Fault(_member(path, key),
+                            f"'user_identities' must be an object, not {_json_type(value)}"))
+        return
+    base = _member(path, key)
+    for name, identity in value.items():
+        if name not in IDENTITY_TYPES:
+            if name == "mpid":
+                message = "'mpid' is not a user identity; put it in the batch's top-level 'mpid'"
+            else:
+                message = _enum_message(name, "user identity type", _IDENTITY_ORDER)
+            faults.append(Fault(_member(base, name), message))
+        elif identity is not None and not _is_str(identity):
+            hint = f' (send {identity!r} as "{identity}")' if _is_int(identity) else ""
+            message = f"identity values must be strings, not {_json_type(identity)}{hint}"
+            faults.append(Fault(_member(base, name), message))
+
+
+def _check_user_attributes(value, path, key, faults) -> None:
+    if not _is_dict(value):
+        faults.append(Fault(_member(path, key),
+                            f"'user_attributes' must be an object, not {_json_type(value)}"))
+        return
+    base = _member(path, key)
+    for name, attribute in value.items():
+        if type(attribute) in _SCALARS or _is_scalar(attribute):
+            continue
+        if _is_list(attribute) and all(_is_scalar(v) for v in attribute):
+            continue
+        faults.append(Fault(_member(base, name), (
+            "user attribute values must be a string, number, boolean, null or a list of "
+            f"strings, not {_json_type(attribute)}"
+        )))
+
+
+def _check_integration_attributes(value, path, key, faults) -> None:
+    if not _is_dict(value):
+        faults.append(Fault(_member(path, key),
+                            f"'integration_attributes' must be an object, not {_json_type(value)}"))
+        return
+    base = _member(path, key)
+    for module, attributes in value.items():
+        if attributes is not None and not _is_dict(attributes):
+            faults.append(Fault(_member(base, module), (
+                "integration attributes are keyed by module id, each an object of "
+                f"attribute names to values, not {_json_type(attributes)}"
+            )))
+
+
+def _check_ip(value, path, key, faults) -> None:
+    if not _is_str(value):
+        faults.append(Fault(_member(path, key), f"'ip' must be a string, not {_json_type(value)}"))
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        faults.append(Fault(_member(path, key), f"{value!r} is not an IPv4 or IPv6 address"))
+
+
+def _check_device_info(value, path, key, faults) -> None:
+    if not _is_dict(value):
+        _check_object(value, path, key, faults)
+        return
+    platform = value.get("platform")
+    if platform is not None and not (_is_str(platform) and platform in _PLATFORMS):
+        faults.append(Fault(f"{_member(path, key)}.platform",
+                            _enum_message(platform, "platform", _PLATFORMS)))
+
+
+def _check_context(value, path, key, faults) -> None:
+    if not _is_dict(value):
+        _check_object(value, path, key, faults)
+        return
+    plan = value.get("data_plan")
+    if plan is None:
+        return
+    base = f"{_member(path, key)}.data_plan"
+    if not _is_dict(plan):
+        faults.append(Fault(base, f"'data_plan' must be an object, not {_json_type(plan)}"))
+        return
+    plan_id = plan.get("plan_id")
+    if plan_id is not None and not _is_str(plan_id):
+        faults.append(Fault(f"{base}.plan_id",
+                            f"'plan_id' must be a string, not {_json_type(plan_id)}"))
+    version = plan.get("plan_version")
+    if version is not None and not _is_int(version):
+        faults.append(Fault(f"{base}.plan_version",
+                            f"'plan_version' must be an integer, not {_json_type(version)}"))
+
+
+def _tolerate(value, path, key, faults) -> None:
+    pass
+
+
+# Batch field -> checker(value, path, key, faults). A null value is not checked, except for
+# 'environment'. Any other key is an unknown field.
+_BATCH_FIELDS: dict[str, Callable] = {
+    "events": _check_events,
+    "environment": _check_environment,
+    "user_identities": _check_identities,
+    "user_attributes": _check_user_attributes,
+    "deleted_user_attributes": _check_string_list,
+    "device_info": _check_device_info,
+    "application_info": _check_object,
+    "consent_state": _check_object,
+    "context": _check_context,
+    "integration_attributes": _check_integration_attributes,
+    "partner_identities": _check_object,
+    "source_info": _check_object,
+    "attribution_info": _check_object,
+    "mpid": _check_mpid,
+    "origin_mpid": _check_integer,
+    "timestamp_unixtime_ms": _check_integer,
+    "batch_id": _check_integer,
+    "source_request_id": _check_string,
+    "mp_deviceid": _check_string,
+    "ip": _check_ip,
+    "api_key": _check_scalar,
+    "api_keys": _check_string_list,
+    "partner_identity": _check_scalar,
+    "sdk_version": _check_scalar,
+    "job_id": _check_scalar,
+    "schema_version": _tolerate,
+}
+_BATCH_FIELD_NAMES = tuple(_BATCH_FIELDS)
+
+
+# Event fields people put at the batch level by mistake.
+_EVENT_LEVEL_FIELDS = frozenset(("event_type", "event_name", "custom_event_type", "data"))
+
+
+def _unknown_field(key: object, path: str) -> Fault:
+    name = str(key)
+    if name in _EVENT_LEVEL_FIELDS:
+        advice = "; event fields belong inside an event's 'data', in 'events'"
+    else:
+        advice = _hint(name, [k for k in _BATCH_FIELD_NAMES if k != "schema_version"])
+        advice += "; the Events API rejects unknown fields"
+    return Fault(_member(path, name), f"{name!r} is not a batch field{advice}")
+
+
+def check_batch(batch: object, path: str = "$") -> list[Fault]:
+    """Every fault of one Events API batch, sorted by path; ``[]`` when it is valid.
+
+    ``path`` prefixes each fault's JSON path, e.g. ``$[2]`` for a batch inside a bulk array.
+    Each message says how to fix the problem. See the module docstring for the rules.
+    """
+    if type(batch) is not dict and not isinstance(batch, dict):
+        return [Fault(path, f"a batch must be a JSON object, not {_json_type(batch)}")]
+    faults: list[Fault] = []
+    fields = _BATCH_FIELDS
+    for key, value in batch.items():
+        check = fields.get(key) if type(key) is str else None
+        if check is None:
+            faults.append(_unknown_field(key, path))
+        elif value is not None or key == "environment":
+            check(value, path, key, faults)
+    if len(faults) > 1:
+        faults.sort(key=_path_order)
+    return faults
+
+
+def check_batches(
+    batches: list[dict], path: str = "$.jsonBody", single: bool = False
+) -> list[Fault]:
+    """Faults of several batches: each at ``path[i]``, or at ``path`` itself when ``single``."""
+    if single:
+        return [fault for batch in batches for fault in check_batch(batch, path)]
+    faults: list[Fault] = []
+    for i, batch in enumerate(batches):
+        faults.extend(check_batch(batch, f"{path}[{i}]"))
+    return faults
+
+
+# --------------------------------------------------------------------------- JSON text
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    """A copy of ``obj`` with NaN and infinities replaced by None (as orjson writes them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _encode_stdlib(obj: Any) -> bytes:
+    try:
+        text = _ENCODER.encode(obj)
+    except ValueError as err:
+        if "Out of range float" not in str(err):
+            raise
+        obj = _finite(obj)
+        text = _ENCODER.encode(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: \u-escape them instead
+        return _ASCII_ENCODER.encode(obj).encode("ascii")
+
+
+if _orjson is not None:
+    # Datetimes and dataclasses go to the (absent) default hook, so they fail as they do
+    # without orjson.
+    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of ``obj``: no spaces, non-ASCII characters kept as they are.
+
+    Uses orjson when it is installed and can serialise ``obj`` (it refuses integers beyond
+    64 bits, non-string keys and lone surrogates); otherwise the standard library. Either
+    way NaN and infinities become null, since JSON has no such numbers.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj, option=_ORJSON_OPTIONS)
+        except TypeError:
+            pass
+    return _encode_stdlib(obj)
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str):
+    raise _NonFinite(name)
+
+
+_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+# orjson 3.x silently turns integers outside [-2**63, 2**64) into floats. Text that may hold
+# one goes to the standard library instead: any run of 20 or more digits, or a 19-digit
+# negative number below -2**63 (all of which start with "-9"). A translate-and-find pass is
+# several times faster than a regex for digit runs.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_TWENTY_DIGITS = b"0" * 20
+_NEGATIVE_19_DIGITS = re.compile(rb"-9\d{18}")
+
+
+def _may_hold_big_int(raw: bytes) -> bool:
+    if _TWENTY_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+        return True
+    return any(int(m.group()) < _INT64_MIN for m in _NEGATIVE_19_DIGITS.finditer(raw))
+
+
+def _decode_stdlib(text: str | bytes) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except _NonFinite as err:
+        doc = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else text
+        pos = next((m.start(1) for m in _NON_FINITE.finditer(doc) if m.group(1)), 0)
+        raise json.JSONDecodeError(f"{err} is not a JSON value (use null or a number)",
+                                   doc, pos) from None
+
+
+def decode(data: bytes | str) -> Any:
+    """Parse JSON text (bytes or str) into Python values, keeping big integers exact.
+
+    Raises ``json.JSONDecodeError`` (with ``lineno``/``colno``) on invalid JSON; NaN and
+    Infinity are rejected because they are not JSON.
+    """
+    if _orjson is not None:
+        try:
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+        except UnicodeEncodeError:  # lone surrogates, which only the standard library reads
+            raw = None
+        if isinstance(raw, (bytes, bytearray)) and not _may_hold_big_int(raw):
+            try:
+                return _orjson.loads(raw)
+            except _orjson.JSONDecodeError:
+                pass  # the standard library decides, and words the error
+    return _decode_stdlib(data)
+
+
+# --------------------------------------------------------------------------- parsing input
+
+_BLANK = " \t\r\n\u00a0\ufeff\u200b\u2028\u2029"
+
+
+def _line_column(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - text.rfind("\n", 0, pos)
+
+
+def parse_batches(json_body: object, path: str = "$.jsonBody") -> tuple[list[dict], bool]:
+    """Turn user input into ``(batches, was_single)``.
+
+    ``json_body`` is JSON text (one batch object or an array of them, surrounding whitespace
+    allowed), a dict (one batch) or a list of dicts. ``was_single`` is True when one object
+    was given. Raises ``InvalidInput`` with faults at ``path`` (or ``path[i]``) for invalid
+    JSON (the message gives line and column), an empty array, or non-object items.
+    """
+    value = json_body
+    if isinstance(json_body, (bytes, bytearray)):
+        try:
+            json_body = json_body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InvalidInput("the JSON body is not valid UTF-8",
+                               faults=[Fault(path, f"is not valid UTF-8 text: {err}")]) from None
+    if isinstance(json_body, str):
+        body = json_body.strip(_BLANK)
+        if not body:
+            raise InvalidInput("the JSON body is empty", faults=[Fault(
+                path, "is empty; give one batch object {...} or an array of batches [{...}]")])
+        lead = len(json_body) - len(json_body.lstrip(_BLANK))
+        try:
+            value = decode(body)
+        except json.JSONDecodeError as err:
+            line, column = _line_column(json_body, lead + err.pos)
+            message = f"invalid JSON at line {line}, column {column}: {err.msg}"
+            raise InvalidInput("the JSON body is not valid JSON",
+                               faults=[Fault(path, message)]) from None
+        except (ValueError, RecursionError) as err:
+            raise InvalidInput("the JSON body is not valid JSON",
+                               faults=[Fault(path, f"invalid JSON: {err}")]) from None
+
+    if isinstance(value, dict):
+        return [value], True
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise InvalidInput("no batches to send", faults=[Fault(
+                path, "is an empty array; give at least one batch object")])
+        faults = [
+            Fault(f"{path}[{i}]", f"must be a batch object, not {_json_type(item)}")
+            for i, item in enumerate(value) if not isinstance(item, dict)
+        ]
+        if faults:
+            raise InvalidInput("every item of the array must be a batch object", faults=faults)
+        return list(value), False
+    raise InvalidInput("the JSON body must be a batch object or an array of batches", faults=[
+        Fault(path, "must be a batch object {...} or an array of batch objects [{...}], "
+                    f"not {_json_type(value)}")])
+
+
+def ensure_request_ids(
+    batches: list[dict], new_id: Callable[[], object] = uuid.uuid4
+) -> list[dict]:
+    """Return the batches, each with a ``source_request_id``.
+
+    A batch whose id is missing, null or empty gets ``str(new_id())`` in a shallow copy; the
+    caller's dicts are never changed. Existing ids are kept (``check_batch`` reports ids of
+    the wrong type).
+    """
+    out = []
+    for batch in batches:
+        current = batch.get("source_request_id")
+        if current is None or current == "":
+            batch = {**batch, "source_request_id": str(new_id())}
+        out.append(batch)
+    return out
+
+
+# --------------------------------------------------------------------------- requests
+
+def _too_large(size: int, limit: int, path: str) -> InvalidInput:
+    message = (
+        f"this batch is {size:,} bytes as a request body, over the {limit:,}-byte "
+        f"({limit / 1024:g} KB) limit of one Events API request; split its events into "
+        "several batches for the same user"
+    )
+    return InvalidInput("a batch is too large to send", faults=[Fault(path, message)])
+
+
+def encode_single(batch: dict) -> bytes:
+    """The request body for ``/v2/events`` (one batch).
+
+    Raises ``InvalidInput`` at ``$.jsonBody`` when it exceeds ``MAX_REQUEST_BYTES``.
+    """
+    body = encode(batch)
+    if len(body) > MAX_REQUEST_BYTES:
+        raise _too_large(len(body), MAX_REQUEST_BYTES, "$.jsonBody")
+    return body
+
+
+def chunk_batches(
+    batches: list[dict],
+    max_batches: int = MAX_BATCHES_PER_REQUEST,
+    max_bytes: int = MAX_REQUEST_BYTES,
+) -> list[tuple[list[dict], bytes]]:
+    """Pack batches, in order, into ``/v2/bulkevents`` bodies (JSON arrays).
+
+    Each body holds at most ``max_batches`` batches and at most ``max_bytes`` bytes, counted
+    exactly (``[`` + items joined by ``,`` + ``]``); each batch is encoded once. Returns
+    ``[(batches_in_body, body), ...]``. Raises ``InvalidInput`` with a fault at
+    ``$.jsonBody[i]`` when batch ``i`` alone would exceed ``max_bytes``.
+    """
+    if max_batches < 1 or max_bytes < 2:
+        raise ValueError("max_batches must be >= 1 and max_bytes >= 2")
+    chunks: list[tuple[list[dict], bytes]] = []
+    members: list[dict] = []
+    parts: list[bytes] = []
+    size = 1  # "[" plus the items and commas so far; "]" is added when checking
+    for i, batch in enumerate(batches):
+        item = encode(batch)
+        n = len(item)
+        if n + 2 > max_bytes:
+            raise _too_large(n + 2, max_bytes, f"$.jsonBody[{i}]")
+        if parts and (len(parts) >= max_batches or size + 1 + n + 1 > max_bytes):
+            chunks.append((members, b"[" + b",".join(parts) + b"]"))
+            members, parts, size = [], [], 1
+        size += n + (1 if parts else 0)
+        members.append(batch)
+        parts.append(item)
+    if parts:
+        chunks.append((members, b"[" + b",".join(parts) + b"]"))
+    return chunks

@@ -1,0 +1,512 @@
+"""The routes: mParticle's OAuth, Platform and Events APIs as the sandbox serves them.
+
+``Emulator`` turns one ``Request`` into one ``Response``. It owns the ``State``, the fault
+plan and the rate limits, and exposes the switches the ``Sandbox`` handle and the admin
+endpoints (``admin.py``) use. Every non-admin request is counted and logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import threading
+import time
+from http import HTTPStatus
+from typing import Any, Callable
+
+from urllib.parse import parse_qsl
+
+import attrs
+
+from connector_mparticle.batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch, decode
+
+from . import admin, server
+from . import seed as seeded
+from .faults import DEFAULT_SCOPES, DROP, GARBAGE, GROUPS, STATUS, TRUNCATE, Failure, FaultConfig, FaultPlan, Injection, RateLimit, RateWindow
+from .server import Request, Response
+from .state import Client, Clock, Input, Rejected, State
+
+AUDIENCE = "https://api.mparticle.com"
+DEFAULT_TOKEN_LIFETIME = 28800
+MAX_ERRORS = 100  # faults listed in one Events API 400 answer
+
+_JSON = ("Content-Type", "application/json")
+_GARBAGE_BODY = b"<html><head><title>Bad Gateway</title></head><body><h1>upstream hiccup</h1></body></html>"
+_WWW_AUTHENTICATE = {"platform": 'Bearer realm="mParticle"', "events": 'Basic realm="mParticle"'}
+
+
+def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return Response(status, body, [_JSON, *(headers or ())])
+
+
+def envelope(status: int, data_type: str, items: list[dict[str, Any]]) -> Response:
+    return json_response(status, {"data": items, "dataType": data_type, "errors": None})
+
+
+@attrs.frozen
+class Endpoint:
+    """One operation: its name (used by counters, the log and ``fail_next``) and group."""
+
+    name: str
+    group: str
+    handler: Callable[..., Response]
+    data_type: str | None = None  # dataType of the Platform envelope
+
+
+class Emulator:
+    """mParticle's behaviour without the network: call it with a ``Request``."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
+        client_credentials_for_events: bool = True,
+        client_id: str = seeded.DEMO_CLIENT_ID,
+        client_secret: str = seeded.DEMO_CLIENT_SECRET,
+        api_key: str = seeded.DEMO_API_KEY,
+        api_secret: str = seeded.DEMO_API_SECRET,
+        max_batches: int | None = 10_000,
+        max_logged_requests: int | None = 1_000,
+    ):
+        self.seed = seed
+        self.clock = Clock(clock or time.time)
+        self._sleep = sleep
+        self._defaults = {
+            "token_lifetime": _lifetime(token_lifetime),
+            "client_credentials_for_events": client_credentials_for_events,
+        }
+        self._clients = [Client(client_id, client_secret, seeded.DEMO_ORG), Client(*seeded.OTHER_CLIENT)]
+        self._inputs = [Input(api_key, api_secret, seeded.DEMO_ORG)]
+        self._limits = {"max_batches": max_batches, "max_logged_requests": max_logged_requests}
+        self._lock = threading.Lock()
+        self.config: dict[str, Any] = {}  # set by the Sandbox once it knows its URLs
+        self._exact, self._patterns = self._routes()
+        self.reset()
+
+    # -- control ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the seeded state: data, tokens, counters, log, faults, limits, clock, settings."""
+        with self._lock:
+            self.clock.offset = 0.0
+            self.settings = dict(self._defaults)
+            self.state = State(self.clock, self._clients, self._inputs, **self._limits)
+            self.plan = FaultPlan(self.seed)
+            self.rate_windows: dict[str, RateWindow] = {}
+
+    def set_faults(self, group: str, **fields: Any) -> dict[str, Any]:
+        """Replace the random faults of ``group`` (or ``"all"``); no fields clears them."""
+        config = FaultConfig(**fields)
+        with self._lock:
+            for name in _groups(group):
+                if config.draws or config.latency_ms:
+                    self.plan.configs[name] = config
+                else:
+                    self.plan.configs.pop(name, None)
+        return config.to_dict()
+
+    def set_rate_limit(
+        self,
+        group: str,
+        limit: int | None = None,
+        window_seconds: float = 1.0,
+        retry_after: int | None = None,
+        scope: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Allow ``limit`` requests per ``window_seconds`` to ``group``; ``limit=None`` lifts it."""
+        rule = None if limit is None else RateLimit(
+            limit=limit, window_seconds=window_seconds, retry_after=retry_after, scope=scope,
+        )
+        with self._lock:
+            for name in _groups(group):
+                if rule is None:
+                    self.rate_windows.pop(name, None)
+                else:
+                    self.rate_windows[name] = RateWindow(rule, scope or DEFAULT_SCOPES[name])
+        return None if rule is None else rule.to_dict()
+
+    def fail_next(self, target: str, count: int = 1, **fields: Any) -> dict[str, Any]:
+        """Script a failure for the next ``count`` requests to an endpoint or group (see ``Failure``)."""
+        if target not in self.endpoint_names and target not in GROUPS:
+            known = ", ".join([*GROUPS, *sorted(self.endpoint_names)])
+            raise ValueError(f"unknown target {target!r}; use one of: {known}")
+        failure = Failure(target=target, count=count, **fields)
+        with self._lock:
+            self.plan.failures.append([failure, failure.count])
+        return failure.to_dict()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the sandbox clock forward (expires tokens, ends rate-limit windows)."""
+        with self._lock:
+            self.clock.advance(seconds)
+            return self.clock.offset
+
+    def configure(self, token_lifetime: int | None = None, client_credentials_for_events: bool | None = None) -> dict[str, Any]:
+        """Change settings until the next ``reset``; returns all settings."""
+        with self._lock:
+            if token_lifetime is not None:
+                self.settings["token_lifetime"] = _lifetime(token_lifetime)
+            if client_credentials_for_events is not None:
+                self.settings["client_credentials_for_events"] = bool(client_credentials_for_events)
+            return dict(self.settings)
+
+    def snapshot(self) -> dict[str, Any]:
+        """State and counters, plus the active switches."""
+        with self._lock:
+            switches = {
+                "seed": self.seed,
+                "clock_offset": self.clock.offset,
+                "settings": dict(self.settings),
+                "faults": {group: config.to_dict() for group, config in self.plan.configs.items()},
+                "rate_limits": {group: window.rule.to_dict() for group, window in self.rate_windows.items()},
+                "pending_failures": [{**failure.to_dict(), "remaining": left} for failure, left in self.plan.failures],
+            }
+        return {**self.state.snapshot(), **switches}
+
+    # -- requests --------------------------------------------------------------------------
+
+    def __call__(self, request: Request) -> Response:
+        if request.path.startswith(admin.PREFIX):
+            return admin.handle(self, request)
+        methods, args = self._match(request.path)
+        endpoint = methods.get(request.method) if methods else None
+        injection = None
+        if endpoint is None:
+            response = self._unrouted(request, methods)
+            name = "unrouted"
+        else:
+            response, injection = self._serve(endpoint, request, args)
+            name = endpoint.name
+        self.state.record(
+            request.method, request.path, request.query_string, request.headers, request.body, name,
+            None if response.effect == server.DROP else response.status,
+            injection.effect if injection else None,
+        )
+        return response
+
+    def _serve(self, endpoint: Endpoint, request: Request, args: tuple[str, ...]) -> tuple[Response, Injection | None]:
+        injection = None
+        if self.plan.configs or self.plan.failures:
+            with self._lock:
+                latency, injection = self.plan.draw(endpoint.name, endpoint.group)
+            if latency:
+                self._sleep(latency)
+            if injection is not None and not injection.after and injection.effect in (STATUS, DROP):
+                return self._injected(endpoint, injection), injection
+        window = self.rate_windows.get(endpoint.group)
+        try:
+            if window is not None:
+                with self._lock:
+                    retry_after = window.hit(self.clock())
+                    percent = window.percent_used
+                if retry_after is not None:
+                    raise Rejected(
+                        429, _code(endpoint.group, 429), "Rate limit exceeded; retry later.",
+                        headers=[("Retry-After", str(retry_after)), ("X-mp-rate-limit-exceeded", window.scope)],
+                    )
+            response = endpoint.handler(request, *args)
+            if window is not None and 200 <= response.status < 300:
+                response.headers.append(("X-mp-rate-limit-percentage-used", str(percent)))
+        except Rejected as exc:
+            response = self._error(endpoint.group, endpoint.data_type, exc)
+        if injection is not None:
+            response = self._spoil(endpoint, injection, response)
+        return response, injection
+
+    def _injected(self, endpoint: Endpoint, injection: Injection) -> Response:
+        if injection.effect == DROP:
+            return Response(0, effect=server.DROP)
+        status = injection.status
+        headers = []
+        retry_after = injection.retry_after
+        if status == 429:
+            headers.append(("X-mp-rate-limit-exceeded", DEFAULT_SCOPES[endpoint.group]))
+            retry_after = 1 if retry_after is None else retry_after
+        if retry_after is not None:
+            headers.append(("Retry-After", str(retry_after)))
+        message = f"Injected fault: {status} {HTTPStatus(status).phrase}."
+        return self._error(endpoint.group, endpoint.data_type, Rejected(status, _code(endpoint.group, status), message, headers=headers))
+
+    def _spoil(self, endpoint: Endpoint, injection: Injection, response: Response) -> Response:
+        if injection.effect == TRUNCATE:
+            response.effect = server.TRUNCATE
+            return response
+        if injection.effect == GARBAGE:
+            headers = [(k, v) for k, v in response.headers if k != "Content-Type"]
+            return Response(response.status, _GARBAGE_BODY, [("Content-Type", "text/html"), *headers])
+        return self._injected(endpoint, injection)  # STATUS or DROP after the request took effect
+
+    def _unrouted(self, request: Request, methods: dict[str, Endpoint] | None) -> Response:
+        if not methods:
+            return json_response(404, {"errors": [{"code": "NOT_FOUND", "message": f"No route for {request.method} {request.path}."}]})
+        any_endpoint = next(iter(methods.values()))
+        allowed = ", ".join(methods)
+        exc = Rejected(405, _code(any_endpoint.group, 405), f"{request.method} is not supported here; use {allowed}.",
+                       headers=[("Allow", allowed)])
+        return self._error(any_endpoint.group, any_endpoint.data_type, exc)
+
+    @staticmethod
+    def _error(group: str, data_type: str | None, exc: Rejected) -> Response:
+        headers = list(exc.headers)
+        if exc.status == 401 and group in _WWW_AUTHENTICATE:
+            headers.append(("WWW-Authenticate", _WWW_AUTHENTICATE[group]))
+        if group == "token":
+            payload: dict[str, Any] = {"error": exc.code, "error_description": exc.messages[0]}
+        else:
+            errors = [{"code": exc.code, "message": message} for message in exc.messages]
+            payload = {"data": None, "dataType": data_type, "errors": errors} if group == "platform" else {"errors": errors}
+        return json_response(exc.status, payload, headers)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _routes(self):
+        def ep(name, group, handler, data_type=None):
+            return Endpoint(name, group, handler, data_type)
+
+        exact = {
+            "/oauth/token": {"POST": ep("token", "token", self._token)},
+            "/v1/accounts": {
+                "GET": ep("listAccounts", "platform", self._list_accounts, "account"),
+                "POST": ep("createAccount", "platform", self._create_account, "account"),
+                "DELETE": ep("deleteAccount", "platform", self._delete_account, "account"),
+            },
+            "/v1/audiences": {"GET": ep("getAudiences", "platform", self._audiences, "audience")},
+            "/v2/events": {"POST": ep("uploadEvents", "events", self._upload_events)},
+            "/v2/bulkevents": {"POST": ep("uploadBulkEvents", "events", self._upload_bulk_events)},
+        }
+        patterns = [
+            (re.compile(r"/v1/accounts/([^/]+)"), {
+                "GET": ep("getAccount", "platform", self._get_account, "account"),
+                "PUT": ep("updateAccount", "platform", self._update_account, "account"),
+            }),
+            (re.compile(r"/platform/v2/workspaces/([^/]+)/calculatedattributes"), {
+                "GET": ep("getCalculatedAttributes", "platform", self._calculated_attributes, "calculated_attribute"),
+                "HEAD": ep("findCalculatedAttributes", "platform", self._find_calculated_attributes, "calculated_attribute"),
+            }),
+        ]
+        self.endpoint_names = frozenset(
+            endpoint.name for methods in [*exact.values(), *(m for _, m in patterns)] for endpoint in methods.values()
+        )
+        return exact, patterns
+
+    def _match(self, path: str) -> tuple[dict[str, Endpoint] | None, tuple[str, ...]]:
+        methods = self._exact.get(path)
+        if methods is not None:
+            return methods, ()
+        for pattern, methods in self._patterns:
+            match = pattern.fullmatch(path)
+            if match:
+                return methods, match.groups()
+        return None, ()
+
+    # -- OAuth -----------------------------------------------------------------------------
+
+    def _token(self, request: Request) -> Response:
+        params = _token_params(request)
+        grant = params.get("grant_type")
+        if grant in (None, ""):
+            raise Rejected(400, "invalid_request", "Missing required parameter: grant_type")
+        if grant != "client_credentials":
+            raise Rejected(400, "unsupported_grant_type", f"Unsupported grant type: {grant}")
+        client = self.state.authenticate_client(params.get("client_id"), params.get("client_secret"))
+        if client is None:
+            raise Rejected(401, "access_denied", "Unauthorized")
+        audience = params.get("audience")
+        if audience != AUDIENCE:
+            raise Rejected(403, "access_denied", f"Service not enabled within domain: {audience}")
+        lifetime = self.settings["token_lifetime"]
+        token = self.state.issue_token(client, lifetime)
+        return json_response(
+            200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"},
+            [("Cache-Control", "no-store"), ("Pragma", "no-cache")],
+        )
+
+    # -- Platform API ----------------------------------------------------------------------
+
+    def _client(self, request: Request) -> Client:
+        header = request.headers.get("authorization")
+        if not header:
+            raise Rejected(401, "UNAUTHORIZED", "The Authorization header is missing.")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Rejected(401, "UNAUTHORIZED", "Expected 'Authorization: Bearer <access token>'.")
+        return self.state.client_for_token(token.strip())
+
+    def _scope(self, request: Request, client: Client):
+        raw = request.query.get("accountId")
+        if not raw:
+            raise Rejected(401, "UNAUTHORIZED", "The accountId query parameter is required.")
+        return self.state.account_in_scope(client.org, raw)
+
+    def _list_accounts(self, request: Request) -> Response:
+        client = self._client(request)
+        self._scope(request, client)
+        return envelope(200, "account", [a.to_json() for a in self.state.accounts_of(client.org)])
+
+    def _get_account(self, request: Request, account_id: str) -> Response:
+        client = self._client(request)
+        self._scope(request, client)
+        return envelope(200, "account", [self.state.account_in_scope(client.org, account_id).to_json()])
+
+    def _create_account(self, request: Request) -> Response:
+        client = self._client(request)
+        if "accountId" in request.query:  # optional here; when given it must be in scope
+            self._scope(request, client)
+        account = self.state.create_account(client.org, _account_name(request))
+        return envelope(201, "account", [account.to_json()])
+
+    def _update_account(self, request: Request, account_id: str) -> Response:
+        client = self._client(request)
+        self._scope(request, client)
+        account = self.state.account_in_scope(client.org, account_id)
+        account = self.state.rename_account(account, _account_name(request))
+        return envelope(202, "account", [account.to_json()])
+
+    def _delete_account(self, request: Request) -> Response:
+        client = self._client(request)
+        self.state.delete_account(self._scope(request, client))
+        return Response(202)
+
+    def _audiences(self, request: Request) -> Response:
+        client = self._client(request)
+        return json_response(200, self.state.audiences_of(self._scope(request, client)))
+
+    def _calculated_attributes(self, request: Request, workspace: str) -> Response:
+        client = self._client(request)
+        return json_response(200, self.state.calculated_attributes_of(client.org, workspace, request.query.get("name")))
+
+    def _find_calculated_attributes(self, request: Request, workspace: str) -> Response:
+        client = self._client(request)
+        found = self.state.calculated_attributes_of(client.org, workspace, request.query.get("name"))
+        return Response(204 if found else 404)
+
+    # -- Events API ------------------------------------------------------------------------
+
+    def _api_key(self, request: Request) -> str:
+        header = request.headers.get("authorization")
+        if not header:
+            raise Rejected(401, "UNAUTHORIZED", "The Authorization header is missing.")
+        scheme, _, encoded = header.partition(" ")
+        try:
+            key, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            sep = ""
+        if scheme.lower() != "basic" or not sep or not self.state.authenticate_input(
+            key, secret, self.settings["client_credentials_for_events"]
+        ):
+            raise Rejected(403, "FORBIDDEN", "The API key and secret are not valid.")
+        return key
+
+    def _upload_events(self, request: Request) -> Response:
+        key = self._api_key(request)
+        batch = _events_payload(request)
+        faults = check_batch(batch, "$")
+        if faults:
+            raise Rejected(400, "BAD_REQUEST", *_messages(faults))
+        self.state.accept_batches(key, [batch])
+        return Response(202)
+
+    def _upload_bulk_events(self, request: Request) -> Response:
+        key = self._api_key(request)
+        batches = _events_payload(request)
+        if not isinstance(batches, list):
+            raise Rejected(400, "BAD_REQUEST", "$: the body must be a JSON array of batches.")
+        if not batches:
+            raise Rejected(400, "BAD_REQUEST", "$: the array holds no batches.")
+        if len(batches) > MAX_BATCHES_PER_REQUEST:
+            raise Rejected(
+                400, "BAD_REQUEST",
+                f"$: at most {MAX_BATCHES_PER_REQUEST} batches per request, got {len(batches)}.",
+            )
+        faults = [fault for i, batch in enumerate(batches) for fault in check_batch(batch, f"$[{i}]")]
+        if faults:
+            raise Rejected(400, "BAD_REQUEST", *_messages(faults))
+        self.state.accept_batches(key, batches)
+        return Response(202)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _lifetime(seconds: Any) -> int:
+    if type(seconds) is not int or seconds < 1:
+        raise ValueError(f"token_lifetime must be a positive integer (seconds), got {seconds!r}")
+    return seconds
+
+
+def _groups(group: str) -> tuple[str, ...]:
+    if group == "all":
+        return GROUPS
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}; use one of: {', '.join(GROUPS)}, all")
+    return (group,)
+
+
+def _code(group: str, status: int) -> str:
+    """The error code for a status: Auth0 style (snake case) for the token endpoint."""
+    name = HTTPStatus(status).name
+    return name.lower() if group == "token" else name
+
+
+def _messages(faults) -> list[str]:
+    messages = [f"{fault.path}: {fault.message}" for fault in faults[:MAX_ERRORS]]
+    if len(faults) > MAX_ERRORS:
+        messages.append(f"$: {len(faults) - MAX_ERRORS} more faults not listed.")
+    return messages
+
+
+def _token_params(request: Request) -> dict[str, Any]:
+    media_type = request.media_type
+    if media_type == "application/json":
+        try:
+            params = json.loads(request.body)
+        except (ValueError, RecursionError):
+            raise Rejected(400, "invalid_request", "The request body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise Rejected(400, "invalid_request", "The request body must be a JSON object.")
+        return params
+    if media_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+    raise Rejected(400, "invalid_request", "Content-Type must be application/json or application/x-www-form-urlencoded.")
+
+
+def _require_json(request: Request, code: str) -> None:
+    if request.media_type != "application/json":
+        raise Rejected(415, code, "Content-Type must be application/json.")
+
+
+def _account_name(request: Request) -> str:
+    _require_json(request, "UNSUPPORTED_MEDIA_TYPE")
+    try:
+        body = json.loads(request.body)
+    except (ValueError, RecursionError):
+        raise Rejected(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise Rejected(422, "VALIDATION_ERROR", "The request body must be a JSON object.")
+    name = body.get("name")
+    if name is None:
+        raise Rejected(422, "VALIDATION_ERROR", "Field 'name' is required.")
+    if not isinstance(name, str):
+        raise Rejected(422, "VALIDATION_ERROR", "Field 'name' must be a string.")
+    if not name.strip():
+        raise Rejected(422, "VALIDATION_ERROR", "Field 'name' must not be blank.")
+    return name.strip()
+
+
+def _events_payload(request: Request) -> Any:
+    _require_json(request, "UNSUPPORTED_MEDIA_TYPE")
+    if len(request.body) > MAX_REQUEST_BYTES:
+        raise Rejected(
+            413, "REQUEST_TOO_LARGE",
+            f"$: the request body is {len(request.body)} bytes; the limit is {MAX_REQUEST_BYTES} bytes (256 KB).",
+        )
+    try:
+        return decode(request.body)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(400, "BAD_REQUEST", f"$: the body is not valid JSON: {exc}") from None

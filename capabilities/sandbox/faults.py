@@ -1,0 +1,190 @@
+"""What the sandbox does to requests on purpose: random faults, scripted failures, rate limits.
+
+Every switch applies to an endpoint *group*: ``token`` (``/oauth/token``), ``platform``
+(``/v1/...`` and ``/platform/v2/...``) or ``events`` (``/v2/events``, ``/v2/bulkevents``).
+Random faults draw from one ``random.Random`` per group seeded from the sandbox seed, so
+the same seed and the same request sequence give the same faults.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import attrs
+
+GROUPS = ("token", "platform", "events")
+
+# Effects a fault can have on one request.
+STATUS = "status"  # answer with an error status instead of the real answer
+DROP = "drop"  # close the connection without answering
+TRUNCATE = "truncate"  # send the head and half the body (or half the status line), then close
+GARBAGE = "garbage"  # keep the status, replace the body with HTML
+EFFECTS = (STATUS, DROP, TRUNCATE, GARBAGE)
+
+# Default X-mp-rate-limit-exceeded value per group.
+DEFAULT_SCOPES = {"token": "org", "platform": "account", "events": "app"}
+
+
+def _rate(_instance, attribute, value) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+_SECONDS = attrs.validators.optional([attrs.validators.instance_of(int), attrs.validators.ge(0)])
+
+
+def _statuses(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int):
+        value = (value,)
+    statuses = tuple(int(status) for status in value)
+    if not statuses or any(not 400 <= status <= 599 for status in statuses):
+        raise ValueError(f"statuses must be HTTP error codes (400-599), got {list(statuses)!r}")
+    return statuses
+
+
+@attrs.frozen(kw_only=True)
+class FaultConfig:
+    """Random faults for one endpoint group.
+
+    Each request draws one number: below ``error_rate`` it gets one of ``statuses``, in the
+    next ``drop_rate`` its connection is closed unanswered, then ``truncate_rate`` (half
+    the answer, then close), then ``garbage_rate`` (an HTML body instead of JSON). The
+    rates must add up to at most 1. ``latency_ms`` delays every request of the group.
+    Errors and drops happen before the request takes effect, or after it when ``after``
+    is true (the write is done but the client cannot know); truncation and garbage always
+    spoil a real answer.
+    """
+
+    error_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    statuses: tuple[int, ...] = attrs.field(default=(500, 502, 503, 504), converter=_statuses)
+    latency_ms: float = attrs.field(default=0.0, converter=float, validator=attrs.validators.ge(0))
+    drop_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    truncate_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    garbage_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    after: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    def __attrs_post_init__(self) -> None:
+        if self.error_rate + self.drop_rate + self.truncate_rate + self.garbage_rate > 1.0 + 1e-9:
+            raise ValueError("error_rate + drop_rate + truncate_rate + garbage_rate must not exceed 1")
+
+    @property
+    def draws(self) -> bool:
+        return bool(self.error_rate or self.drop_rate or self.truncate_rate or self.garbage_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        out["statuses"] = list(self.statuses)
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class Failure:
+    """A scripted failure: the next ``count`` requests to ``target`` get ``effect``.
+
+    ``target`` is an endpoint name (``createAccount``, ``uploadEvents`` ...) or a group.
+    With ``after=True`` the request is processed first and only its answer is spoiled,
+    which is how a test simulates a write whose outcome the client cannot know.
+    """
+
+    target: str
+    count: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    status: int = attrs.field(default=503, converter=int, validator=[attrs.validators.ge(400), attrs.validators.le(599)])
+    effect: str = attrs.field(default=STATUS, validator=attrs.validators.in_(EFFECTS))
+    after: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    retry_after: int | None = attrs.field(default=None, validator=_SECONDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Injection:
+    """The fault chosen for one request."""
+
+    effect: str
+    status: int = 503
+    after: bool = False
+    retry_after: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RateLimit:
+    """At most ``limit`` requests per fixed window of ``window_seconds`` for one group.
+
+    Requests over the budget get 429 with ``Retry-After`` (``retry_after`` if set, else
+    the whole seconds left in the window, at least 1) and ``X-mp-rate-limit-exceeded:
+    <scope>``; rejected requests do not use up the budget.
+    """
+
+    limit: int = attrs.field(validator=attrs.validators.ge(1))
+    window_seconds: float = attrs.field(default=1.0, converter=float, validator=attrs.validators.gt(0))
+    retry_after: int | None = attrs.field(default=None, validator=_SECONDS)
+    scope: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class RateWindow:
+    """The running count of one group's rate limit."""
+
+    def __init__(self, rule: RateLimit, scope: str):
+        self.rule = rule
+        self.scope = scope
+        self.start = -math.inf
+        self.used = 0
+
+    def hit(self, now: float) -> int | None:
+        """Count one request; return None when allowed, else the Retry-After seconds."""
+        if now - self.start >= self.rule.window_seconds:
+            self.start, self.used = now, 0
+        if self.used >= self.rule.limit:
+            if self.rule.retry_after is not None:
+                return self.rule.retry_after
+            return max(1, math.ceil(self.start + self.rule.window_seconds - now))
+        self.used += 1
+        return None
+
+    @property
+    def percent_used(self) -> int:
+        return min(100, (100 * self.used) // self.rule.limit)
+
+
+class FaultPlan:
+    """Random fault configs and scripted failures; not thread-safe (the caller locks)."""
+
+    def __init__(self, seed: int):
+        self._rngs = {group: random.Random(f"{seed}:{group}") for group in GROUPS}
+        self.configs: dict[str, FaultConfig] = {}
+        self.failures: list[list[Any]] = []  # [Failure, remaining count]
+
+    def draw(self, endpoint: str, group: str) -> tuple[float, Injection | None]:
+        """Pick what happens to one request: (latency in seconds, injection or None)."""
+        config = self.configs.get(group)
+        latency = config.latency_ms / 1000.0 if config else 0.0
+        for entry in self.failures:
+            failure, remaining = entry
+            if failure.target in (endpoint, group):
+                if remaining <= 1:
+                    self.failures.remove(entry)
+                else:
+                    entry[1] = remaining - 1
+                return latency, Injection(failure.effect, failure.status, failure.after, failure.retry_after)
+        if config is None or not config.draws:
+            return latency, None
+        rng = self._rngs[group]
+        roll = rng.random()
+        if roll < config.error_rate:
+            return latency, Injection(STATUS, rng.choice(config.statuses), config.after)
+        roll -= config.error_rate
+        if roll < config.drop_rate:
+            return latency, Injection(DROP, after=config.after)
+        roll -= config.drop_rate
+        if roll < config.truncate_rate:
+            return latency, Injection(TRUNCATE, after=True)
+        roll -= config.truncate_rate
+        if roll < config.garbage_rate:
+            return latency, Injection(GARBAGE, after=True)
+        return latency, None

@@ -1,0 +1,322 @@
+"""The sandbox's data model: credentials, tokens, accounts, audiences, calculated attributes,
+accepted batches, counters and the request log.
+
+``State`` is built from the seed (``seed.py``) and guards itself with one lock, so HTTP
+threads and the Python handle can use it at the same time. Rule violations raise
+``Rejected``, which the routes turn into the error format of the API that was called.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl
+
+import attrs
+
+from . import seed
+
+REDACTED = "[REDACTED]"
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+class Rejected(Exception):
+    """A request broke a rule: answer ``status`` with ``code`` and one message per problem."""
+
+    def __init__(self, status: int, code: str, *messages: str, headers: Iterable[tuple[str, str]] = ()):
+        super().__init__(messages[0] if messages else code)
+        self.status = status
+        self.code = code
+        self.messages = messages
+        self.headers = list(headers)
+
+
+class Clock:
+    """Epoch seconds from ``source`` plus an offset that tests move forward."""
+
+    def __init__(self, source: Callable[[], float] = time.time):
+        self._source = source
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._source() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def iso(epoch: float) -> str:
+    """mParticle's timestamp format: ISO-8601, UTC, milliseconds, no zone designator."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+@attrs.frozen
+class Client:
+    """OAuth client credentials (Platform API) of one organisation."""
+
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+    org: int
+
+
+@attrs.frozen
+class Input:
+    """Events API input credentials (HTTP Basic key and secret)."""
+
+    api_key: str
+    api_secret: str = attrs.field(repr=False)
+    org: int
+
+
+@attrs.define
+class Account:
+    id: int
+    name: str
+    org: int
+    applications: int
+    created_on: str
+    last_modified_on: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "data_type": "account",
+            "created_on": self.created_on,
+            "last_modified_on": self.last_modified_on,
+        }
+
+
+def _name_key(name: str) -> str:
+    return name.strip().casefold()
+
+
+class State:
+    """Everything the sandbox remembers between requests; ``reset`` means a new State."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        clients: list[Client],
+        inputs: list[Input],
+        *,
+        max_batches: int | None = 10_000,
+        max_logged_requests: int | None = 1_000,
+    ):
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.clients = {client.client_id: client for client in clients}
+        self.inputs = {item.api_key: item for item in inputs}
+        self.accounts = {
+            account_id: Account(account_id, name, org, apps, created, modified)
+            for account_id, name, org, apps, created, modified in seed.ACCOUNTS
+        }
+        self.workspaces = {ws_id: (name, account_id, created) for ws_id, name, account_id, created in seed.WORKSPACES}
+        self.audiences = seed.audiences()
+        self.calculated_attributes = seed.calculated_attributes()
+        self.tokens: dict[str, tuple[Client, float]] = {}
+        self.batches: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_batches)
+        self.seen_request_ids: set[tuple[str, str]] = set()
+        self.log: collections.deque[tuple] = collections.deque(maxlen=max_logged_requests)
+        self.counters = collections.Counter(
+            token_requests=0, tokens_issued=0, batches_accepted=0, events_accepted=0, duplicates_dropped=0,
+            requests_total=0,
+        )
+        self.by_status: collections.Counter[str] = collections.Counter()
+        self.by_endpoint: collections.Counter[str] = collections.Counter()
+
+    # -- OAuth ---------------------------------------------------------------------------
+
+    def authenticate_client(self, client_id: Any, client_secret: Any) -> Client | None:
+        client = self.clients.get(client_id) if isinstance(client_id, str) else None
+        if client is None or not isinstance(client_secret, str):
+            return None
+        return client if secrets.compare_digest(client.client_secret, client_secret) else None
+
+    def issue_token(self, client: Client, lifetime: int) -> str:
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            now = self.clock()
+            self.tokens = {t: entry for t, entry in self.tokens.items() if entry[1] > now}
+            self.tokens[token] = (client, now + lifetime)
+            self.counters["tokens_issued"] += 1
+        return token
+
+    def client_for_token(self, token: str) -> Client:
+        entry = self.tokens.get(token)
+        if entry is None:
+            raise Rejected(401, "UNAUTHORIZED", "The access token is invalid.")
+        if entry[1] <= self.clock():
+            raise Rejected(401, "UNAUTHORIZED", "The access token has expired.")
+        return entry[0]
+
+    # -- Platform ------------------------------------------------------------------------
+
+    def account_in_scope(self, org: int, raw_id: str) -> Account:
+        account = self.accounts.get(int(raw_id)) if raw_id.isascii() and raw_id.isdigit() else None
+        if account is None or account.org != org:
+            raise Rejected(404, "NOT_FOUND", f"Account {raw_id} was not found.")
+        return account
+
+    def accounts_of(self, org: int) -> list[Account]:
+        with self.lock:
+            return [account for account in self.accounts.values() if account.org == org]
+
+    def _check_unique(self, org: int, name: str, exclude: int | None = None) -> None:
+        key = _name_key(name)
+        for account in self.accounts.values():
+            if account.org == org and account.id != exclude and _name_key(account.name) == key:
+                raise Rejected(422, "VALIDATION_ERROR", f"Account name '{name}' must be unique.")
+
+    def create_account(self, org: int, name: str) -> Account:
+        with self.lock:
+            self._check_unique(org, name)
+            now = iso(self.clock())
+            account = Account(max(self.accounts, default=1000) + 1, name, org, 0, now, now)
+            self.accounts[account.id] = account
+            self.audiences[account.id] = []
+            return account
+
+    def rename_account(self, account: Account, name: str) -> Account:
+        with self.lock:
+            self._check_unique(account.org, name, exclude=account.id)
+            account.name = name
+            account.last_modified_on = iso(self.clock())
+            return account
+
+    def delete_account(self, account: Account) -> None:
+        with self.lock:
+            if account.applications:
+                raise Rejected(
+                    422, "VALIDATION_ERROR",
+                    f"Account {account.id} still has {account.applications} application(s); "
+                    "all applications must be deleted before the account can be deleted.",
+                )
+            del self.accounts[account.id]
+            self.audiences.pop(account.id, None)
+            for ws_id in [ws for ws, (_, owner, _) in self.workspaces.items() if owner == account.id]:
+                del self.workspaces[ws_id]
+                self.calculated_attributes.pop(ws_id, None)
+
+    def _workspace_json(self, ws_id: int) -> dict[str, Any]:
+        name, _, created = self.workspaces[ws_id]
+        return {"name": name, "id": ws_id, "data_type": "workspace", "created_on": created}
+
+    def audiences_of(self, account: Account) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {**audience, "workspaces": [self._workspace_json(ws) for ws in audience["workspaces"]]}
+                for audience in self.audiences.get(account.id, [])
+            ]
+
+    def calculated_attributes_of(self, org: int, raw_workspace: str, name: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            ws_id = int(raw_workspace) if raw_workspace.isascii() and raw_workspace.isdigit() else None
+            workspace = self.workspaces.get(ws_id) if ws_id is not None else None
+            if workspace is None or self.accounts[workspace[1]].org != org:
+                raise Rejected(404, "NOT_FOUND", f"Workspace {raw_workspace} was not found.")
+            items = self.calculated_attributes.get(ws_id, [])
+            return [ca for ca in items if not name or ca["name"] == name]
+
+    # -- Events --------------------------------------------------------------------------
+
+    def authenticate_input(self, key: str, secret: str, client_credentials: bool) -> bool:
+        item = self.inputs.get(key)
+        if item is not None:
+            return secrets.compare_digest(item.api_secret, secret)
+        return client_credentials and self.authenticate_client(key, secret) is not None
+
+    def accept_batches(self, api_key: str, batches: list[dict[str, Any]]) -> None:
+        """Keep each batch unless its ``source_request_id`` was already seen for this key."""
+        with self.lock:
+            for batch in batches:
+                request_id = batch.get("source_request_id")
+                if isinstance(request_id, str) and request_id:
+                    if (api_key, request_id) in self.seen_request_ids:
+                        self.counters["duplicates_dropped"] += 1
+                        continue
+                    self.seen_request_ids.add((api_key, request_id))
+                self.batches.append(batch)
+                self.counters["batches_accepted"] += 1
+                self.counters["events_accepted"] += len(batch.get("events") or ())
+
+    # -- Bookkeeping ---------------------------------------------------------------------
+
+    def record(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+               endpoint: str, status: int | None, effect: str | None) -> None:
+        """Count one answered (or dropped) request and add it to the log."""
+        kept = {
+            name: (value.partition(" ")[0] if name in _SECRET_HEADERS else value)
+            for name, value in headers.items()
+        }
+        with self.lock:
+            self.counters["requests_total"] += 1
+            if endpoint == "token":
+                self.counters["token_requests"] += 1
+            self.by_status["dropped" if status is None else str(status)] += 1
+            self.by_endpoint[endpoint] += 1
+            self.log.append((self.clock(), method, path, query, kept, body, endpoint, status, effect))
+
+    def request_log(self) -> list[dict[str, Any]]:
+        with self.lock:
+            entries = list(self.log)
+        return [
+            {
+                "time": at,
+                "method": method,
+                "path": path,
+                "query": _first_values(query),
+                "headers": headers,
+                "endpoint": endpoint,
+                "status": status,
+                "effect": effect,
+                **_body_view(body, secret_field="client_secret" if endpoint == "token" else None),
+            }
+            for at, method, path, query, headers, body, endpoint, status, effect in entries
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                **self.counters,
+                "requests_by_status": dict(self.by_status),
+                "requests_by_endpoint": dict(self.by_endpoint),
+                "accounts": [
+                    {**account.to_json(), "org": account.org, "applications": account.applications,
+                     "workspaces": sorted(ws for ws, (_, owner, _) in self.workspaces.items() if owner == account.id)}
+                    for account in self.accounts.values()
+                ],
+                "clients": [{"client_id": c.client_id, "org": c.org} for c in self.clients.values()],
+                "inputs": [{"api_key": i.api_key, "org": i.org} for i in self.inputs.values()],
+                "batches_kept": len(self.batches),
+            }
+
+
+def _first_values(query: str) -> dict[str, str]:
+    """Query parameters with their first value, as the routes read them."""
+    out: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        out.setdefault(name, value)
+    return out
+
+
+def _body_view(body: bytes, secret_field: str | None) -> dict[str, Any]:
+    """The logged body as text and, when it is JSON, parsed; ``secret_field`` is redacted."""
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if secret_field:
+        if isinstance(parsed, dict) and secret_field in parsed:
+            parsed[secret_field] = REDACTED
+            text = json.dumps(parsed)
+        elif parsed is None and secret_field in text:  # form-encoded token request
+            pairs = [(k, REDACTED if k == secret_field else v) for k, v in parse_qsl(text, keep_blank_values=True)]
+            text = "&".join(f"{k}={v}" for k, v in pairs)
+    return {"body": text, "json": parsed}
