@@ -233,9 +233,11 @@ def cmd_validate(args, engine: Engine) -> int:
 def build_parser(engine: Engine) -> argparse.ArgumentParser:
     parser = _Parser(prog="connector", description="Run connector capabilities (JSON in, JSON out).")
     parser.add_argument("--version", action="version", version=f"connector-framework {__version__}")
-    common = _Parser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="log each HTTP request to stderr (secrets redacted)")
-    common.add_argument("--strict", action="store_true", help="fail when any plugin could not be loaded (also CONNECTOR_CORE_STRICT=1)")
+    # The global flags work before or after the command; SUPPRESS keeps a subcommand's
+    # default from overwriting a flag given before it.
+    for target, default in ((parser, False), (common := _Parser(add_help=False), argparse.SUPPRESS)):
+        target.add_argument("-v", "--verbose", action="store_true", default=default, help="log each HTTP request to stderr (secrets redacted)")
+        target.add_argument("--strict", action="store_true", default=default, help="fail when any plugin could not be loaded (also CONNECTOR_CORE_STRICT=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -277,10 +279,10 @@ def build_parser(engine: Engine) -> argparse.ArgumentParser:
             impl.function(subparsers=sub)
         except Exception as exc:  # one broken plugin must not take the CLI down
             logging.getLogger("connector_core.cli").warning("plugin %s could not add commands: %s", impl.plugin_name, exc)
-    for action in sub.choices.values():  # plugin commands get the common flags too
-        if not any(a.dest == "verbose" for a in action._actions):
-            action.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-            action.add_argument("--strict", action="store_true", help="fail when any plugin could not be loaded")
+    for command in sub.choices.values():  # plugin commands get the global flags too
+        if not any(a.dest == "verbose" for a in command._actions):
+            command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr")
+            command.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help="fail when any plugin could not be loaded")
     return parser
 
 

@@ -317,7 +317,12 @@ class Transport:
                 ) from None
             status = response.status_code
             log.info(
-                "%s %s -> %d in %.1f ms (attempt %d)", method, url, status, (time.perf_counter() - started) * 1000, attempt + 1
+                "%s %s -> %d in %.1f ms (attempt %d)",
+                method,
+                response.url or url,
+                status,
+                (time.perf_counter() - started) * 1000,
+                attempt + 1,
             )
             if status == 401 and token is not None and not refreshed:
                 # The token may have been revoked or expired early: fetch a new one once.

@@ -193,7 +193,10 @@ class CapabilityManifest:
         raw_input = data["inputSchema"]
         inner = _seed_inner(raw_input)
         seed_form = inner is not None
-        input_validator = _compile(raw_input["default"] if seed_form else raw_input, "$.inputSchema", source)
+        if seed_form:
+            input_validator = _compile(raw_input["default"], "$.inputSchema.default", source)
+        else:
+            input_validator = _compile(raw_input, "$.inputSchema", source)
         output_validator = _compile(data["outputSchema"], "$.outputSchema", source)
         manifest = cls(
             id=data["id"],
