@@ -4,6 +4,8 @@ Capabilities are pluggy plugins found through the ``connector_core`` entry-point
 each described by a JSON manifest and implementing one ``execute(ctx, properties)`` hook.
 """
 
+import logging as _logging
+
 from .engine import Connection, Context, Engine, Result
 from .errors import (
     AuthenticationFailed,
@@ -29,6 +31,9 @@ from .manifest import CapabilityManifest, ConnectorManifest
 from .registry import Capability, PluginReport, Registry, build_registry, get_plugin_manager, load_entry_points
 
 __version__ = "0.1.0"
+
+# A library stays silent unless its host configures logging.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "AuthenticationFailed",

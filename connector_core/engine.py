@@ -14,16 +14,19 @@ import collections
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 import traceback
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import attrs
 import pluggy
 import requests
 import requests.adapters
+import requests.utils
 
 from .config import resolve_env
 from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError
@@ -131,6 +134,7 @@ class Connection:
         self._clock = clock
         settings = {k: config.get(k, connector.config_schema["properties"].get(k, {}).get("default", v)) for k, v in HTTP_DEFAULTS.items()}
         self.policy = policy or RetryPolicy(max_retries=int(settings["maxRetries"]), max_total_wait=float(settings["maxRetryWaitSeconds"]))
+        self._own_session = session is None
         self.session = session or self._new_session()
         self.transport = Transport(
             self.session,
@@ -160,7 +164,22 @@ class Connection:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["User-Agent"] = USER_AGENT
+        # requests reads proxy and CA settings from the environment on every request (a
+        # third of a small call's client time); a connection reads them once instead.
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         return session
+
+    def _route(self, url: str) -> str:
+        """Apply the environment's proxy for ``url``'s host (HTTPS_PROXY, NO_PROXY...) once."""
+        if not self._own_session:
+            return url
+        parts = urlsplit(url)
+        proxies = requests.utils.get_environ_proxies(url)
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        if proxy:
+            self.session.proxies.setdefault(f"{parts.scheme}://{parts.hostname}", proxy)
+        return url
 
     def close(self) -> None:
         self.session.close()
@@ -176,7 +195,7 @@ class Connection:
     def base_url(self, name: str) -> str:
         url = self._urls.get(name)
         if url is None:
-            url = self._urls[name] = self._resolve_url(name)
+            url = self._urls[name] = self._route(self._resolve_url(name))
         return url
 
     def _resolve_url(self, name: str) -> str:
@@ -217,7 +236,7 @@ class Connection:
             field = spec.get("tokenUrlField")
             token_url = self.config.get(field) if field else None
             return OAuth2ClientCredentials(
-                token_url=check_url(token_url, field) if token_url else check_url(spec["tokenUrl"], f"auth.{name}.tokenUrl"),
+                token_url=self._route(check_url(token_url or spec["tokenUrl"], field if token_url else f"auth.{name}.tokenUrl")),
                 client_id=self._required(spec["clientIdField"], f"{name} authentication"),
                 client_secret=self._required(spec["clientSecretField"], f"{name} authentication"),
                 transport=self.transport,
