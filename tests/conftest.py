@@ -1,0 +1,221 @@
+"""Shared fixtures of the test suite (generic: servers, clocks, plugin managers, installs, the CLI).
+
+Connector-specific fixtures live in the test files that need them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector_core import get_plugin_manager
+from httpserver import TestServer
+
+TESTS = Path(__file__).parent
+PLUGINS = TESTS / "plugins"
+CONNECTOR = Path(sys.executable).parent / "connector"
+
+
+@pytest.fixture(autouse=True)
+def _no_plugin_env(monkeypatch):
+    """Tests start without the plugin-selection variables an operator may have set."""
+    for name in ("CONNECTOR_CORE_LOAD_PLUGINS", "CONNECTOR_CORE_STRICT", "CONNECTOR_CONNECTIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def pm():
+    """A bare plugin manager that knows the framework's hooks."""
+    return get_plugin_manager()
+
+
+@pytest.fixture
+def server():
+    """A scripted HTTP server on 127.0.0.1 (see tests/httpserver.py)."""
+    with TestServer() as srv:
+        yield srv
+
+
+class Sleeps(list):
+    """A ``sleep`` to inject: records each wait instead of sleeping."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()
+
+
+class FakeClock:
+    """A monotonic clock to inject; only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_distribution(tmp_path, monkeypatch):
+    """Factory: put a distribution with ``connector_core`` entry points on ``sys.path``.
+
+    ``make(name, version, entry_points={ep_name: "module:attr"}, modules={module: source})``
+    writes the modules and a ``.dist-info`` directory, as an installed package would have.
+    """
+    modules_made: list[str] = []
+
+    def make(name: str, version: str = "1.0", *, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+        root = tmp_path / f"site-{name}"
+        root.mkdir()
+        for module, source in modules.items():
+            (root / f"{module}.py").write_text(textwrap.dedent(source), "utf-8")
+            modules_made.append(module)
+        info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", "utf-8")
+        lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[connector_core]\n{lines}", "utf-8")
+        monkeypatch.syspath_prepend(str(root))
+        return root
+
+    yield make
+    for module in modules_made:
+        sys.modules.pop(module, None)
+
+
+# -- installed plugin packages (session-scoped: pip runs once per package) -------------
+
+
+def _can_build_without_isolation() -> bool:
+    """Whether setuptools here can build a wheel by itself (bdist_wheel: setuptools>=70.1 or `wheel`)."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    major, minor = (int(p) if p.isdigit() else 0 for p in (setuptools.__version__.split(".") + ["0"])[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
+def pip_install(package: Path, target: Path, workdir: Path) -> Path:
+    """``pip install --no-deps --target`` a copy of ``package`` (the source tree stays clean)."""
+    source = workdir / f"{package.name}-src"
+    shutil.copytree(package, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
+    if _can_build_without_isolation():
+        command.append("--no-build-isolation")
+    command += ["--target", str(target), str(source)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"pip install {package.name} failed:\n{done.stdout}\n{done.stderr}"
+    return target
+
+
+@pytest.fixture(scope="session")
+def sample_site(tmp_path_factory) -> Path:
+    """A directory where tests/plugins/sample_plugin is installed (put it on PYTHONPATH)."""
+    work = tmp_path_factory.mktemp("sample-build")
+    return pip_install(PLUGINS / "sample_plugin", tmp_path_factory.mktemp("sample-site"), work)
+
+
+@pytest.fixture(scope="session")
+def broken_site(tmp_path_factory) -> Path:
+    """A directory where tests/plugins/broken_plugins is installed."""
+    work = tmp_path_factory.mktemp("broken-build")
+    return pip_install(PLUGINS / "broken_plugins", tmp_path_factory.mktemp("broken-site"), work)
+
+
+# -- the `connector` command ----------------------------------------------------------
+
+
+class CliRun:
+    """The outcome of one ``connector`` process."""
+
+    def __init__(self, args: list[str], done: subprocess.CompletedProcess) -> None:
+        self.args = args
+        self.code = done.returncode
+        self.stdout = done.stdout
+        self.stderr = done.stderr
+
+    def json(self) -> Any:
+        """stdout parsed as JSON."""
+        return json.loads(self.stdout)
+
+    def error(self) -> dict:
+        """The JSON error object the CLI printed last on stderr (after any log lines)."""
+        lines = self.stderr.splitlines()
+        starts = [i for i, line in enumerate(lines) if line == "{"]
+        assert starts, f"no JSON error on stderr:\n{self.stderr}"
+        return json.loads("\n".join(lines[starts[-1]:]))
+
+    def __repr__(self) -> str:
+        return f"CliRun({self.args}, code={self.code}, stdout={self.stdout[:2000]!r}, stderr={self.stderr[:2000]!r})"
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run ``connector ARGS`` as a subprocess: ``cli(*args, sites=[dir], env={}, input=text)``.
+
+    Only the ``sites`` given are on PYTHONPATH; the ``CONNECTOR_*`` variables of the
+    calling environment are dropped. Every run is checked for a Python traceback unless
+    ``allow_traceback`` (``--verbose`` prints a plugin's own traceback on purpose).
+    """
+    assert CONNECTOR.exists(), f"the connector script is not installed next to {sys.executable}"
+
+    def run(
+        *args: str,
+        sites=(),
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        cwd=None,
+        allow_traceback: bool = False,
+    ) -> CliRun:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_") and k != "PYTHONPATH"}
+        environ["PYTHONPATH"] = os.pathsep.join(str(s) for s in sites)
+        environ["PYTHONIOENCODING"] = "utf-8"
+        environ.update(env or {})
+        done = subprocess.run(
+            [str(CONNECTOR), *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            env=environ,
+            cwd=cwd or tmp_path,
+            timeout=60,
+        )
+        result = CliRun(list(args), done)
+        if not allow_traceback:
+            assert "Traceback" not in result.stderr, result
+        return result
+
+    return run
+
+
+@pytest.fixture
+def write_json(tmp_path):
+    """Factory: write data as a JSON file in the test's temp dir and return its path."""
+
+    def write(name: str, data: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else json.dumps(data), "utf-8")
+        return path
+
+    return write

@@ -1,0 +1,19 @@
+"""An extension plugin: adds the ``connector sample-hello`` subcommand."""
+
+import json
+
+from connector_core import hookimpl
+
+TITLE = "Sample CLI commands"
+
+
+@hookimpl
+def register_commands(subparsers):
+    parser = subparsers.add_parser("sample-hello", help="say hello from the sample plugin")
+    parser.add_argument("--name", default="world", help="who to greet")
+    parser.set_defaults(handler=hello)
+
+
+def hello(args, engine):
+    print(json.dumps({"hello": args.name, "capabilities": sorted(engine.capabilities)}))
+    return 0

@@ -1,0 +1,387 @@
+"""The engine: config and input validation, secrets, plugin failures, results, connections, tokens."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import attrs
+import pytest
+
+from connector_core import (
+    AuthenticationFailed,
+    ConnectorError,
+    Engine,
+    InvalidConfig,
+    InvalidInput,
+    PluginError,
+    Result,
+    hookimpl,
+)
+from httpserver import Answer
+from toy import (
+    SECRET,
+    TOY_CONNECTOR,
+    Capability,
+    Echo,
+    capability_manifest,
+    token,
+    token_issuer,
+    toy_config,
+    toy_pm,
+    variant,
+)
+
+TOKEN_PATH = "/oauth/token"
+
+
+@pytest.fixture
+def engine(sleeps, clock):
+    with Engine(toy_pm(), sleep=sleeps, clock=clock) as engine:
+        yield engine
+
+
+@pytest.fixture
+def config(server):
+    server.route("POST", TOKEN_PATH, token_issuer())
+    return toy_config(server.url)
+
+
+def item(request):
+    return Answer(200, json={"id": request.path.rsplit("/", 1)[-1]})
+
+
+def assert_no_secret(error: ConnectorError, *secrets: str) -> None:
+    """No secret in any view of the error a host could print, log or send."""
+    views = [str(error), repr(error), json.dumps(error.to_dict(), default=str), error.message]
+    views += [str(f) for f in error.faults]
+    views.append(str(getattr(error, "plugin_traceback", "")))
+    for secret in secrets:
+        for view in views:
+            assert secret not in view
+
+
+# -- config validation -----------------------------------------------------------------
+
+
+def test_every_config_fault_is_reported_with_its_path(engine):
+    config = {"clientSecret": 42, "maxRetries": -1, "region": "Europe", "clientSecrte": "x"}
+    with pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyEcho", {"name": "a"}, config)
+    error = caught.value
+    assert [f.path for f in error.faults] == ["$.clientId", "$.clientSecret", "$.clientSecrte", "$.maxRetries", "$.region"]
+    messages = {f.path: f.message for f in error.faults}
+    assert messages["$.clientId"] == "is required"
+    assert "did you mean 'clientSecret'?" in messages["$.clientSecrte"]
+    assert messages["$.region"] == "must be a two-letter region such as eu"
+    assert error.exit_code == 4 and error.category == "config"
+
+
+def test_secret_in_a_config_field_that_fails_validation_is_masked(engine, caplog):
+    too_long = SECRET * 3  # breaks maxLength, and jsonschema quotes the value
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(InvalidConfig) as caught:
+            engine.execute("toyEcho", {"name": "a"}, {"clientId": "c", "clientSecret": too_long})
+    error = caught.value
+    assert [f.path for f in error.faults] == ["$.clientSecret"]
+    assert "***" in error.faults[0].message
+    assert_no_secret(error, too_long, SECRET)
+    assert SECRET not in caplog.text
+
+
+def test_config_must_be_an_object(engine):
+    with pytest.raises(InvalidConfig, match="must be a JSON object"):
+        engine.execute("toyEcho", {"name": "a"}, ["not", "an", "object"])
+
+
+def test_required_config_of_a_capability_is_required_only_for_it(engine):
+    config = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
+    assert engine.execute("toyEcho", {"name": "a"}, config).output == {"echo": {"name": "a"}}
+    with pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyNeedsAccount", {}, config)
+    assert [(f.path, f.message) for f in caught.value.faults] == [("$.accountId", "is required by toyNeedsAccount")]
+    assert engine.execute("toyNeedsAccount", {}, dict(config, accountId=7)).output == {"accountId": 7}
+
+
+def test_env_references_in_config_are_resolved(engine, server, config, monkeypatch):
+    monkeypatch.setenv("TOY_CLIENT_SECRET", SECRET)
+    server.route("GET", "/api/items/1", item)
+    config["clientSecret"] = {"$env": "TOY_CLIENT_SECRET"}
+    config["clientId"] = {"$env": "TOY_CLIENT_ID_UNSET", "default": "fallback-id"}
+    assert engine.execute("toyGet", {"id": "1"}, config).output == {"item": {"id": "1"}}
+    (token_request,) = server.requests_to("POST", TOKEN_PATH)
+    assert token_request.json()["client_secret"] == SECRET
+    assert token_request.json()["client_id"] == "fallback-id"
+
+
+def test_env_references_are_resolved_by_connect_too(engine, monkeypatch):
+    monkeypatch.setenv("TOY_CLIENT_SECRET", SECRET)
+    with engine.connect({"clientId": "c", "clientSecret": {"$env": "TOY_CLIENT_SECRET"}}) as connection:
+        assert connection.config["clientSecret"] == SECRET
+        with pytest.raises(InvalidInput) as caught:  # and the resolved value is known to be secret
+            connection.execute("toyEcho", {"name": SECRET, "count": SECRET})
+    assert_no_secret(caught.value, SECRET)
+
+
+def test_missing_env_variable_is_a_config_fault_at_its_path(engine, monkeypatch):
+    monkeypatch.delenv("TOY_MISSING", raising=False)
+    with pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyEcho", {"name": "a"}, {"clientId": "c", "clientSecret": {"$env": "TOY_MISSING"}})
+    (fault,) = caught.value.faults
+    assert fault.path == "$.clientSecret"
+    assert "TOY_MISSING is not set" in fault.message
+
+
+# -- input validation ------------------------------------------------------------------
+
+
+def test_invalid_input_reports_every_fault_sorted_by_path(engine):
+    echo_input = {"count": -1, "tags": [1, "ok", 2], "extra": True}
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute("toyEcho", echo_input, {"clientId": "c", "clientSecret": "sec-Xy8-value"})
+    error = caught.value
+    assert [f.path for f in error.faults] == ["$.count", "$.extra", "$.name", "$.tags[0]", "$.tags[2]"]
+    assert error.code == "invalid_input" and error.exit_code == 3
+    assert "(5 problem(s))" in error.message
+
+
+def test_secret_echoed_in_input_faults_is_masked(engine):
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute("toyEcho", {"name": "a", "count": SECRET}, {"clientId": "c", "clientSecret": SECRET})
+    assert "***" in caught.value.faults[0].message
+    assert_no_secret(caught.value, SECRET)
+
+
+# -- plugin failures -------------------------------------------------------------------
+
+
+def test_plugin_exception_becomes_a_plugin_error_without_secrets(engine, caplog):
+    with caplog.at_level(logging.DEBUG, logger="connector_core"):
+        with pytest.raises(PluginError) as caught:
+            engine.execute("toyCrash", {}, {"clientId": "c", "clientSecret": SECRET})
+    error = caught.value
+    assert error.code == "plugin_error" and error.exit_code == 12
+    assert "'toyCrash'" in error.message and "ValueError" in error.message and "***" in error.message
+    assert error.details == {"capability": "toyCrash", "exception": "ValueError"}
+    assert error.__cause__ is None and error.__suppress_context__  # no plugin traceback chained to the host's
+    assert "ValueError: could not parse ***" in error.plugin_traceback
+    assert_no_secret(error, SECRET)
+    assert "about to fail with secret ***" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_typed_error_raised_by_a_plugin_is_redacted_and_keeps_its_class(engine):
+    class Leaky(Capability):
+        MANIFEST = capability_manifest("toyLeaky")
+
+        @hookimpl
+        def execute(self, ctx, properties):
+            raise AuthenticationFailed(f"bad key {ctx.config['clientSecret']}", body={"echo": ctx.config["clientSecret"]})
+
+    with Engine(toy_pm(Leaky())) as engine:
+        with pytest.raises(AuthenticationFailed) as caught:
+            engine.execute("toyLeaky", {}, {"clientId": "c", "clientSecret": SECRET})
+    assert caught.value.message == "bad key ***"
+    assert caught.value.details == {"body": {"echo": "***"}}
+    assert_no_secret(caught.value, SECRET)
+
+
+def test_output_breaking_the_output_schema_is_a_plugin_error(engine):
+    with pytest.raises(PluginError) as caught:
+        engine.execute("toyBadOutput", {}, {"clientId": "c", "clientSecret": "sec-Xy8-value"})
+    error = caught.value
+    assert error.code == "invalid_output"
+    assert [f.path for f in error.faults] == ["$.count"]
+    assert error.details["capability"] == "toyBadOutput"
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+def test_result_is_frozen_and_counts_requests_and_retries(engine, server, config):
+    server.queue("GET", "/api/items/9", Answer(503), item)
+    result = engine.execute("toyGet", {"id": "9"}, config)
+    assert isinstance(result, Result)
+    assert result.capability == "toyGet"
+    assert result.output == {"item": {"id": "9"}}
+    assert (result.http_requests, result.retries) == (2, 1)
+    assert isinstance(result.duration_ms, float) and result.duration_ms >= 0
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        result.output = {}
+    meta = result.to_dict()["meta"]
+    assert (meta["http_requests"], meta["retries"]) == (2, 1)
+
+
+# -- connections and tokens ------------------------------------------------------------
+
+
+def test_repeated_calls_with_the_same_config_reuse_the_connection_and_token(engine, server, config):
+    server.route("GET", "/api/items/1", item)
+    for _ in range(5):
+        engine.execute("toyGet", {"id": "1"}, dict(config))
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+    api = server.requests_to("GET", "/api/items/1")
+    assert [r.headers["Authorization"] for r in api] == [f"Bearer {token(1)}"] * 5
+    assert len({r.client_port for r in server.requests}) == 1  # one kept-alive TCP connection
+
+
+def test_a_different_config_gets_its_own_connection(engine, server, config):
+    server.route("GET", "/api/items/1", item)
+    engine.execute("toyGet", {"id": "1"}, config)
+    engine.execute("toyGet", {"id": "1"}, dict(config, clientId="other-client"))
+    assert [r.json()["client_id"] for r in server.requests_to("POST", TOKEN_PATH)] == ["toy-client", "other-client"]
+
+
+def test_threads_sharing_a_connection_fetch_one_token(server, sleeps):
+    server.route("POST", TOKEN_PATH, token_issuer(delay=0.05))  # slow enough for the threads to pile up
+    server.route("GET", "/api/items/1", item)
+    threads_n, calls_n = 16, 5
+    barrier = threading.Barrier(threads_n)
+    results, errors = [], []
+    with Engine(toy_pm(), sleep=sleeps) as engine, engine.connect(toy_config(server.url)) as connection:
+
+        def work():
+            barrier.wait()
+            for _ in range(calls_n):
+                try:
+                    results.append(connection.execute("toyGet", {"id": "1"}).output)
+                except Exception as exc:  # collected, asserted below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert results == [{"item": {"id": "1"}}] * (threads_n * calls_n)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+    assert len(server.requests_to("GET", "/api/items/1")) == threads_n * calls_n
+
+
+def test_token_is_refreshed_before_it_expires(engine, server, clock):
+    server.route("POST", TOKEN_PATH, token_issuer(expires_in=120))  # refreshed 60 s early: after 60 s
+    server.route("GET", "/api/items/1", item)
+    config = toy_config(server.url)
+    engine.execute("toyGet", {"id": "1"}, config)
+    clock.advance(59)
+    engine.execute("toyGet", {"id": "1"}, config)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+    clock.advance(2)
+    engine.execute("toyGet", {"id": "1"}, config)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
+    auth = [r.headers["Authorization"] for r in server.requests_to("GET", "/api/items/1")]
+    assert auth == [f"Bearer {token(1)}", f"Bearer {token(1)}", f"Bearer {token(2)}"]
+
+
+def test_token_request_sends_the_client_credentials(engine, server, config):
+    server.route("GET", "/api/items/1", item)
+    engine.execute("toyGet", {"id": "1"}, config)
+    (request,) = server.requests_to("POST", TOKEN_PATH)
+    assert request.json() == {
+        "client_id": "toy-client",
+        "client_secret": SECRET,
+        "grant_type": "client_credentials",
+        "audience": "https://api.toy.example",
+    }
+    assert "Authorization" not in request.headers
+
+
+def test_a_401_refreshes_the_token_once_and_repeats_the_request(engine, server, config):
+    server.queue("GET", "/api/items/1", Answer(401, json={"message": "token revoked"}), item)
+    result = engine.execute("toyGet", {"id": "1"}, config)
+    assert result.output == {"item": {"id": "1"}}
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
+    auth = [r.headers["Authorization"] for r in server.requests_to("GET", "/api/items/1")]
+    assert auth == [f"Bearer {token(1)}", f"Bearer {token(2)}"]
+
+
+def test_a_second_401_is_authentication_failed(engine, server, config):
+    server.route("GET", "/api/items/1", Answer(401, json={"message": "not for you"}))
+    with pytest.raises(AuthenticationFailed) as caught:
+        engine.execute("toyGet", {"id": "1"}, config)
+    assert caught.value.details["status"] == 401
+    assert "not for you" in caught.value.message
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
+    assert len(server.requests_to("GET", "/api/items/1")) == 2
+
+
+def test_token_endpoint_rejecting_the_credentials(engine, server):
+    server.route("POST", TOKEN_PATH, Answer(401, json={"error": "invalid_client", "error_description": f"bad secret {SECRET}"}))
+    with pytest.raises(AuthenticationFailed) as caught:
+        engine.execute("toyGet", {"id": "1"}, toy_config(server.url))
+    error = caught.value
+    assert "check the client ID, client secret and token URL" in error.message
+    assert error.details["status"] == 401
+    assert "bad secret ***" in error.message
+    assert_no_secret(error, SECRET)
+    assert server.requests_to("GET", "/api/items/1") == []
+
+
+def test_upstream_error_body_echoing_secrets_and_tokens_is_masked(engine, server, config, caplog):
+    def echo_back(request):
+        return Answer(400, json={"message": f"bad request from {request.headers['Authorization']} / {SECRET}"})
+
+    server.route("GET", "/api/items/1", echo_back)
+    with caplog.at_level(logging.INFO, logger="connector_core"):
+        with pytest.raises(InvalidInput) as caught:
+            engine.execute("toyGet", {"id": "1"}, config)
+    error = caught.value
+    assert error.code == "rejected_by_service"
+    assert "Bearer ***" in error.message and "Bearer ***" in error.details["body"]
+    assert_no_secret(error, SECRET, token(1))
+    assert SECRET not in caplog.text and token(1) not in caplog.text
+
+
+def test_basic_credentials_echoed_by_the_service_are_masked(engine, server, config):
+    server.route("GET", "/basic/ping", lambda r: Answer(403, body=f"refused {r.headers['Authorization']}"))
+    with pytest.raises(ConnectorError) as caught:
+        engine.execute("toyBasicPing", {}, config)
+    assert caught.value.code == "permission_denied"
+    assert "refused Basic ***" in caught.value.message
+
+
+# -- what a connection may run ---------------------------------------------------------
+
+
+def test_allow_restricts_the_capabilities_of_a_connection(engine):
+    with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}, allow=["toyEcho"]) as connection:
+        assert connection.execute("toyEcho", {"name": "a"}).output == {"echo": {"name": "a"}}
+        with pytest.raises(InvalidConfig) as caught:
+            connection.execute("toyNeedsAccount", {})
+    assert caught.value.code == "capability_not_allowed"
+    assert "allowed: toyEcho" in caught.value.message
+
+
+def test_a_capability_of_another_connector_is_refused():
+    class OtherEcho(Echo):
+        MANIFEST = capability_manifest("otherEcho", connector="other")
+        CONNECTOR_MANIFEST = variant(TOY_CONNECTOR, id="other", title="Other service")
+
+    with Engine(toy_pm(Echo(), OtherEcho())) as engine:
+        with pytest.raises(InvalidConfig, match="several connectors are loaded"):
+            engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"})
+        with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}, connector="toy") as connection:
+            with pytest.raises(InvalidConfig) as caught:
+                connection.execute("otherEcho", {"name": "a"})
+        assert "belongs to connector 'other'" in caught.value.message
+        # Engine.execute picks the capability's own connector.
+        assert engine.execute("otherEcho", {"name": "a"}, {"clientId": "c", "clientSecret": "sec-Xy8-value"}).output == {"echo": {"name": "a"}}
+
+
+def test_connection_repr_and_context_do_not_show_the_config(engine):
+    seen = []
+
+    class Peek(Capability):
+        MANIFEST = capability_manifest("toyPeek")
+
+        @hookimpl
+        def execute(self, ctx, properties):
+            seen.append(repr(ctx))
+            return {}
+
+    with Engine(toy_pm(Peek())) as peek_engine, peek_engine.connect({"clientId": "c", "clientSecret": SECRET}) as connection:
+        connection.execute("toyPeek", {})
+        assert SECRET not in repr(connection)
+    assert seen and SECRET not in seen[0]

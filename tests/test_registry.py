@@ -1,0 +1,356 @@
+"""The registry: routing to exactly one plugin, wrappers, rejected plugins, strict mode, selection."""
+
+from __future__ import annotations
+
+import json
+
+import pluggy
+import pytest
+
+from connector_core import (
+    ConnectorError,
+    Engine,
+    NotFound,
+    PluginLoadError,
+    UnknownCapability,
+    build_registry,
+    hookimpl,
+    load_entry_points,
+)
+from toy import TOY_CONNECTOR, Crash, Echo, Shout, capability_manifest, toy_pm, variant
+
+CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
+
+
+def report(registry, name):
+    (found,) = [r for r in registry.reports if r.name == name]
+    return found
+
+
+class Wrapper:
+    """An extension plugin that observes every call and marks the output."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def execute(self, ctx, properties):
+        self.seen.append(ctx.capability.id)
+        try:
+            output = yield
+        except ConnectorError as exc:
+            self.seen.append(f"failed: {exc.code}")
+            raise
+        return {**output, "wrapped": True}
+
+
+# -- routing ---------------------------------------------------------------------------
+
+
+def test_only_the_named_capability_runs():
+    echo, shout = Echo(), Shout()
+    engine = Engine(toy_pm(echo, shout))
+    result = engine.execute("toyEcho", {"name": "a"}, CONFIG)
+    assert result.output == {"echo": {"name": "a"}}
+    assert (len(echo.calls), len(shout.calls)) == (1, 0)
+    assert engine.execute("toyShout", {}, CONFIG).output == {"shout": "HEY"}
+    assert (len(echo.calls), len(shout.calls)) == (1, 1)
+
+
+def test_wrapper_plugin_observes_every_call_and_can_change_the_output():
+    wrapper = Wrapper()
+    engine = Engine(toy_pm(Echo(), Shout(), Crash(), extensions=[("audit", wrapper)]))
+    assert engine.execute("toyEcho", {"name": "a"}, CONFIG).output == {"echo": {"name": "a"}, "wrapped": True}
+    assert engine.execute("toyShout", {}, CONFIG).output == {"shout": "HEY", "wrapped": True}
+    with pytest.raises(ConnectorError):
+        engine.execute("toyCrash", {}, CONFIG)
+    assert wrapper.seen == ["toyEcho", "toyShout", "toyCrash"]
+    audit = report(engine.registry, "audit")
+    assert (audit.status, audit.kind) == ("loaded", "extension")
+    assert "audit" not in engine.capabilities
+
+
+def test_wrapper_sees_typed_errors_of_the_capability():
+    class Refuses(Echo):
+        MANIFEST = capability_manifest("toyRefuses")
+
+        @hookimpl
+        def execute(self, ctx, properties):
+            raise NotFound("no such thing")
+
+    wrapper = Wrapper()
+    engine = Engine(toy_pm(Refuses(), extensions=[("audit", wrapper)]))
+    with pytest.raises(ConnectorError) as caught:
+        engine.execute("toyRefuses", {}, CONFIG)
+    assert caught.value.code == "not_found"
+    assert wrapper.seen == ["toyRefuses", "failed: not_found"]
+
+
+def test_loaded_capabilities_are_reported_with_their_title():
+    engine = Engine(toy_pm(Echo()))
+    echo = report(engine.registry, "toyEcho")
+    assert (echo.status, echo.kind, echo.title, echo.reason) == ("loaded", "capability", "Toy toyEcho", None)
+    assert echo.distribution is None  # registered directly, not from an entry point
+    assert engine.registry.rejected == ()
+    assert set(engine.registry.connectors) == {"toy"}
+
+
+# -- rejected plugins ------------------------------------------------------------------
+
+
+def test_misspelled_hook_is_rejected_with_a_suggestion_and_others_keep_working(pm):
+    class Misspelled:
+        MANIFEST = capability_manifest("toyTypo")
+        CONNECTOR_MANIFEST = TOY_CONNECTOR
+
+        @hookimpl
+        def executee(self, ctx, properties):
+            return {}
+
+    typo = Misspelled()
+    pm.register(Echo(), name="toyEcho")
+    pm.register(typo, name="toyTypo")
+    registry = build_registry(pm)
+    rejected = report(registry, "toyTypo")
+    assert rejected.status == "rejected"
+    assert "'executee'" in rejected.reason and "did you mean 'execute'?" in rejected.reason
+    assert not pm.is_registered(typo)
+    assert set(registry.capabilities) == {"toyEcho"}
+    assert Engine(pm).execute("toyEcho", {"name": "x"}, CONFIG).output == {"echo": {"name": "x"}}
+
+
+def test_unknown_hook_far_from_any_name_lists_the_known_hooks(pm):
+    class Odd:
+        @hookimpl
+        def frobnicate(self, thing):
+            pass
+
+    pm.register(Odd(), name="odd")
+    reason = report(build_registry(pm), "odd").reason
+    assert "'frobnicate'" in reason and "known hooks: execute, register_commands, sandbox" in reason
+
+
+def _toy_module(cls_source: str) -> str:
+    return "from connector_core import hookimpl\nfrom toy import TOY_CONNECTOR, capability_manifest\n" + cls_source
+
+
+def test_entry_points_failing_to_import_or_validate_are_rejected_with_their_origin(pm, fake_distribution):
+    fake_distribution(
+        "toy-extras",
+        "2.3.4",
+        entry_points={"toyGood": "toy_good_mod", "toyImport": "toy_import_mod", "toyArgs": "toy_args_mod"},
+        modules={
+            "toy_good_mod": _toy_module(
+                "MANIFEST = capability_manifest('toyGood')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {'good': True}\n"
+            ),
+            "toy_import_mod": "import toy_dependency_that_is_not_installed\n",
+            "toy_args_mod": _toy_module(
+                "MANIFEST = capability_manifest('toyArgs')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(context, props):\n    return {}\n"
+            ),
+        },
+    )
+    rejected = load_entry_points(pm, only=["toyGood", "toyImport", "toyArgs"])
+    by_name = {r.name: r for r in rejected}
+    assert set(by_name) == {"toyImport", "toyArgs"}
+    imp = by_name["toyImport"]
+    assert "failed to import: ModuleNotFoundError" in imp.reason and "toy_dependency_that_is_not_installed" in imp.reason
+    assert (imp.entry_point, imp.distribution, imp.version) == ("toyImport = toy_import_mod", "toy-extras", "2.3.4")
+    args = by_name["toyArgs"]
+    assert args.reason.startswith("invalid hook implementation")
+    assert "context" in args.reason
+    assert pm.get_plugin("toyArgs") is None  # not left half-registered
+    registry = build_registry(pm, rejected)
+    assert set(registry.capabilities) == {"toyGood"}
+    good = report(registry, "toyGood")
+    assert (good.status, good.distribution, good.version, good.entry_point) == ("loaded", "toy-extras", "2.3.4", "toyGood = toy_good_mod")
+    assert {r.name for r in registry.rejected} == {"toyImport", "toyArgs"}
+
+
+def test_pluggy_validation_failure_on_direct_registration_raises(pm):
+    class WrongArgs:
+        @hookimpl
+        def execute(self, context, props):
+            return {}
+
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.register(WrongArgs(), name="wrong")
+    assert pm.get_plugin("wrong") is None
+
+
+def test_an_id_taken_by_an_earlier_plugin_is_rejected(pm, fake_distribution):
+    fake_distribution(
+        "toy-copycat",
+        entry_points={"toyEcho": "toy_copycat_mod"},
+        modules={
+            "toy_copycat_mod": _toy_module(
+                "MANIFEST = capability_manifest('toyEcho')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {'copy': True}\n"
+            )
+        },
+    )
+    original = Echo()
+    pm.register(original, name="toyEcho")
+    rejected = load_entry_points(pm, only=["toyEcho"])
+    assert [r.reason for r in rejected] == ["id 'toyEcho' is already taken by a plugin registered directly"]
+    assert rejected[0].distribution == "toy-copycat"
+    assert pm.get_plugin("toyEcho") is original
+
+
+def test_invalid_manifest_is_rejected_with_file_and_path(pm, write_json):
+    bad = capability_manifest("toyBroken", effect="mutate")
+    path = write_json("toyBroken.json", bad)
+
+    class Broken(Echo):
+        MANIFEST = str(path)
+
+    pm.register(Broken(), name="toyBroken")
+    pm.register(Shout(), name="toyShout")
+    registry = build_registry(pm)
+    reason = report(registry, "toyBroken").reason
+    assert str(path) in reason and "$.effect" in reason
+    assert set(registry.capabilities) == {"toyShout"}
+
+
+def test_missing_manifest_attribute_is_rejected(pm):
+    class NoManifest:
+        CONNECTOR_MANIFEST = TOY_CONNECTOR
+
+        @hookimpl
+        def execute(self, ctx, properties):
+            return {}
+
+    pm.register(NoManifest(), name="toyNone")
+    rejected = report(build_registry(pm), "toyNone")
+    assert (rejected.status, rejected.kind) == ("rejected", "capability")
+    assert "no MANIFEST attribute" in rejected.reason
+
+
+def test_manifest_id_must_match_the_plugin_name(pm):
+    pm.register(Echo(), name="toyEcho2")
+    reason = report(build_registry(pm), "toyEcho2").reason
+    assert reason == "manifest id 'toyEcho' does not match the plugin's id 'toyEcho2'"
+
+
+def test_manifest_must_name_the_connector_it_ships(pm):
+    class Mismatch(Echo):
+        MANIFEST = capability_manifest("toyMismatch", connector="other")
+
+    pm.register(Mismatch(), name="toyMismatch")
+    assert "names connector 'other'" in report(build_registry(pm), "toyMismatch").reason
+
+
+def test_required_config_unknown_to_the_connector_is_rejected(pm):
+    class NeedsGhost(Echo):
+        MANIFEST = capability_manifest("toyGhost", requiredConfig=["ghostField"])
+
+    pm.register(NeedsGhost(), name="toyGhost")
+    reason = report(build_registry(pm), "toyGhost").reason
+    assert "$.requiredConfig[0]" in reason and "'ghostField'" in reason
+
+
+def test_conflicting_connector_manifests_reject_the_second_plugin(pm):
+    class Rival(Shout):
+        CONNECTOR_MANIFEST = variant(TOY_CONNECTOR, title="Another toy")
+
+    pm.register(Echo(), name="toyEcho")
+    pm.register(Rival(), name="toyShout")
+    registry = build_registry(pm)
+    assert set(registry.capabilities) == {"toyEcho"}
+    assert "connector manifest 'toy' differs from the one already loaded" in report(registry, "toyShout").reason
+    assert registry.connectors["toy"].title == "Toy service"
+
+
+def test_identical_connector_manifests_are_shared(pm):
+    pm.register(Echo(), name="toyEcho")
+    pm.register(Shout(), name="toyShout")
+    registry = build_registry(pm)
+    assert registry.capabilities["toyEcho"].connector is registry.capabilities["toyShout"].connector
+
+
+# -- strict mode -----------------------------------------------------------------------
+
+
+def _pm_with_a_broken_plugin():
+    pm = toy_pm(Echo())
+    pm.register(Shout(), name="toyWrongName")
+    return pm
+
+
+def test_strict_engine_raises_listing_every_rejected_plugin():
+    with pytest.raises(PluginLoadError) as caught:
+        Engine(_pm_with_a_broken_plugin(), strict=True)
+    error = caught.value
+    assert error.code == "plugin_load_failed" and error.exit_code == 12
+    (plugin,) = error.details["plugins"]
+    assert plugin["name"] == "toyWrongName" and "does not match" in plugin["reason"]
+    json.dumps(error.to_dict())  # JSON-serialisable for hosts
+
+
+@pytest.mark.parametrize("value, raises", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_strict_mode_from_the_environment(monkeypatch, value, raises):
+    monkeypatch.setenv("CONNECTOR_CORE_STRICT", value)
+    if raises:
+        with pytest.raises(PluginLoadError):
+            Engine(_pm_with_a_broken_plugin())
+    else:
+        assert set(Engine(_pm_with_a_broken_plugin()).capabilities) == {"toyEcho"}
+
+
+def test_explicit_strict_false_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("CONNECTOR_CORE_STRICT", "1")
+    assert set(Engine(_pm_with_a_broken_plugin(), strict=False).capabilities) == {"toyEcho"}
+
+
+# -- selecting which entry points load -------------------------------------------------
+
+
+def test_only_restricts_loading_to_the_named_entry_points(pm):
+    assert load_entry_points(pm, only=["getAccount"]) == []
+    assert [name for name, _ in pm.list_name_plugin()] == ["getAccount"]
+    registry = build_registry(pm, strict=True)
+    assert set(registry.capabilities) == {"getAccount"}
+    loaded = report(registry, "getAccount")
+    assert loaded.distribution == "connector-framework"
+    assert loaded.entry_point == "getAccount = connector_mparticle.get_account"
+
+
+def test_load_plugins_environment_variable_restricts_loading(pm, monkeypatch):
+    monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", " getAccount , getAudiences,")
+    assert load_entry_points(pm) == []
+    assert sorted(name for name, _ in pm.list_name_plugin()) == ["getAccount", "getAudiences"]
+
+
+def test_empty_load_plugins_loads_nothing(monkeypatch):
+    monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", "")
+    engine = Engine()
+    assert engine.capabilities == {} and engine.registry.reports == ()
+
+
+def test_engine_only_argument():
+    engine = Engine(only=["getAccount"], strict=True)
+    assert set(engine.capabilities) == {"getAccount"}
+
+
+# -- lookups ---------------------------------------------------------------------------
+
+
+def test_unknown_capability_suggests_a_close_id_and_is_a_key_error():
+    registry = Engine(toy_pm(Echo(), Shout())).registry
+    with pytest.raises(KeyError) as caught:
+        registry.get("toyEho")
+    error = caught.value
+    assert isinstance(error, UnknownCapability)
+    assert error.code == "unknown_capability" and error.category == "input"
+    assert str(error) == "no loaded plugin provides capability 'toyEho'; did you mean 'toyEcho'? (see `connector plugins`)"
+    assert error.details == {"capability": "toyEho"}
+    with pytest.raises(UnknownCapability, match="provides connector 'nope'"):
+        registry.connector("nope")
+
+
+def test_make_engine_fixture_registers_plugins_by_manifest_id_and_is_strict(make_engine):
+    engine = make_engine(Echo(), {"toyShout": Shout()})
+    assert set(engine.capabilities) == {"toyEcho", "toyShout"}
+    with pytest.raises(PluginLoadError):
+        make_engine({"wrongName": Echo()})
