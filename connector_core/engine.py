@@ -141,6 +141,7 @@ class Connection:
             policy=self.policy,
             timeout=(float(settings["connectTimeoutSeconds"]), float(settings["timeoutSeconds"])),
             sleep=sleep,
+            redact=self._redact,
         )
         self._lock = threading.Lock()
         self._auths: dict[str, Any] = {}

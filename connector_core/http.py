@@ -261,11 +261,13 @@ class Transport:
         policy: RetryPolicy,
         timeout: tuple[float, float],
         sleep: Callable[[float], None] = time.sleep,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.session = session
         self.policy = policy
         self.timeout = timeout
         self.sleep = sleep
+        self.redact = redact
 
     def send(
         self,
@@ -296,7 +298,9 @@ class Transport:
             except requests.RequestException as exc:
                 elapsed = (time.perf_counter() - started) * 1000
                 sent = not _never_sent(exc)
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                # A status line came but the body was cut off or undecodable: the service answered badly.
+                cut = isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+                kind = "timed out" if isinstance(exc, requests.Timeout) else "answered with a cut-off body" if cut else "connection failed"
                 log.info("%s %s -> %s after %.1f ms (attempt %d)", method, url, kind, elapsed, attempt + 1)
                 if sent and not retry_safe:
                     raise OutcomeUnknown(
@@ -309,6 +313,13 @@ class Transport:
                     attempt, waited = attempt + 1, waited + wait
                     self._pause(method, url, kind, wait, attempt, stats)
                     continue
+                if cut:
+                    raise UpstreamError(
+                        f"{method} {url} {kind} ({type(exc).__name__}) after {attempt + 1} attempt(s); retry later",
+                        code="invalid_response",
+                        url=url,
+                        attempts=attempt + 1,
+                    ) from None
                 raise NetworkError(
                     f"{method} {url} {kind} ({type(exc).__name__}) after {attempt + 1} attempt(s); "
                     "check the URL and network, or raise the timeout in the connection config",
@@ -319,7 +330,7 @@ class Transport:
             log.info(
                 "%s %s -> %d in %.1f ms (attempt %d)",
                 method,
-                response.url or url,
+                self.redact(response.url or url),
                 status,
                 (time.perf_counter() - started) * 1000,
                 attempt + 1,

@@ -218,7 +218,12 @@ class CapabilityManifest:
         )
         problems = []
         if seed_form and "example" in raw_input:
-            problems += [Fault("$.inputSchema.example" + f.path[1:], f.message) for f in faults(input_validator, raw_input["example"])]
+            # The seed's example wraps the properties as {"properties": {...}}; accept it bare too.
+            example = raw_input["example"]
+            wrapped = isinstance(example, dict) and set(example) == {"properties"}
+            where = "$.inputSchema.example.properties" if wrapped else "$.inputSchema.example"
+            found = manifest.input_faults(example["properties"] if wrapped else example)
+            problems += [Fault(where + f.path[1:], f.message) for f in found]
         for i, example in enumerate(manifest.examples):
             problems += [Fault(f"$.examples[{i}].input{f.path[1:]}", f.message) for f in manifest.input_faults(example["input"])]
             problems += [Fault(f"$.examples[{i}].output{f.path[1:]}", f.message) for f in manifest.output_faults(example["output"])]

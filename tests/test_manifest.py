@@ -199,6 +199,13 @@ def test_seed_form_example_must_match_its_schema():
     assert paths(caught.value) == ["$.inputSchema.example.properties.displayName"]
 
 
+def test_seed_form_example_given_bare_is_checked_too():
+    seed = dict(SEED_INPUT, example={"displayName": 5})
+    with pytest.raises(ManifestError) as caught:
+        CapabilityManifest.from_dict(capability_manifest("toySeed", input_schema=seed))
+    assert [f.path for f in caught.value.faults] == ["$.inputSchema.example.displayName"]
+
+
 def test_invalid_seed_schema_is_reported_at_its_place_in_the_file():
     seed = {"default": {"type": "object", "properties": {"properties": {"type": "object", "properties": {"x": {"type": "strin"}}}}}}
     with pytest.raises(ManifestError) as caught:
