@@ -38,6 +38,12 @@ def execute(ctx, properties):
                 "with that name exists now. Look the account up before creating it again",
                 name=name,
             ) from None
+        except OutcomeUnknown as second:
+            raise OutcomeUnknown(
+                f"creating account {name!r} failed ambiguously twice ({second.message}); it may or may not exist now. "
+                "Look the account up before creating it again",
+                name=name,
+            ) from None
     account = pick_account(entities(response, "account"), name=name)
     if account is None:
         raise UpstreamError(

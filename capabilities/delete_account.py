@@ -15,8 +15,9 @@ def execute(ctx, properties):
     try:
         platform(ctx).delete("/v1/accounts", params={"accountId": account_id})
     except NotFound as exc:
-        # Deleting is idempotent: when an earlier attempt of this call lost its answer and
-        # the retry finds the account gone, this call is what deleted it.
+        # Deleting is idempotent: when an attempt of this call failed (a lost answer, a 5xx)
+        # and the retry finds the account gone, the goal holds and the call succeeds. Only a
+        # first-attempt 404 proves the account never existed here.
         if ctx.stats.retries == retries_before:
             raise account_not_found(exc, account_id) from None
     except Conflict as exc:

@@ -49,6 +49,7 @@ def execute(ctx, properties):
         except ConnectorError as exc:
             if accepted == 0 and not errors:
                 raise  # nothing was accepted: the typed error says it all
+            sent += 1
             errors += [_error(i, ids[i], exc) for _, rest, _ in requests[n:] for i in rest]
             break
         sent += 1

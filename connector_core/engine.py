@@ -407,12 +407,14 @@ class Engine:
             if connection is not None:
                 self._connections.move_to_end(key)
                 return connection
-        connection = self.connect(config, connector=connector)
+        opened = self.connect(config, connector=connector)
         with self._lock:
-            connection = self._connections.setdefault(key, connection)
+            connection = self._connections.setdefault(key, opened)
             while len(self._connections) > self._max_connections:
                 self._connections.popitem(last=False)
-            return connection
+        if connection is not opened:  # another thread opened the same one first
+            opened.close()
+        return connection
 
     def close(self) -> None:
         """Close every cached connection."""

@@ -179,15 +179,18 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         request.headers["Authorization"] = f"Bearer {self.token()}"
         return request
 
-    def token(self) -> str:
-        """The cached access token, fetching a new one when missing or about to expire."""
+    def token(self, stats: "CallStats | None" = None) -> str:
+        """The cached access token, fetching a new one when missing or about to expire.
+
+        A fetch counts its HTTP attempts into ``stats`` (the call that needed the token).
+        """
         token = self._token
         if token is not None and self._clock() < self._expires_at:
             return token
         with self._lock:
             if self._token is not None and self._clock() < self._expires_at:
                 return self._token
-            self._token, lifetime = self._fetch()
+            self._token, lifetime = self._fetch(stats)
             self._expires_at = self._clock() + max(0.0, lifetime - self._margin)
             return self._token
 
@@ -198,7 +201,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
                 self._token = None
                 self._expires_at = 0.0
 
-    def _fetch(self) -> tuple[str, float]:
+    def _fetch(self, stats: "CallStats | None") -> tuple[str, float]:
         body = {"client_id": self._client_id, "client_secret": self._client_secret, "grant_type": "client_credentials"}
         if self._audience:
             body["audience"] = self._audience
@@ -206,7 +209,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
             body["scope"] = self._scope
         payload = {"json": body} if self._format == "json" else {"data": body}
         self.fetches += 1
-        response = self._transport.send("POST", self.token_url, retry_safe=True, **payload)
+        response = self._transport.send("POST", self.token_url, retry_safe=True, stats=stats, **payload)
         if response.status_code in (400, 401, 403):
             detail = _upstream_message(response)
             raise AuthenticationFailed(
@@ -289,7 +292,7 @@ class Transport:
         attempt = 0
         refreshed = False
         while True:
-            token = auth.token() if isinstance(auth, OAuth2ClientCredentials) else None
+            token = auth.token(stats) if isinstance(auth, OAuth2ClientCredentials) else None
             started = time.perf_counter()
             if stats is not None:
                 stats.requests += 1

@@ -205,12 +205,16 @@ def test_result_is_frozen_and_counts_requests_and_retries(engine, server, config
     assert isinstance(result, Result)
     assert result.capability == "toyGet"
     assert result.output == {"item": {"id": "9"}}
-    assert (result.http_requests, result.retries) == (2, 1)
+    # The token request this first call needed, then the 503 and its retry.
+    assert (result.http_requests, result.retries) == (3, 1)
     assert isinstance(result.duration_ms, float) and result.duration_ms >= 0
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         result.output = {}
     meta = result.to_dict()["meta"]
-    assert (meta["http_requests"], meta["retries"]) == (2, 1)
+    assert (meta["http_requests"], meta["retries"]) == (3, 1)
+    server.queue("GET", "/api/items/9", item)
+    again = engine.execute("toyGet", {"id": "9"}, config)
+    assert (again.http_requests, again.retries) == (1, 0)  # the token is cached now
 
 
 # -- connections and tokens ------------------------------------------------------------

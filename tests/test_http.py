@@ -60,8 +60,10 @@ def test_get_is_retried_on_server_errors_then_succeeds(engine, server, config, s
     server.queue("GET", "/api/items/1", Answer(503), Answer(502), Answer(500), Answer(504), OK_ITEM)
     result = engine.execute("toyGet", {"id": "1"}, dict(config, maxRetries=4))
     assert result.output == {"item": {"id": "1"}}
-    assert (result.retries, result.http_requests) == (4, 5)
+    # Five attempts at the item, plus the token request the call needed first.
+    assert (result.retries, result.http_requests) == (4, 6)
     assert len(server.requests_to("GET", "/api/items/1")) == 5
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 1
     assert len(sleeps) == 4
     for attempt, wait in enumerate(sleeps):  # full jitter under an exponential ceiling
         assert 0 <= wait <= 0.5 * 2**attempt
