@@ -1,6 +1,7 @@
 """The mParticle connector against hand-written ``requests`` code and the official SDK.
 
-One command (after ``pip install -e .`` and ``pip install -r bench/requirements.txt``)::
+One command (after ``pip install -e .``; the official SDK of bench/requirements.txt is
+installed on first run when missing)::
 
     python bench/bench_connector.py            # sandbox in a child process (reported) and in-process
     python bench/bench_connector.py --mode child --calls 2000 --reps 7 --profile
@@ -64,6 +65,7 @@ import io
 import json
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -75,10 +77,22 @@ from connector_core import Engine
 from connector_mparticle.batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, chunk_batches
 from connector_mparticle.sandbox import Sandbox, SandboxProcess
 
-try:
-    import mparticle
-except ImportError:  # pragma: no cover - bench/requirements.txt installs it
-    mparticle = None
+def _import_official_sdk():
+    """The official ``mparticle`` package, installed from bench/requirements.txt when missing."""
+    try:
+        import mparticle
+    except ImportError:
+        requirements = Path(__file__).with_name("requirements.txt")
+        print(f"installing the bench-only dependencies of {requirements.name} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", str(requirements)], check=False)
+        try:
+            import mparticle
+        except ImportError:
+            return None
+    return mparticle
+
+
+mparticle = _import_official_sdk()
 
 ACCOUNT = "1001"
 BATCHES = 100
