@@ -69,6 +69,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import requests
@@ -417,7 +418,7 @@ def main() -> int:
         with Sandbox(max_batches=2 * BATCHES, max_logged_requests=100) as sandbox:
             results["inproc"] = run_all("in this process (shares the GIL; for comparison)", sandbox.config,
                                         sandbox.reset, sandbox.state, args)
-    print(f"\nsummary (ratios; >1 means the connector is faster for uploads, slower for latency):")
+    print("\nsummary (ratios; >1 means the connector is faster for uploads, slower for latency):")
     for mode, result in results.items():
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in result["upload"]["ratios"].items())
         print(f"  {mode:<7} getAccount connector/plain median {result['get']['ratio']:.3f}x "

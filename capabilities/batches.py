@@ -58,7 +58,8 @@ import json
 import math
 import re
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from connector_core.errors import Fault, InvalidInput
 

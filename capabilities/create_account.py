@@ -10,7 +10,14 @@ now exists, in which case the first attempt may have created it and the host get
 
 from connector_core import Conflict, OutcomeUnknown, UpstreamError, hookimpl
 
-from .common import CONNECTOR_MANIFEST, account_output, entities, manifest, pick_account, platform
+from .common import (
+    CONNECTOR_MANIFEST,
+    account_output,
+    entities,
+    manifest,
+    pick_account,
+    platform,
+)
 
 MANIFEST = manifest("createAccount")
 __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]

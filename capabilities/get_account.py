@@ -2,7 +2,16 @@
 
 from connector_core import NotFound, UpstreamError, hookimpl
 
-from .common import CONNECTOR_MANIFEST, account_not_found, account_output, as_id, entities, manifest, pick_account, platform
+from .common import (
+    CONNECTOR_MANIFEST,
+    account_not_found,
+    account_output,
+    as_id,
+    entities,
+    manifest,
+    pick_account,
+    platform,
+)
 
 MANIFEST = manifest("getAccount")
 __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]

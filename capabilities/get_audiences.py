@@ -2,7 +2,15 @@
 
 from connector_core import NotFound, hookimpl
 
-from .common import CONNECTOR_MANIFEST, account_not_found, as_id, entities, identified, manifest, platform
+from .common import (
+    CONNECTOR_MANIFEST,
+    account_not_found,
+    as_id,
+    entities,
+    identified,
+    manifest,
+    platform,
+)
 
 MANIFEST = manifest("getAudiences")
 __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]

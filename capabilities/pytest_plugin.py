@@ -8,10 +8,9 @@ their own ``Sandbox``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from connector_mparticle.sandbox import Sandbox
 
 

@@ -12,7 +12,13 @@ can send those again with the same ids.
 
 from connector_core import ConnectorError, Fault, InvalidInput, hookimpl
 
-from .batches import check_batches, chunk_batches, encode_single, ensure_request_ids, parse_batches
+from .batches import (
+    check_batches,
+    chunk_batches,
+    encode_single,
+    ensure_request_ids,
+    parse_batches,
+)
 from .common import CONNECTOR_MANIFEST, manifest
 
 MANIFEST = manifest("uploadEventBatch")

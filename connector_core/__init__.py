@@ -28,7 +28,14 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .http import HttpClient, RetryPolicy, read_json
 from .manifest import CapabilityManifest, ConnectorManifest
-from .registry import Capability, PluginReport, Registry, build_registry, get_plugin_manager, load_entry_points
+from .registry import (
+    Capability,
+    PluginReport,
+    Registry,
+    build_registry,
+    get_plugin_manager,
+    load_entry_points,
+)
 
 __version__ = "0.1.0"
 

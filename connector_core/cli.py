@@ -12,13 +12,22 @@ import logging
 import os
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .config import load_connections, read_json_file
 from .engine import Engine
-from .errors import EXIT_CODES, ConnectorError, Fault, InvalidConfig, InvalidInput, ManifestError, PluginLoadError
+from .errors import (
+    EXIT_CODES,
+    ConnectorError,
+    Fault,
+    InvalidConfig,
+    InvalidInput,
+    ManifestError,
+    PluginLoadError,
+)
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
 from .registry import STRICT_ENV
 
@@ -138,9 +147,8 @@ def cmd_run(args, engine: Engine) -> int:
         factory = engine.pm.hook.sandbox(connector=capability.connector.id)
         if factory is None:
             raise InvalidConfig(f"no installed plugin provides a sandbox for connector {capability.connector.id!r}")
-        with factory as config:
-            with engine.connect(config, connector=capability.connector.id) as connection:
-                result = connection.execute(args.capability, properties)
+        with factory as config, engine.connect(config, connector=capability.connector.id) as connection:
+            result = connection.execute(args.capability, properties)
     else:
         config, connector, allow = _connection_spec(args)
         if connector is not None and connector != capability.connector.id:

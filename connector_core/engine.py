@@ -18,8 +18,9 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -30,11 +31,19 @@ import requests.utils
 
 from .config import resolve_env
 from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError
-from .http import BasicAuth, CallStats, HttpClient, OAuth2ClientCredentials, RetryPolicy, Transport, check_url
+from .http import (
+    BasicAuth,
+    CallStats,
+    HttpClient,
+    OAuth2ClientCredentials,
+    RetryPolicy,
+    Transport,
+    check_url,
+)
 from .manifest import CapabilityManifest, ConnectorManifest
 from .redact import Redactor
-from .validation import faults
 from .registry import Registry, build_registry, get_plugin_manager, load_entry_points
+from .validation import faults
 
 log = logging.getLogger("connector_core.engine")
 
@@ -69,7 +78,7 @@ class Context:
     connector: ConnectorManifest
     config: Mapping[str, Any] = attrs.field(repr=False)
     log: logging.LoggerAdapter = attrs.field(repr=False)
-    connection: "Connection" = attrs.field(repr=False)
+    connection: Connection = attrs.field(repr=False)
     stats: CallStats = attrs.field(repr=False, factory=CallStats)
 
     def http(self, endpoint: str) -> HttpClient:
@@ -185,7 +194,7 @@ class Connection:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -423,7 +432,7 @@ class Engine:
         for connection in connections:
             connection.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: Any) -> None:

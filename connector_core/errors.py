@@ -7,7 +7,8 @@ category to a documented exit code (``EXIT_CODES``).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 

@@ -18,7 +18,8 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import attrs
@@ -30,6 +31,7 @@ from .errors import (
     AuthenticationFailed,
     Conflict,
     ConnectorError,
+    Fault,
     InvalidConfig,
     InvalidInput,
     NetworkError,
@@ -38,7 +40,6 @@ from .errors import (
     PermissionDenied,
     RateLimited,
     UpstreamError,
-    Fault,
 )
 from .redact import Redactor
 
@@ -149,7 +150,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         token_url: str,
         client_id: str,
         client_secret: str,
-        transport: "Transport",
+        transport: Transport,
         audience: str | None = None,
         scope: str | None = None,
         request_format: str = "json",
@@ -179,7 +180,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         request.headers["Authorization"] = f"Bearer {self.token()}"
         return request
 
-    def token(self, stats: "CallStats | None" = None) -> str:
+    def token(self, stats: CallStats | None = None) -> str:
         """The cached access token, fetching a new one when missing or about to expire.
 
         A fetch counts its HTTP attempts into ``stats`` (the call that needed the token).
@@ -201,7 +202,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
                 self._token = None
                 self._expires_at = 0.0
 
-    def _fetch(self, stats: "CallStats | None") -> tuple[str, float]:
+    def _fetch(self, stats: CallStats | None) -> tuple[str, float]:
         body = {"client_id": self._client_id, "client_secret": self._client_secret, "grant_type": "client_credentials"}
         if self._audience:
             body["audience"] = self._audience
@@ -234,7 +235,7 @@ class BasicAuth(requests.auth.AuthBase):
     """HTTP Basic auth (UTF-8), with a repr that shows no credentials."""
 
     def __init__(self, username: str, password: str, redactor: Redactor | None = None) -> None:
-        self._header = "Basic " + base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+        self._header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         if redactor is not None:
             redactor.add(self._header[6:])
 

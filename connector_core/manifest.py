@@ -10,10 +10,11 @@ retry safety and examples. Both validate against meta-schemas shipped in
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import attrs
 import jsonschema.exceptions
@@ -24,7 +25,7 @@ from .validation import compile_schema, faults
 MANIFEST_VERSION = 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def meta_validator(kind: str):
     """The compiled meta-schema for ``kind`` ("connector" or "capability")."""
     text = resources.files("connector_core.schemas").joinpath(f"{kind}.schema.json").read_text("utf-8")
@@ -99,12 +100,12 @@ class ConnectorManifest:
     config_validator: Any = attrs.field(repr=False, eq=False)
 
     @classmethod
-    def load(cls, source: Any) -> "ConnectorManifest":
+    def load(cls, source: Any) -> ConnectorManifest:
         data, name = read_manifest(source)
         return cls.from_dict(data, name)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "ConnectorManifest":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> ConnectorManifest:
         _check("connector", data, source)
         config = data["config"]
         validator = _compile(config, "$.config", source)
@@ -183,12 +184,12 @@ class CapabilityManifest:
     output_validator: Any = attrs.field(repr=False, eq=False)
 
     @classmethod
-    def load(cls, source: Any) -> "CapabilityManifest":
+    def load(cls, source: Any) -> CapabilityManifest:
         data, name = read_manifest(source)
         return cls.from_dict(data, name)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "CapabilityManifest":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> CapabilityManifest:
         _check("capability", data, source)
         raw_input = data["inputSchema"]
         inner = _seed_inner(raw_input)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import os
 import weakref
+from collections.abc import Iterable, Mapping
 from importlib import metadata
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import attrs
 import pluggy
@@ -130,7 +131,7 @@ def load_entry_points(
 
 
 # Where each entry-point plugin came from, per plugin manager, for the reports.
-_ORIGINS: "weakref.WeakKeyDictionary[pluggy.PluginManager, dict]" = weakref.WeakKeyDictionary()
+_ORIGINS: weakref.WeakKeyDictionary[pluggy.PluginManager, dict] = weakref.WeakKeyDictionary()
 
 
 def _origins(pm: pluggy.PluginManager) -> dict[str, dict]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -40,35 +38,13 @@ def assert_shape(capability: str, output: Any) -> None:
     assert not problems, problems
 
 
-class Run:
-    def __init__(self, done: subprocess.CompletedProcess) -> None:
-        self.code = done.returncode
-        self.stdout = done.stdout
-        self.stderr = done.stderr
+@pytest.fixture
+def connector(cli):
+    """``connector(*args, cwd=, env=, stdin=)``: the command as a subprocess (see conftest's ``cli``)."""
 
-    def json(self) -> Any:
-        return json.loads(self.stdout)
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None):
+        return cli(*args, cwd=cwd, env=env, input=stdin)
 
-    def error(self) -> dict:
-        """The JSON error object printed last on stderr (after any log lines)."""
-        lines = self.stderr.splitlines()
-        starts = [i for i, line in enumerate(lines) if line == "{"]
-        assert starts, self.stderr
-        return json.loads("\n".join(lines[starts[-1]:]))
-
-    def __repr__(self) -> str:
-        return f"Run(code={self.code}, stdout={self.stdout[-3000:]!r}, stderr={self.stderr[-3000:]!r})"
-
-
-def connector(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None) -> Run:
-    assert CONNECTOR.exists(), f"the connector script is not installed next to {sys.executable}"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    environ["PYTHONIOENCODING"] = "utf-8"
-    environ.update(env or {})
-    done = subprocess.run([str(CONNECTOR), *args], capture_output=True, text=True, env=environ, cwd=cwd,
-                          input=stdin, timeout=60)
-    run = Run(done)
-    assert "Traceback" not in run.stderr, run
     return run
 
 
@@ -115,7 +91,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("capability", CAPABILITIES)
-def test_run_every_capability(sb, config_file, tmp_path, capability):
+def test_run_every_capability(sb, config_file, tmp_path, capability, connector):
     props, check = CASES[capability]
     run = connector("run", capability, "--config", config_file(), "--properties", json.dumps(props), cwd=tmp_path)
     assert run.code == 0, run
@@ -124,7 +100,7 @@ def test_run_every_capability(sb, config_file, tmp_path, capability):
     assert check(sb, output), output
 
 
-def test_run_with_meta_and_properties_from_a_file_and_stdin(sb, config_file, tmp_path):
+def test_run_with_meta_and_properties_from_a_file_and_stdin(sb, config_file, tmp_path, connector):
     (tmp_path / "props.json").write_text('{"accountId": 1001}', "utf-8")
     run = connector("run", "getAccount", "--config", config_file(), "--properties", "@props.json", "--meta", cwd=tmp_path)
     assert run.code == 0, run
@@ -136,7 +112,7 @@ def test_run_with_meta_and_properties_from_a_file_and_stdin(sb, config_file, tmp
     assert run.json()["count"] == 3
 
 
-def test_secret_from_the_environment(sb, tmp_path):
+def test_secret_from_the_environment(sb, tmp_path, connector):
     config = {**sb.config, "clientSecret": {"$env": "MP_TEST_SECRET"}}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config), "utf-8")
@@ -160,7 +136,7 @@ def test_secret_from_the_environment(sb, tmp_path):
     ("uploadEventBatch", {"jsonBody": {"events": []}}, {"pod": "us1.evil.com"}, "config", "invalid_config"),
     ("getAccount", {"accountId": "1001"}, {"platformUrl": "http://api.example.com"}, "config", "invalid_config"),
 ])
-def test_errors_have_their_exit_code_and_json(sb, config_file, tmp_path, capability, props, changes, category, code):
+def test_errors_have_their_exit_code_and_json(sb, config_file, tmp_path, capability, props, changes, category, code, connector):
     run = connector("run", capability, "--config", config_file(**changes), "--properties", json.dumps(props), cwd=tmp_path)
     assert run.code == EXIT_CODES[category], run
     error = run.error()
@@ -172,20 +148,20 @@ def test_errors_have_their_exit_code_and_json(sb, config_file, tmp_path, capabil
             assert value not in text
 
 
-def test_invalid_input_sends_nothing(sb, config_file, tmp_path):
+def test_invalid_input_sends_nothing(sb, config_file, tmp_path, connector):
     run = connector("run", "getAccount", "--config", config_file(), "--properties", '{"accountId": "0"}', cwd=tmp_path)
     assert run.code == EXIT_CODES["input"]
     assert run.error()["faults"][0]["path"] == "$.accountId"
     assert sb.requests == []
 
 
-def test_properties_that_are_not_json(sb, config_file, tmp_path):
+def test_properties_that_are_not_json(sb, config_file, tmp_path, connector):
     run = connector("run", "getAccount", "--config", config_file(), "--properties", '{"accountId": ', cwd=tmp_path)
     assert run.code == EXIT_CODES["input"]
     assert "line 1" in run.error()["message"]
 
 
-def test_verbose_output_never_shows_secrets(sb, config_file, tmp_path):
+def test_verbose_output_never_shows_secrets(sb, config_file, tmp_path, connector):
     runs = [
         connector("run", "getAccount", "--verbose", "--config", config_file(), "--properties", '{"accountId": "1001"}', cwd=tmp_path),
         connector("run", "uploadEventBatch", "-v", "--config", config_file(), "--properties",
@@ -210,7 +186,7 @@ def test_verbose_output_never_shows_secrets(sb, config_file, tmp_path):
             assert value not in text, (value, run)
 
 
-def test_run_with_the_builtin_sandbox(tmp_path):
+def test_run_with_the_builtin_sandbox(tmp_path, connector):
     run = connector("run", "getAccount", "--sandbox", "--properties", '{"accountId": "1001"}', cwd=tmp_path)
     assert run.code == 0, run
     output = run.json()
@@ -222,7 +198,7 @@ def test_run_with_the_builtin_sandbox(tmp_path):
         assert value not in run.stdout + run.stderr
 
 
-def test_demo_runs_all_seven(tmp_path):
+def test_demo_runs_all_seven(tmp_path, connector):
     run = connector("demo", cwd=tmp_path)
     assert run.code == 0, run
     decoder, text, documents = json.JSONDecoder(), run.stdout, []

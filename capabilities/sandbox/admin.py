@@ -22,7 +22,8 @@ purpose; errors answer 400 ``{"error": "..."}``.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .server import Request, Response
 

@@ -13,18 +13,35 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, Callable
-
+from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
-
-from connector_mparticle.batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch, decode
+from connector_mparticle.batches import (
+    MAX_BATCHES_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    check_batch,
+    decode,
+)
 
 from . import admin, server
 from . import seed as seeded
-from .faults import DEFAULT_SCOPES, DROP, GARBAGE, GROUPS, STATUS, TRUNCATE, Failure, FaultConfig, FaultPlan, Injection, RateLimit, RateWindow
+from .faults import (
+    DEFAULT_SCOPES,
+    DROP,
+    GARBAGE,
+    GROUPS,
+    STATUS,
+    TRUNCATE,
+    Failure,
+    FaultConfig,
+    FaultPlan,
+    Injection,
+    RateLimit,
+    RateWindow,
+)
 from .server import Request, Response
 from .state import Client, Clock, Input, Rejected, State
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import seed as seeded
 from .app import DEFAULT_TOKEN_LIFETIME, Emulator

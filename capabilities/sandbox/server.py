@@ -17,9 +17,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Callable
 from urllib.parse import parse_qs
 
 MAX_LINE = 64 * 1024
