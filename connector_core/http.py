@@ -140,8 +140,10 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
     """OAuth2 client-credentials grant with a cached token.
 
     The token is fetched once and shared by every thread of the connection (single
-    flight under a lock), refreshed ``refresh_margin`` seconds before it expires, and
-    refreshed once when the service answers 401 (:meth:`invalidate`).
+    flight under a lock), refreshed ``refresh_margin`` seconds before it expires (or at
+    half its life, for short-lived tokens), and refreshed once when the service answers
+    401 (:meth:`invalidate`). A rejection of the credentials is remembered for
+    ``reject_for`` seconds, so threads waiting for the token do not each ask again.
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         request_format: str = "json",
         clock: Callable[[], float] = time.monotonic,
         refresh_margin: float = 60.0,
+        reject_for: float = 10.0,
         redactor: Redactor | None = None,
     ) -> None:
         self.token_url = token_url
@@ -167,6 +170,8 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         self._format = request_format
         self._clock = clock
         self._margin = refresh_margin
+        self._reject_for = reject_for
+        self._rejection: tuple[AuthenticationFailed, float] | None = None
         self._redactor = redactor
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -189,10 +194,18 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         if token is not None and self._clock() < self._expires_at:
             return token
         with self._lock:
-            if self._token is not None and self._clock() < self._expires_at:
+            now = self._clock()
+            if self._token is not None and now < self._expires_at:
                 return self._token
-            self._token, lifetime = self._fetch(stats)
-            self._expires_at = self._clock() + max(0.0, lifetime - self._margin)
+            if self._rejection is not None and now < self._rejection[1]:
+                raise _copy(self._rejection[0])
+            try:
+                self._token, lifetime = self._fetch(stats)
+            except AuthenticationFailed as exc:
+                self._rejection = (exc, self._clock() + self._reject_for)
+                raise
+            self._rejection = None
+            self._expires_at = self._clock() + max(lifetime - self._margin, lifetime / 2)
             return self._token
 
     def invalidate(self, token: str | None = None) -> None:
@@ -229,6 +242,10 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
             self._redactor.add(token)
         expires_in = data.get("expires_in")
         return token, float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else 3600.0
+
+
+def _copy(error: ConnectorError) -> ConnectorError:
+    return type(error)(error.message, faults=error.faults, code=error.code, **error.details)
 
 
 class BasicAuth(requests.auth.AuthBase):

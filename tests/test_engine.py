@@ -279,6 +279,43 @@ def test_token_is_refreshed_before_it_expires(engine, server, clock):
     assert auth == [f"Bearer {token(1)}", f"Bearer {token(1)}", f"Bearer {token(2)}"]
 
 
+def test_a_short_lived_token_is_kept_for_half_its_life(engine, server, clock):
+    server.route("POST", TOKEN_PATH, token_issuer(expires_in=30))  # shorter than the 60 s margin
+    server.route("GET", "/api/items/1", item)
+    config = toy_config(server.url)
+    engine.execute("toyGet", {"id": "1"}, config)
+    clock.advance(14)
+    engine.execute("toyGet", {"id": "1"}, config)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+    clock.advance(2)
+    engine.execute("toyGet", {"id": "1"}, config)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
+
+
+def test_rejected_credentials_are_asked_for_once_by_many_threads(engine, server, clock):
+    server.route("POST", TOKEN_PATH, Answer(401, json={"error": "access_denied"}, delay=0.05))
+    errors = []
+    with engine.connect(toy_config(server.url)) as connection:
+
+        def work():
+            try:
+                connection.execute("toyGet", {"id": "1"})
+            except AuthenticationFailed as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(errors) == 8 and all(e.code == "authentication_failed" for e in errors)
+        assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+        clock.advance(11)  # the rejection is remembered for 10 s, then asked again
+        with pytest.raises(AuthenticationFailed):
+            connection.execute("toyGet", {"id": "1"})
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
+
+
 def test_token_request_sends_the_client_credentials(engine, server, config):
     server.route("GET", "/api/items/1", item)
     engine.execute("toyGet", {"id": "1"}, config)
