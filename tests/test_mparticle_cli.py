@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -219,3 +221,25 @@ def test_demo_runs_all_seven(tmp_path, connector):
     assert summary["sandbox"]["token_requests"] == 1 and summary["sandbox"]["batches_accepted"] == 1
     for value in SECRETS:
         assert value not in run.stdout + run.stderr
+
+
+def test_connector_sandbox_serves_until_sigterm(tmp_path, connector):
+    process = subprocess.Popen([str(CONNECTOR), "sandbox", "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        (tmp_path / "sandbox.json").write_text(line, "utf-8")
+        run = connector("run", "getAccount", "--config", "sandbox.json", "--properties", '{"accountId": "1002"}', cwd=tmp_path)
+        assert run.code == 0, run
+        assert run.json()["account"]["name"] == "Acme Staging"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and out == ""
+
+
+def test_connector_sandbox_refuses_a_remote_bind_as_a_json_error(tmp_path, connector):
+    run = connector("sandbox", "--host", "0.0.0.0", cwd=tmp_path)
+    assert run.code == 2 and run.stdout == ""
+    error = run.error()
+    assert error["code"] == "invalid_option" and "loopback" in error["message"]

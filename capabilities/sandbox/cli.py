@@ -67,6 +67,11 @@ def _apply_switches(sandbox: Sandbox, args: argparse.Namespace) -> None:
             raise ValueError(f"--fault {spec!r}: {exc}") from None
 
 
+def _error(code: str, category: str, message: str) -> None:
+    """Errors go to stderr as one JSON object, as every ``connector`` command prints them."""
+    print(json.dumps({"code": code, "category": category, "message": message}, indent=2), file=sys.stderr, flush=True)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; print the connector config as one JSON line first."""
     try:
@@ -77,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
         )
         _apply_switches(sandbox, args)
     except ValueError as exc:
-        print(f"sandbox: {exc}", file=sys.stderr)
+        _error("invalid_option", "usage", f"sandbox: {exc}")
         return 2
     stop = threading.Event()
     previous = {}
@@ -90,7 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
         try:
             sandbox.start()
         except OSError as exc:
-            print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            _error("cannot_listen", "network", f"sandbox: cannot listen on {args.host}:{args.port}: {exc}")
             return 1
         print(json.dumps(sandbox.config), flush=True)
         print(f"mParticle sandbox at {sandbox.url} (state: {sandbox.admin_url}/state); stop with Ctrl-C",
