@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import textwrap
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -333,3 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, ours or a plugin command's: still one JSON error, no traceback
+        _dump({"code": "internal_error", "category": "internal", "message": f"{type(exc).__name__}: {exc}"}, sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return EXIT_CODES["internal"]

@@ -134,6 +134,12 @@ def test_plugin_subcommand_runs(sample):
     assert "sample-hello" in sample("--help").stdout
 
 
+def test_a_crashing_plugin_command_is_one_json_error_without_traceback(sample):
+    run = sample("sample-hello", "--crash")
+    assert run.code == 1 and run.stdout == ""
+    assert run.error() == {"code": "internal_error", "category": "internal", "message": "RuntimeError: the sample command has a bug"}
+
+
 def test_plugin_subcommand_gets_the_global_flags(sample):
     assert sample("sample-hello", "-v").code == 0
     assert sample("--strict", "sample-hello").code == 0  # the sample package alone loads cleanly

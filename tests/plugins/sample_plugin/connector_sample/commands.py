@@ -11,9 +11,12 @@ TITLE = "Sample CLI commands"
 def register_commands(subparsers):
     parser = subparsers.add_parser("sample-hello", help="say hello from the sample plugin")
     parser.add_argument("--name", default="world", help="who to greet")
+    parser.add_argument("--crash", action="store_true", help="fail with a bug (shows how the CLI reports one)")
     parser.set_defaults(handler=hello)
 
 
 def hello(args, engine):
+    if args.crash:
+        raise RuntimeError("the sample command has a bug")
     print(json.dumps({"hello": args.name, "capabilities": sorted(engine.capabilities)}))
     return 0
