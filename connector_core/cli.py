@@ -296,14 +296,11 @@ def build_parser(engine: Engine) -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: bool) -> None:
+    """``--verbose``: the framework's INFO records (one per HTTP attempt) and every plugin's warnings."""
     if not verbose:
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("connector_core", "connector_mparticle"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("connector_core").setLevel(logging.INFO)
 
 
 def _strict(args) -> bool:

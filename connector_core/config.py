@@ -5,9 +5,9 @@ by ``"default"`` when given and the variable is unset), so secrets stay out of f
 
 A connections file names connections an operator prepared::
 
-    {"connections": {"prod": {"connector": "mparticle",
-                              "config": {"clientID": {"$env": "MP_CLIENT_ID"}, ...},
-                              "capabilities": ["getAccount", "getAudiences"]}}}
+    {"connections": {"prod": {"connector": "acme",
+                              "config": {"clientId": {"$env": "ACME_CLIENT_ID"}, ...},
+                              "capabilities": ["lookupUser"]}}}
 
 ``capabilities`` (optional) restricts what the connection may run.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import weakref
+from types import MappingProxyType
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
@@ -233,7 +234,11 @@ def build_registry(pm: pluggy.PluginManager, rejected: Iterable[PluginReport] = 
         capabilities[name] = Capability(manifest, connectors[connector.id], plugin, caller)
         reports.append(PluginReport(name, "loaded", kind="capability", title=manifest.title, **origins.get(name, {})))
     reports.extend(extensions)
-    registry = Registry(capabilities, connectors, tuple(sorted(reports, key=lambda r: (r.status != "loaded", r.name))))
+    registry = Registry(
+        MappingProxyType(capabilities),
+        MappingProxyType(connectors),
+        tuple(sorted(reports, key=lambda r: (r.status != "loaded", r.name))),
+    )
     if strict and registry.rejected:
         raise PluginLoadError(
             f"{len(registry.rejected)} plugin(s) could not be loaded (strict mode)",

@@ -101,3 +101,15 @@ def test_every_entry_point_of_setup_cfg_loads():
     registry = build_registry(pm, rejected)
     assert [(r.name, r.reason) for r in registry.rejected] == []
     assert {r.name for r in registry.reports} == set(entry_points), "setup.cfg and the installed metadata disagree; reinstall"
+
+
+def test_the_core_knows_nothing_about_mparticle():
+    core = Path(__file__).resolve().parents[1] / "connector_core"
+    mentions = [
+        f"{path.relative_to(core)}:{number}"
+        for path in sorted(core.rglob("*"))
+        if path.is_file() and path.suffix in (".py", ".json")
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if "mparticle" in line.lower()
+    ]
+    assert mentions == []
