@@ -15,7 +15,7 @@ import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import load_connections, read_json_file
@@ -41,7 +41,7 @@ class UsageError(ConnectorError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print text and exit 2
+    def error(self, message: str) -> NoReturn:  # argparse would print text and exit 2
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
@@ -186,6 +186,7 @@ def cmd_check(args, engine: Engine) -> int:
                     auths.add((name, connector.endpoints[name].auth))
         exit_code = 0
         for endpoint, auth_name in sorted(auths, key=str):
+            status: dict[str, Any]
             try:
                 connection.base_url(endpoint)
                 auth = connection.auth(auth_name)
@@ -217,8 +218,8 @@ def cmd_validate(args, engine: Engine) -> int:
                 capabilities.append((entry, CapabilityManifest.from_dict(data, path)))
             elif "endpoints" in data or "config" in data:
                 entry["kind"] = "connector"
-                manifest = ConnectorManifest.from_dict(data, path)
-                loaded[manifest.id] = manifest
+                connector_manifest = ConnectorManifest.from_dict(data, path)
+                loaded[connector_manifest.id] = connector_manifest
             else:
                 raise ManifestError(f"{path}: neither a capability manifest (inputSchema) nor a connector manifest (endpoints)")
             entry["valid"] = True
@@ -226,11 +227,11 @@ def cmd_validate(args, engine: Engine) -> int:
             entry.update(valid=False, message=exc.message, faults=[f.to_dict() for f in exc.faults])
         results.append(entry)
     # Cross-check capabilities against their connector, given on the command line or installed.
-    for entry, manifest in capabilities:
-        connector = loaded.get(manifest.connector) or engine.registry.connectors.get(manifest.connector)
+    for entry, capability in capabilities:
+        connector = loaded.get(capability.connector) or engine.registry.connectors.get(capability.connector)
         if connector is None:
-            entry["warning"] = f"connector {manifest.connector!r} not given or installed; cross-checks skipped"
-        elif problems := manifest.check_connector(connector):
+            entry["warning"] = f"connector {capability.connector!r} not given or installed; cross-checks skipped"
+        elif problems := capability.check_connector(connector):
             entry.update(valid=False, message="does not fit its connector", faults=[f.to_dict() for f in problems])
     _dump({"valid": all(r["valid"] for r in results), "files": results})
     return 0 if all(r["valid"] for r in results) else EXIT_CODES["plugin"]

@@ -215,6 +215,7 @@ class Connection:
             return check_url(config[endpoint.override_field], endpoint.override_field)
         if endpoint.base_url:
             return check_url(endpoint.base_url, f"endpoints.{name}.baseUrl")
+        assert endpoint.base_url_by_config is not None  # the meta-schema requires one of the two
         field, values = endpoint.base_url_by_config
         value = config.get(field)
         url = values.get(str(value).lower()) if value is not None else None
@@ -246,7 +247,7 @@ class Connection:
             field = spec.get("tokenUrlField")
             token_url = self.config.get(field) if field else None
             return OAuth2ClientCredentials(
-                token_url=self._route(check_url(token_url or spec["tokenUrl"], field if token_url else f"auth.{name}.tokenUrl")),
+                token_url=self._route(check_url(token_url or spec["tokenUrl"], str(field) if token_url else f"auth.{name}.tokenUrl")),
                 client_id=self._required(spec["clientIdField"], f"{name} authentication"),
                 client_secret=self._required(spec["clientSecretField"], f"{name} authentication"),
                 transport=self.transport,

@@ -177,6 +177,7 @@ class PluginError(ConnectorError):
 
     code = "plugin_error"
     category = "plugin"
+    plugin_traceback: str | None = None  # the plugin's own traceback, secrets redacted
 
 
 class UnknownCapability(ConnectorError, KeyError):

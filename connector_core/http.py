@@ -221,7 +221,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
             body["audience"] = self._audience
         if self._scope:
             body["scope"] = self._scope
-        payload = {"json": body} if self._format == "json" else {"data": body}
+        payload: dict[str, Any] = {"json": body} if self._format == "json" else {"data": body}
         self.fetches += 1
         response = self._transport.send("POST", self.token_url, retry_safe=True, stats=stats, **payload)
         if response.status_code in (400, 401, 403):
@@ -356,7 +356,7 @@ class Transport:
                 (time.perf_counter() - started) * 1000,
                 attempt + 1,
             )
-            if status == 401 and token is not None and not refreshed:
+            if status == 401 and isinstance(auth, OAuth2ClientCredentials) and token is not None and not refreshed:
                 # The token may have been revoked or expired early: fetch a new one once.
                 refreshed = True
                 auth.invalidate(token)

@@ -208,7 +208,7 @@ class CapabilityManifest:
             retry_safe=data["retrySafe"],
             required_config=tuple(data.get("requiredConfig", ())),
             endpoints=tuple(data.get("endpoints", ())),
-            input_schema=inner if seed_form else raw_input,
+            input_schema=inner if inner is not None else raw_input,
             output_schema=data["outputSchema"],
             examples=tuple(data.get("examples", ())),
             source=source,

@@ -66,7 +66,7 @@ class Capability:
         return self.manifest.id
 
 
-def _entry_point_origin(ep: metadata.EntryPoint) -> dict[str, str | None]:
+def _entry_point_origin(ep: metadata.EntryPoint) -> dict[str, Any]:
     dist = getattr(ep, "dist", None)
     return {
         "entry_point": f"{ep.name} = {ep.value}",
