@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 import os
 import weakref
-from types import MappingProxyType
 from collections.abc import Iterable, Mapping
 from importlib import metadata
+from types import MappingProxyType
 from typing import Any
 
 import attrs
