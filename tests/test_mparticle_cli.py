@@ -243,3 +243,18 @@ def test_connector_sandbox_refuses_a_remote_bind_as_a_json_error(tmp_path, conne
     assert run.code == 2 and run.stdout == ""
     error = run.error()
     assert error["code"] == "invalid_option" and "loopback" in error["message"]
+
+
+def test_check_obtains_a_token_and_reports_readiness(sb, config_file, tmp_path, connector):
+    run = connector("check", "--config", config_file(pod=None), cwd=tmp_path)
+    assert run.code == 0, run
+    report = run.json()
+    assert report["credentials"] == {"platform": {"ok": True, "message": "token obtained"}}
+    assert report["capabilities"]["uploadEventBatch"] == {"ready": False, "missing": ["pod"]}
+    assert all(report["capabilities"][c]["ready"] for c in CAPABILITIES if c != "uploadEventBatch")
+    assert sb.state()["token_requests"] == 1
+
+    run = connector("check", "--config", config_file(pod=None, clientSecret="not-the-secret"), cwd=tmp_path)
+    assert run.code == EXIT_CODES["auth"]
+    assert run.json()["credentials"]["platform"]["code"] == "authentication_failed"
+    assert "not-the-secret" not in run.stdout + run.stderr
