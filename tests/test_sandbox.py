@@ -641,6 +641,16 @@ def test_rate_limits_are_per_group_with_their_own_scope_and_format(sb):
     assert sb.state()["batches_accepted"] == 1
 
 
+def test_rate_limit_of_one_endpoint_leaves_the_rest_of_its_group_alone(sb):
+    headers = bearer(sb)
+    sb.set_rate_limit("getAudiences", limit=1, window_seconds=60, retry_after=3)
+    assert call(sb, "GET", "/v1/audiences?accountId=1001", headers).status_code == 200
+    limited = call(sb, "GET", "/v1/audiences?accountId=1001", headers)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+    assert limited.headers["X-mp-rate-limit-exceeded"] == "account"  # the scope of its group
+    assert call(sb, "GET", "/v1/accounts/1001?accountId=1001", headers).status_code == 200
+
+
 # =============================================================================== faults
 
 
@@ -692,6 +702,17 @@ def test_faults_apply_only_to_their_group(sb):
     assert upload(sb, batch()).status_code == 202
 
 
+def test_faults_of_one_endpoint_take_precedence_over_its_group(sb):
+    headers = bearer(sb)
+    sb.set_faults("getAccount", error_rate=1.0, statuses=[502])
+    assert call(sb, "GET", "/v1/accounts/1001?accountId=1001", headers).status_code == 502
+    assert call(sb, "GET", "/v1/audiences?accountId=1001", headers).status_code == 200
+    sb.set_faults("platform", error_rate=1.0, statuses=[503])
+    assert call(sb, "GET", "/v1/accounts/1001?accountId=1001", headers).status_code == 502
+    assert call(sb, "GET", "/v1/audiences?accountId=1001", headers).status_code == 503
+    assert sb.state()["faults"]["getAccount"]["statuses"] == [502]
+
+
 def test_injected_error_after_processing_keeps_the_write(sb):
     headers = bearer(sb)
     sb.set_faults("platform", error_rate=1.0, statuses=[504], after=True)
@@ -719,8 +740,10 @@ def test_invalid_fault_settings_are_refused(sb, fields):
 
 
 def test_unknown_group_or_target_is_refused(sb):
-    with pytest.raises(ValueError, match="unknown group"):
+    with pytest.raises(ValueError, match="unknown target 'oauth'"):
         sb.set_faults("oauth", error_rate=0.1)
+    with pytest.raises(ValueError, match="unknown target 'getAcount'"):
+        sb.set_rate_limit("getAcount", limit=1)
     with pytest.raises(ValueError, match="unknown target"):
         sb.fail_next("createAcount")
 

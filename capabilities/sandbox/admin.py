@@ -11,8 +11,8 @@ purpose; errors answer 400 ``{"error": "..."}``.
 ``GET  /_sandbox/batches``  accepted batches (``Sandbox.batches``)
 ``GET  /_sandbox/config``   the connector config (``Sandbox.config``)
 ``POST /_sandbox/reset``    back to the seeded state (``Sandbox.reset()``)
-``POST /_sandbox/faults``   ``{"group": "events", "error_rate": 0.5}`` (``set_faults``)
-``POST /_sandbox/rate-limits`` ``{"group": "platform", "limit": 5}`` (``set_rate_limit``)
+``POST /_sandbox/faults``   ``{"group": "events", "error_rate": 0.5}`` (``set_faults``; a group or an endpoint)
+``POST /_sandbox/rate-limits`` ``{"group": "getAccount", "limit": 5}`` (``set_rate_limit``; likewise)
 ``POST /_sandbox/fail-next``   ``{"target": "createAccount", "effect": "drop", "after": true}``
 ``POST /_sandbox/clock``    ``{"seconds": 28800}`` (``advance_clock``)
 ``POST /_sandbox/settings`` ``{"token_lifetime": 60}`` (``configure``)

@@ -118,10 +118,13 @@ class Emulator:
             self.rate_windows: dict[str, RateWindow] = {}
 
     def set_faults(self, group: str, **fields: Any) -> dict[str, Any]:
-        """Replace the random faults of ``group`` (or ``"all"``); no fields clears them."""
+        """Replace the random faults of ``group``, one endpoint or ``"all"``; no fields clears them.
+
+        An endpoint's own faults take precedence over its group's.
+        """
         config = FaultConfig(**fields)
         with self._lock:
-            for name in _groups(group):
+            for name in self._targets(group):
                 if config.draws or config.latency_ms:
                     self.plan.configs[name] = config
                 else:
@@ -136,16 +139,20 @@ class Emulator:
         retry_after: int | None = None,
         scope: str | None = None,
     ) -> dict[str, Any] | None:
-        """Allow ``limit`` requests per ``window_seconds`` to ``group``; ``limit=None`` lifts it."""
+        """Allow ``limit`` requests per ``window_seconds`` to ``group`` or one endpoint; ``limit=None`` lifts it.
+
+        An endpoint's own budget takes precedence over its group's.
+        """
         rule = None if limit is None else RateLimit(
             limit=limit, window_seconds=window_seconds, retry_after=retry_after, scope=scope,
         )
         with self._lock:
-            for name in _groups(group):
+            for name in self._targets(group):
                 if rule is None:
                     self.rate_windows.pop(name, None)
                 else:
-                    self.rate_windows[name] = RateWindow(rule, scope or DEFAULT_SCOPES[name])
+                    default_scope = DEFAULT_SCOPES[self.endpoint_groups.get(name, name)]
+                    self.rate_windows[name] = RateWindow(rule, scope or default_scope)
         return None if rule is None else rule.to_dict()
 
     def fail_next(self, target: str, count: int = 1, **fields: Any) -> dict[str, Any]:
@@ -216,7 +223,7 @@ class Emulator:
                 self._sleep(latency)
             if injection is not None and not injection.after and injection.effect in (STATUS, DROP):
                 return self._injected(endpoint, injection), injection
-        window = self.rate_windows.get(endpoint.group)
+        window = self.rate_windows.get(endpoint.name) or self.rate_windows.get(endpoint.group)
         try:
             if window is not None:
                 with self._lock:
@@ -307,10 +314,22 @@ class Emulator:
                 "HEAD": ep("findCalculatedAttributes", "platform", self._find_calculated_attributes, "calculated_attribute"),
             }),
         ]
-        self.endpoint_names = frozenset(
-            endpoint.name for methods in [*exact.values(), *(m for _, m in patterns)] for endpoint in methods.values()
-        )
+        self.endpoint_groups = {
+            endpoint.name: endpoint.group
+            for methods in [*exact.values(), *(m for _, m in patterns)]
+            for endpoint in methods.values()
+        }
+        self.endpoint_names = frozenset(self.endpoint_groups)
         return exact, patterns
+
+    def _targets(self, target: str) -> tuple[str, ...]:
+        """``all``, a group, or one endpoint (such as ``createAccount``)."""
+        if target == "all":
+            return GROUPS
+        if target in GROUPS or target in self.endpoint_groups:
+            return (target,)
+        known = ", ".join([*GROUPS, "all", *sorted(self.endpoint_groups)])
+        raise ValueError(f"unknown target {target!r}; use one of: {known}")
 
     def _match(self, path: str) -> tuple[dict[str, Endpoint] | None, tuple[str, ...]]:
         methods = self._exact.get(path)
@@ -455,14 +474,6 @@ def _lifetime(seconds: Any) -> int:
     if type(seconds) is not int or seconds < 1:
         raise ValueError(f"token_lifetime must be a positive integer (seconds), got {seconds!r}")
     return seconds
-
-
-def _groups(group: str) -> tuple[str, ...]:
-    if group == "all":
-        return GROUPS
-    if group not in GROUPS:
-        raise ValueError(f"unknown group {group!r}; use one of: {', '.join(GROUPS)}, all")
-    return (group,)
 
 
 def _code(group: str, status: int) -> str:

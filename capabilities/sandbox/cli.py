@@ -35,16 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-secret", default=seeded.DEMO_CLIENT_SECRET, help="demo OAuth client secret")
     parser.add_argument("--api-key", default=seeded.DEMO_API_KEY, help="demo Events API key")
     parser.add_argument("--api-secret", default=seeded.DEMO_API_SECRET, help="demo Events API secret")
-    parser.add_argument("--rate-limit", action="append", default=[], metavar="GROUP=LIMIT[/SECONDS]",
-                        help=f"rate limit a group ({', '.join(GROUPS)}, all), e.g. events=270/1; repeatable")
-    parser.add_argument("--fault", action="append", default=[], metavar="GROUP=JSON",
-                        help='random faults for a group, e.g. events=\'{"error_rate": 0.1, "statuses": [503]}\'; repeatable')
+    parser.add_argument("--rate-limit", action="append", default=[], metavar="TARGET=LIMIT[/SECONDS]",
+                        help=f"rate limit a group ({', '.join(GROUPS)}, all) or one endpoint (e.g. getAccount), "
+                             "e.g. events=270/1; repeatable")
+    parser.add_argument("--fault", action="append", default=[], metavar="TARGET=JSON",
+                        help='random faults for a group or one endpoint, e.g. events=\'{"error_rate": 0.1, "statuses": [503]}\'; repeatable')
 
 
 def _split(spec: str, option: str) -> tuple[str, str]:
     group, sep, value = spec.partition("=")
     if not sep or not value:
-        raise ValueError(f"{option} expects GROUP=VALUE, got {spec!r}")
+        raise ValueError(f"{option} expects TARGET=VALUE, got {spec!r}")
     return group.strip(), value.strip()
 
 

@@ -156,13 +156,15 @@ class FaultPlan:
     """Random fault configs and scripted failures; not thread-safe (the caller locks)."""
 
     def __init__(self, seed: int):
-        self._rngs = {group: random.Random(f"{seed}:{group}") for group in GROUPS}
+        self._seed = seed
+        self._rngs: dict[str, random.Random] = {}
         self.configs: dict[str, FaultConfig] = {}
         self.failures: list[list[Any]] = []  # [Failure, remaining count]
 
     def draw(self, endpoint: str, group: str) -> tuple[float, Injection | None]:
         """Pick what happens to one request: (latency in seconds, injection or None)."""
-        config = self.configs.get(group)
+        target = endpoint if endpoint in self.configs else group
+        config = self.configs.get(target)
         latency = config.latency_ms / 1000.0 if config else 0.0
         for entry in self.failures:
             failure, remaining = entry
@@ -174,7 +176,9 @@ class FaultPlan:
                 return latency, Injection(failure.effect, failure.status, failure.after, failure.retry_after)
         if config is None or not config.draws:
             return latency, None
-        rng = self._rngs[group]
+        rng = self._rngs.get(target)
+        if rng is None:  # one generator per target, so a seed gives the same faults every run
+            rng = self._rngs[target] = random.Random(f"{self._seed}:{target}")
         roll = rng.random()
         if roll < config.error_rate:
             return latency, Injection(STATUS, rng.choice(config.statuses), config.after)
