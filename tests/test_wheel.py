@@ -93,3 +93,12 @@ def test_installed_connector_runs_a_capability_against_the_sandbox(installed):
     )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["account"]["id"] == 1002
+
+
+def test_installed_demo_runs_all_seven_capabilities(installed):
+    bin_dir, cwd, env = installed
+    demo = _run([str(bin_dir / "connector"), "demo"], cwd=cwd, env=env)
+    assert demo.returncode == 0, demo.stderr
+    assert '"demo": "done"' in demo.stdout and '"failed": 0' in demo.stdout
+    for capability in ("createAccount", "getAccount", "updateAccount", "deleteAccount", "getAudiences", "getCalculatedAttributes", "uploadEventBatch"):
+        assert f'"capability": "{capability}"' in demo.stdout
