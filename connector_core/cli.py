@@ -102,7 +102,8 @@ def cmd_plugins(args, engine: Engine) -> int:
         width = max([len(r["name"]) for r in reports] + [4])
         for r in reports:
             origin = f"{r['distribution']} {r['version']}" if r["distribution"] else "registered directly"
-            status = r["status"] if r["status"] == "loaded" else f"REJECTED: {r['reason']}"
+            # One line per plugin: multi-line reasons (pluggy's, manifest faults) are folded.
+            status = r["status"] if r["status"] == "loaded" else "REJECTED: " + " ".join(str(r["reason"]).split())
             print(f"{r['name']:<{width}}  {r['kind']:<10}  {r['title'] or '-'}  [{origin}]  {status}")
     return EXIT_CODES["plugin"] if args.strict and engine.registry.rejected else 0
 

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import jsonschema.exceptions
 
 from .errors import Fault, ManifestError
-from .validation import compile_schema, faults
+from .validation import compile_schema, faults, schema_faults
 
 MANIFEST_VERSION = 1
 
@@ -64,13 +63,10 @@ def _check(kind: str, data: dict, name: str) -> None:
 
 
 def _compile(schema: dict, where: str, name: str):
-    try:
-        return compile_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
-        raise ManifestError(
-            f"{name}: {where} is not a valid JSON Schema: {exc.message}", faults=[Fault(path, exc.message)], file=name
-        ) from None
+    found = schema_faults(schema, where)
+    if found:
+        raise ManifestError(f"{name}: {where} is not a valid JSON Schema ({len(found)} problem(s))", faults=found, file=name)
+    return compile_schema(schema)
 
 
 @attrs.frozen

@@ -31,6 +31,12 @@ def compile_schema(schema: dict) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
+def schema_faults(schema: Any, root: str = "$") -> list[Fault]:
+    """Every way ``schema`` breaks its meta-schema (``check_schema`` reports only one)."""
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return faults(cls(cls.META_SCHEMA), schema, root)
+
+
 def json_path(parts: Iterable[Any], root: str = "$") -> str:
     """Render path parts as a JSON path: ``$.events[0].data['odd key']``."""
     out = [root]

@@ -9,6 +9,8 @@ names them.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from httpserver import Answer, closed_port
@@ -93,6 +95,10 @@ def test_plugins_text_shows_the_reasons(both):
     run = both("plugins")
     assert run.code == 0
     assert "REJECTED: implements unknown hook 'executee'; did you mean 'execute'?" in run.stdout
+    # One line per plugin, even where the reason (pluggy's own message) has several.
+    lines = run.stdout.splitlines()
+    assert len(lines) == len(json.loads(both("plugins", "--json").stdout))
+    assert all(line.split()[0] for line in lines)
 
 
 def test_installed_capability_runs_and_the_wrapper_observes_it(both, empty_config):

@@ -230,6 +230,17 @@ def test_an_invalid_json_schema_is_rejected_at_load(schemas, path):
     assert caught.value.message.startswith("bad.json: ")
 
 
+def test_every_fault_of_an_invalid_json_schema_is_reported():
+    schema = {"type": "object", "properties": {"a": {"type": "strin"}, "b": {"minLength": -1}}, "required": "a"}
+    with pytest.raises(ManifestError) as caught:
+        CapabilityManifest.from_dict(capability_manifest("toyBad", input_schema=schema), "bad.json")
+    assert paths(caught.value) == [
+        "$.inputSchema.properties.a.type",
+        "$.inputSchema.properties.b.minLength",
+        "$.inputSchema.required",
+    ]
+
+
 def test_an_invalid_config_schema_is_rejected_at_load():
     data = variant(TOY_CONNECTOR)
     data["config"]["properties"]["maxRetries"] = {"type": "integer", "minimum": "none"}
