@@ -73,10 +73,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
+from connector_mparticle.batches import (
+    MAX_BATCHES_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    chunk_batches,
+)
+from connector_mparticle.sandbox import Sandbox, SandboxProcess
 
 from connector_core import Engine
-from connector_mparticle.batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, chunk_batches
-from connector_mparticle.sandbox import Sandbox, SandboxProcess
+
 
 def _import_official_sdk():
     """The official ``mparticle`` package, installed from bench/requirements.txt when missing."""

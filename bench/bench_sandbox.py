@@ -22,7 +22,6 @@ import time
 import uuid
 
 import urllib3
-
 from connector_mparticle.batches import MAX_REQUEST_BYTES
 from connector_mparticle.sandbox import Sandbox, SandboxProcess
 

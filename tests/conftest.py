@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpserver import TestServer
 
 from connector_core import get_plugin_manager
-from httpserver import TestServer
 
 TESTS = Path(__file__).parent
 PLUGINS = TESTS / "plugins"

@@ -10,8 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from connector_core.errors import Fault, InvalidInput
 from connector_mparticle import batches
 from connector_mparticle.batches import (
     EVENT_TYPES,
@@ -26,6 +24,8 @@ from connector_mparticle.batches import (
     ensure_request_ids,
     parse_batches,
 )
+
+from connector_core.errors import Fault, InvalidInput
 
 SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "specs"
 needs_specs = pytest.mark.skipif(not SPECS.is_dir(), reason="../shared/reference/specs is absent")

@@ -11,7 +11,6 @@ import base64
 import json
 
 import pytest
-
 from conftest import PLUGINS, TESTS
 from httpserver import Answer, closed_port
 from toy import SECRET

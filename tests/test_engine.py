@@ -8,17 +8,6 @@ import threading
 
 import attrs
 import pytest
-
-from connector_core import (
-    AuthenticationFailed,
-    ConnectorError,
-    Engine,
-    InvalidConfig,
-    InvalidInput,
-    PluginError,
-    Result,
-    hookimpl,
-)
 from httpserver import Answer
 from toy import (
     SECRET,
@@ -31,6 +20,17 @@ from toy import (
     toy_config,
     toy_pm,
     variant,
+)
+
+from connector_core import (
+    AuthenticationFailed,
+    ConnectorError,
+    Engine,
+    InvalidConfig,
+    InvalidInput,
+    PluginError,
+    Result,
+    hookimpl,
 )
 
 TOKEN_PATH = "/oauth/token"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from httpserver import Answer, closed_port
 
 BUILTIN = {"createAccount", "getAccount", "updateAccount", "deleteAccount", "getAudiences", "getCalculatedAttributes", "uploadEventBatch"}

@@ -9,6 +9,8 @@ import random
 
 import pytest
 import requests
+from httpserver import Answer, TestServer, closed_port
+from toy import API_SECRET, SECRET, token, token_issuer, toy_config, toy_pm
 
 from connector_core import (
     AuthenticationFailed,
@@ -27,9 +29,12 @@ from connector_core import (
     RetryPolicy,
     UpstreamError,
 )
-from connector_core.http import Transport, check_url, error_for_response, parse_retry_after
-from httpserver import Answer, TestServer, closed_port
-from toy import API_SECRET, SECRET, token, token_issuer, toy_config, toy_pm
+from connector_core.http import (
+    Transport,
+    check_url,
+    error_for_response,
+    parse_retry_after,
+)
 
 TOKEN_PATH = "/oauth/token"
 

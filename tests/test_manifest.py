@@ -8,11 +8,11 @@ from importlib import resources
 
 import jsonschema
 import pytest
+from toy import ECHO_INPUT, TOY_CONNECTOR, capability_manifest, variant
 
 from connector_core import CapabilityManifest, ConnectorManifest, Fault, ManifestError
 from connector_core.manifest import meta_validator
 from connector_core.validation import compile_schema, faults, json_path
-from toy import ECHO_INPUT, TOY_CONNECTOR, capability_manifest, variant
 
 
 def paths(error: ManifestError) -> list[str]:

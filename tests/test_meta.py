@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from connector_core import CapabilityManifest, ConnectorManifest, build_registry, get_plugin_manager, hookspecs, load_entry_points
+from connector_core import (
+    CapabilityManifest,
+    ConnectorManifest,
+    build_registry,
+    get_plugin_manager,
+    hookspecs,
+    load_entry_points,
+)
 
 ROOT = Path(__file__).parent.parent
 MANIFESTS = ROOT / "manifests"

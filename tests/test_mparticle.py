@@ -26,6 +26,7 @@ from typing import Any, Callable
 import jsonschema
 import pytest
 import requests
+from connector_mparticle.sandbox import Sandbox
 
 from connector_core import (
     AuthenticationFailed,
@@ -42,7 +43,6 @@ from connector_core import (
     RateLimited,
     UpstreamError,
 )
-from connector_mparticle.sandbox import Sandbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO_ROOT / "manifests"

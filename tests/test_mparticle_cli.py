@@ -18,9 +18,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+from connector_mparticle.sandbox import Sandbox
 
 from connector_core.errors import EXIT_CODES
-from connector_mparticle.sandbox import Sandbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONNECTOR = Path(sys.executable).parent / "connector"

@@ -19,10 +19,21 @@ from typing import Any, Callable
 import jsonschema
 import pytest
 import requests
-
-from connector_core import AuthenticationFailed, Connection, ConnectorError, Engine, InvalidInput, RateLimited
-from connector_mparticle.batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, encode
+from connector_mparticle.batches import (
+    MAX_BATCHES_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    encode,
+)
 from connector_mparticle.sandbox import Sandbox
+
+from connector_core import (
+    AuthenticationFailed,
+    Connection,
+    ConnectorError,
+    Engine,
+    InvalidInput,
+    RateLimited,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECS = REPO_ROOT.parent / "shared" / "reference" / "specs"

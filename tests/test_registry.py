@@ -6,6 +6,7 @@ import json
 
 import pluggy
 import pytest
+from toy import TOY_CONNECTOR, Crash, Echo, Shout, capability_manifest, toy_pm, variant
 
 from connector_core import (
     ConnectorError,
@@ -17,7 +18,6 @@ from connector_core import (
     hookimpl,
     load_entry_points,
 )
-from toy import TOY_CONNECTOR, Crash, Echo, Shout, capability_manifest, toy_pm, variant
 
 CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
 

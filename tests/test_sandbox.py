@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from connector_mparticle.batches import MAX_REQUEST_BYTES
 from connector_mparticle.sandbox import Sandbox, SandboxProcess, add_arguments
 

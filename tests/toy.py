@@ -13,9 +13,9 @@ import itertools
 import threading
 from typing import Any, Callable, Iterable
 
-from connector_core import get_plugin_manager, hookimpl, read_json
-
 from httpserver import Answer, Recorded
+
+from connector_core import get_plugin_manager, hookimpl, read_json
 
 SECRET = "Sup3r-S3cret!value"  # the client secret; must never show up in errors or logs
 API_SECRET = "Ev3nts-S3cret!value"
