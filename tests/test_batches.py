@@ -739,9 +739,13 @@ def test_invalid_json_position_counts_leading_blank_lines():
 
 
 def test_invalid_json_trailing_comma_and_custom_path():
-    fault = invalid_json_fault('[{"mpid": 1},]', path="$.body")
+    text = '[{"mpid": 1},]'
+    fault = invalid_json_fault(text, path="$.body")
     assert fault.path == "$.body"
-    assert fault.message == "invalid JSON at line 1, column 14: Expecting value"
+    # The wording and column are the json module's own, and newer Pythons word it better.
+    with pytest.raises(json.JSONDecodeError) as parsed:
+        json.loads(text)
+    assert fault.message == f"invalid JSON at line 1, column {parsed.value.colno}: {parsed.value.msg}"
 
 
 def test_nan_is_not_json():
