@@ -109,6 +109,10 @@ def cmd_plugins(args, engine: Engine) -> int:
 
 
 def _type_of(schema: dict) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return "always " + json.dumps(schema["const"])
     kind = schema.get("type", "any")
     return " or ".join(kind) if isinstance(kind, list) else str(kind)
 
@@ -134,6 +138,12 @@ def cmd_describe(args, engine: Engine) -> int:
         flag = "required" if name in schema.get("required", []) else "optional"
         desc = spec.get("description") or spec.get("title") or ""
         lines.append(f"  {name} ({_type_of(spec)}, {flag})  {desc}".rstrip())
+    output = manifest.output_schema
+    if output.get("properties"):
+        lines += ["", "Output:"]
+        for name, spec in output["properties"].items():
+            desc = spec.get("description") or ""
+            lines.append(f"  {name} ({_type_of(spec)})  {desc}".rstrip())
     lines += ["", "Config needed: " + ", ".join(f"{f}{' (secret)' if f in capability.connector.secret_fields else ''}" for f in required)]
     for example in manifest.examples[:1]:
         lines += ["", "Example input:", textwrap.indent(json.dumps(example["input"], indent=2), "  ")]

@@ -82,6 +82,13 @@ def test_describe_a_builtin_capability_offline(cli):
     assert run.code == 0
     assert run.stdout.startswith("getAccount: ")
     assert "Inputs:" in run.stdout and "clientSecret (secret)" in run.stdout
+    assert "Output:\n  account (object)" in run.stdout
+
+
+def test_describe_shows_enumerated_and_constant_outputs(cli):
+    upload = cli("describe", "uploadEventBatch").stdout
+    assert '  status (one of "accepted", "partial")' in upload
+    assert "  deleted (always true)" in cli("describe", "deleteAccount").stdout
 
 
 def test_unknown_capability_exits_3_with_a_suggestion(sample):
