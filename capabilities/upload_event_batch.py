@@ -10,7 +10,7 @@ accepted; the output lists the ones that were not (``status: "partial"``) so the
 can send those again with the same ids.
 """
 
-from connector_core import ConnectorError, Fault, InvalidInput, hookimpl
+from connector_core import AuthenticationFailed, ConnectorError, Fault, InvalidInput, hookimpl
 
 from .batches import (
     check_batches,
@@ -53,8 +53,10 @@ def execute(ctx, properties):
             errors += [_error(i, ids[i], exc) for i in indexes]
             continue
         except ConnectorError as exc:
+            if isinstance(exc, AuthenticationFailed):
+                exc = _credentials_error(ctx, exc)
             if accepted == 0 and not errors:
-                raise  # nothing was accepted: the typed error says it all
+                raise exc from None  # nothing was accepted: the typed error says it all
             sent += 1
             errors += [_error(i, ids[i], exc) for _, rest, _ in requests[n:] for i in rest]
             break
@@ -75,6 +77,17 @@ def execute(ctx, properties):
         "sourceRequestIds": ids,
         "errors": errors,
     }
+
+
+def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:
+    """Say which credentials the Events API refused (401: none sent, 403: wrong ones)."""
+    pair = "apiKey/apiSecret" if ctx.config.get("apiKey") else "clientID/clientSecret (used because no apiKey is set)"
+    return type(exc)(
+        f"the Events API refused the input credentials {pair} ({exc.details.get('status')}); "
+        "check them: they are the key and secret of a server-to-server input in mParticle",
+        code=exc.code,
+        **exc.details,
+    )
 
 
 def _error(index: int, request_id: str, exc: ConnectorError) -> dict:

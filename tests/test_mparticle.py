@@ -428,6 +428,7 @@ def test_events_without_api_key_fail_when_client_credentials_are_not_an_input(sb
     config = {k: v for k, v in sb.config.items() if k not in ("apiKey", "apiSecret")}
     error = expect(PermissionDenied, lambda: rig.execute("uploadEventBatch", {"jsonBody": small_batch()}, config))
     assert error.details["status"] == 403
+    assert "clientID/clientSecret (used because no apiKey is set)" in error.message
     assert rig.execute("uploadEventBatch", {"jsonBody": small_batch()}, sb.config).output["status"] == "accepted"
 
 
@@ -565,6 +566,7 @@ def test_wrong_events_secret_is_permission_denied(sb, engine):
     error = expect(PermissionDenied, lambda: engine.execute("uploadEventBatch", {"jsonBody": small_batch()}, {**sb.config, "apiSecret": secret}))
     assert error.code == "permission_denied" and error.category == "auth"
     assert error.details["status"] == 403
+    assert "refused the input credentials apiKey/apiSecret (403)" in error.message
     assert secret not in json.dumps(error.to_dict())
     assert base64.b64encode(f"us1-sandbox-api-key:{secret}".encode()).decode() not in json.dumps(error.to_dict())
     assert sb.batches == [] and len(endpoint_log(sb, "uploadEvents")) == 1  # not retried
