@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import ipaddress
-import json
 import logging
 import random
 import threading
@@ -176,7 +175,6 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
-        self.fetches = 0
 
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials(token_url={self.token_url!r})"
@@ -222,7 +220,6 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         if self._scope:
             body["scope"] = self._scope
         payload: dict[str, Any] = {"json": body} if self._format == "json" else {"data": body}
-        self.fetches += 1
         response = self._transport.send("POST", self.token_url, retry_safe=True, stats=stats, **payload)
         if response.status_code in (400, 401, 403):
             detail = _upstream_message(response)
@@ -535,7 +532,3 @@ def error_for_response(response: requests.Response, service: str = "the service"
             hint = f"retry after {details['retry_after']:g} s"
     return cls(f"{service} answered {status} ({message}); {hint}", code=code, **details)
 
-
-def json_body(value: Any) -> bytes:
-    """Compact UTF-8 JSON for request bodies."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -21,8 +21,6 @@ import attrs
 from .errors import Fault, ManifestError
 from .validation import compile_schema, faults, schema_faults
 
-MANIFEST_VERSION = 1
-
 
 @cache
 def meta_validator(kind: str):
