@@ -82,11 +82,9 @@ def execute(ctx, properties):
 def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:
     """Say which credentials the Events API refused (401: none sent, 403: wrong ones)."""
     pair = "apiKey/apiSecret" if ctx.config.get("apiKey") else "clientID/clientSecret (used because no apiKey is set)"
-    return type(exc)(
+    return exc.copy(
         f"the Events API refused the input credentials {pair} ({exc.details.get('status')}); "
-        "check them: they are the key and secret of a server-to-server input in mParticle",
-        code=exc.code,
-        **exc.details,
+        "check them: they are the key and secret of a server-to-server input in mParticle"
     )
 
 

@@ -101,10 +101,9 @@ class _RedactingAdapter(logging.LoggerAdapter):
 
 
 def _redacted(error: ConnectorError, redact: Redactor) -> ConnectorError:
-    clone = type(error)(
+    clone = error.copy(
         redact(error.message),
         faults=[Fault(f.path, redact(f.message)) for f in error.faults],
-        code=error.code,
         **redact(dict(error.details)),
     )
     clone.__traceback__ = error.__traceback__

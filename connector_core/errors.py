@@ -95,6 +95,15 @@ class ConnectorError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
+    def copy(self, message: str | None = None, *, faults: Iterable[Fault] | None = None, **details: Any) -> ConnectorError:
+        """A new error of the same class and code, with the given fields replaced."""
+        return type(self)(
+            self.message if message is None else message,
+            faults=self.faults if faults is None else faults,
+            code=self.code,
+            **{**self.details, **details},
+        )
+
     def __reduce__(self):  # keep errors picklable across process pools
         return (_rebuild, (type(self), self.message, self.faults, self.code, self.details))
 

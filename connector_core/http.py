@@ -196,7 +196,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
             if self._token is not None and now < self._expires_at:
                 return self._token
             if self._rejection is not None and now < self._rejection[1]:
-                raise _copy(self._rejection[0])
+                raise self._rejection[0].copy()
             try:
                 self._token, lifetime = self._fetch(stats)
             except AuthenticationFailed as exc:
@@ -239,10 +239,6 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
             self._redactor.add(token)
         expires_in = data.get("expires_in")
         return token, float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else 3600.0
-
-
-def _copy(error: ConnectorError) -> ConnectorError:
-    return type(error)(error.message, faults=error.faults, code=error.code, **error.details)
 
 
 class BasicAuth(requests.auth.AuthBase):
