@@ -7,6 +7,7 @@ like the capabilities.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import uuid
@@ -33,17 +34,11 @@ def sandbox(connector):
     return _config_of(Sandbox(seed=0))
 
 
-class _config_of:
-    """Context manager: start a sandbox, yield its connector config, stop it."""
-
-    def __init__(self, sandbox) -> None:
-        self._sandbox = sandbox
-
-    def __enter__(self) -> dict:
-        return self._sandbox.start().config
-
-    def __exit__(self, *exc) -> None:
-        self._sandbox.stop()
+@contextlib.contextmanager
+def _config_of(sandbox):
+    """Start ``sandbox``, yield its connector config, stop it."""
+    with sandbox:
+        yield sandbox.config
 
 
 @hookimpl
