@@ -63,6 +63,10 @@ def register_commands(subparsers):
     parser.add_argument("--seed", type=int, default=0, help="sandbox seed (default 0)")
     parser.set_defaults(handler=run_demo)
 
+    from .backfill_cli import add_command
+
+    add_command(subparsers)
+
 
 def _example_batch() -> dict:
     from connector_core import CapabilityManifest

@@ -9,7 +9,7 @@ connector config as one JSON line). It binds to loopback only unless told otherw
 Served paths (one port): ``POST /oauth/token``; ``GET|POST|DELETE /v1/accounts``;
 ``GET|PUT /v1/accounts/{id}``; ``GET /v1/audiences``;
 ``GET|HEAD /platform/v2/workspaces/{id}/calculatedattributes``; ``POST /v2/events``;
-``POST /v2/bulkevents``; admin under ``/_sandbox/`` (see ``admin.py``).
+``POST /v2/bulkevents``; ``POST /v2/bulkevents/historical``; admin under ``/_sandbox/`` (see ``admin.py``).
 
 Seeded data (``seed.py``): the demo client's organisation owns accounts 1001 (with
 applications), 1002 and 1003 and workspaces 5001-5004; account 2001 and workspace 6001

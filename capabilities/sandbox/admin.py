@@ -16,6 +16,7 @@ purpose; errors answer 400 ``{"error": "..."}``.
 ``POST /_sandbox/fail-next``   ``{"target": "createAccount", "effect": "drop", "after": true}``
 ``POST /_sandbox/clock``    ``{"seconds": 28800}`` (``advance_clock``)
 ``POST /_sandbox/settings`` ``{"token_lifetime": 60}`` (``configure``)
+``POST /_sandbox/latency``  ``{"ms": 20, "max_ms": 40}`` (``set_latency``)
 ==========================  ==============================================================
 """
 
@@ -47,6 +48,7 @@ _WRITES = {
     "fail-next": "fail_next",
     "clock": "advance_clock",
     "settings": "configure",
+    "latency": "set_latency",
 }
 
 

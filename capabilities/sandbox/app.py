@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
 import threading
 import time
@@ -48,6 +49,7 @@ from .state import Client, Clock, Input, Rejected, State
 AUDIENCE = "https://api.mparticle.com"
 DEFAULT_TOKEN_LIFETIME = 28800
 MAX_ERRORS = 100  # faults listed in one Events API 400 answer
+HISTORICAL_MIN_AGE_SECONDS = 72 * 3600  # /v2/bulkevents/historical refuses newer events
 
 _JSON = ("Content-Type", "application/json")
 _GARBAGE_BODY = b"<html><head><title>Bad Gateway</title></head><body><h1>upstream hiccup</h1></body></html>"
@@ -90,10 +92,15 @@ class Emulator:
         api_secret: str = seeded.DEMO_API_SECRET,
         max_batches: int | None = 10_000,
         max_logged_requests: int | None = 1_000,
+        latency_ms: float | tuple[float, float] = 0.0,
     ):
         self.seed = seed
         self.clock = Clock(clock or time.time)
         self._sleep = sleep
+        self._latency_rng = random.Random(f"{seed}:latency")
+        self._lock = threading.Lock()
+        self.latency: tuple[float, float] = (0.0, 0.0)
+        self.set_latency(*(latency_ms if isinstance(latency_ms, (tuple, list)) else (latency_ms,)))
         self._defaults = {
             "token_lifetime": _lifetime(token_lifetime),
             "client_credentials_for_events": client_credentials_for_events,
@@ -101,7 +108,6 @@ class Emulator:
         self._clients = [Client(client_id, client_secret, seeded.DEMO_ORG), Client(*seeded.OTHER_CLIENT)]
         self._inputs = [Input(api_key, api_secret, seeded.DEMO_ORG)]
         self._limits = {"max_batches": max_batches, "max_logged_requests": max_logged_requests}
-        self._lock = threading.Lock()
         self.config: dict[str, Any] = {}  # set by the Sandbox once it knows its URLs
         self._exact, self._patterns = self._routes()
         self.reset()
@@ -116,6 +122,26 @@ class Emulator:
             self.state = State(self.clock, self._clients, self._inputs, **self._limits)
             self.plan = FaultPlan(self.seed)
             self.rate_windows: dict[str, RateWindow] = {}
+
+    def set_latency(self, ms: float = 0.0, max_ms: float | None = None) -> dict[str, Any]:
+        """Delay every API request by ``ms`` milliseconds, or a uniform random time between
+        ``ms`` and ``max_ms``: a sandbox as far away as mParticle. Survives ``reset``."""
+        low = float(ms)
+        high = low if max_ms is None else float(max_ms)
+        if not (0 <= low <= high) or high > 60_000:
+            raise ValueError(f"latency must satisfy 0 <= ms <= max_ms <= 60000, got {ms!r}..{max_ms!r}")
+        with self._lock:
+            self.latency = (low, high)
+        return {"ms": low, "max_ms": high}
+
+    def _delay(self) -> None:
+        low, high = self.latency
+        if high <= 0:
+            return
+        if high > low:
+            with self._lock:
+                low = self._latency_rng.uniform(low, high)
+        self._sleep(low / 1000.0)
 
     def set_faults(self, group: str, **fields: Any) -> dict[str, Any]:
         """Replace the random faults of ``group``, one endpoint or ``"all"``; no fields clears them.
@@ -185,6 +211,7 @@ class Emulator:
         with self._lock:
             switches = {
                 "seed": self.seed,
+                "latency_ms": list(self.latency),
                 "clock_offset": self.clock.offset,
                 "settings": dict(self.settings),
                 "faults": {group: config.to_dict() for group, config in self.plan.configs.items()},
@@ -198,6 +225,7 @@ class Emulator:
     def __call__(self, request: Request) -> Response:
         if request.path.startswith(admin.PREFIX):
             return admin.handle(self, request)
+        self._delay()
         methods, args = self._match(request.path)
         endpoint = methods.get(request.method) if methods else None
         injection = None
@@ -303,6 +331,7 @@ class Emulator:
             "/v1/audiences": {"GET": ep("getAudiences", "platform", self._audiences, "audience")},
             "/v2/events": {"POST": ep("uploadEvents", "events", self._upload_events)},
             "/v2/bulkevents": {"POST": ep("uploadBulkEvents", "events", self._upload_bulk_events)},
+            "/v2/bulkevents/historical": {"POST": ep("uploadHistoricalEvents", "events", self._upload_historical_events)},
         }
         patterns = [
             (re.compile(r"/v1/accounts/([^/]+)"), {
@@ -450,6 +479,33 @@ class Emulator:
 
     def _upload_bulk_events(self, request: Request) -> Response:
         key = self._api_key(request)
+        self.state.accept_batches(key, self._bulk_batches(request))
+        return Response(202)
+
+    def _upload_historical_events(self, request: Request) -> Response:
+        """``/v2/bulkevents/historical``: the bulk rules plus the historical ones, checked here
+        and not by the connector's code: every batch has events, every event a
+        ``timestamp_unixtime_ms``, none less than 72 hours old (else the request is refused)."""
+        key = self._api_key(request)
+        batches = self._bulk_batches(request)
+        newest = (self.clock() - HISTORICAL_MIN_AGE_SECONDS) * 1000
+        problems = []
+        for i, batch in enumerate(batches):
+            events = batch.get("events") or []
+            if not events:
+                problems.append(f"$[{i}].events: the historical endpoint needs events in every batch.")
+            for j, event in enumerate(events):
+                stamp = (event.get("data") or {}).get("timestamp_unixtime_ms")
+                if not isinstance(stamp, int) or isinstance(stamp, bool):
+                    problems.append(f"$[{i}].events[{j}].data.timestamp_unixtime_ms: required on the historical endpoint.")
+                elif stamp > newest:
+                    problems.append(f"$[{i}].events[{j}].data.timestamp_unixtime_ms: less than 72 hours old.")
+        if problems:
+            raise Rejected(400, "BAD_REQUEST", *problems[:MAX_ERRORS])
+        self.state.accept_batches(key, batches, historical=True)
+        return Response(202)
+
+    def _bulk_batches(self, request: Request) -> list:
         batches = _events_payload(request)
         if not isinstance(batches, list):
             raise Rejected(400, "BAD_REQUEST", "$: the body must be a JSON array of batches.")
@@ -463,8 +519,7 @@ class Emulator:
         faults = [fault for i, batch in enumerate(batches) for fault in check_batch(batch, f"$[{i}]")]
         if faults:
             raise Rejected(400, "BAD_REQUEST", *_messages(faults))
-        self.state.accept_batches(key, batches)
-        return Response(202)
+        return batches
 
 
 # -- helpers ---------------------------------------------------------------------------------

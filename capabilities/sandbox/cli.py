@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", action="append", default=[], metavar="TARGET=LIMIT[/SECONDS]",
                         help=f"rate limit a group ({', '.join(GROUPS)}, all) or one endpoint (e.g. getAccount), "
                              "e.g. events=270/1; repeatable")
+    parser.add_argument("--latency", default="0", metavar="MS[-MAX_MS]",
+                        help="delay every API request by MS milliseconds, or a random time between MS and MAX_MS "
+                             "(e.g. 20 or 10-40), as a far-away mParticle would")
+    parser.add_argument("--max-batches", type=int, default=10_000, metavar="N",
+                        help="accepted batches kept for inspection (default 10000; 0 keeps all); counters count all")
     parser.add_argument("--fault", action="append", default=[], metavar="TARGET=JSON",
                         help='random faults for a group or one endpoint, e.g. events=\'{"error_rate": 0.1, "statuses": [503]}\'; repeatable')
 
@@ -50,6 +55,11 @@ def _split(spec: str, option: str) -> tuple[str, str]:
 
 
 def _apply_switches(sandbox: Sandbox, args: argparse.Namespace) -> None:
+    low, _, high = str(args.latency).partition("-")
+    try:
+        sandbox.set_latency(float(low), float(high) if high else None)
+    except ValueError as exc:
+        raise ValueError(f"--latency {args.latency!r}: {exc}") from None
     for spec in args.rate_limit:
         group, value = _split(spec, "--rate-limit")
         limit, _, window = value.partition("/")
@@ -80,6 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
             args.host, args.port, seed=args.seed, allow_remote=args.allow_remote,
             token_lifetime=args.token_lifetime, client_credentials_for_events=args.client_credentials_for_events,
             client_id=args.client_id, client_secret=args.client_secret, api_key=args.api_key, api_secret=args.api_secret,
+            max_batches=args.max_batches or None,
         )
         _apply_switches(sandbox, args)
     except ValueError as exc:

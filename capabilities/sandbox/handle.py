@@ -49,7 +49,8 @@ class Sandbox:
     latency waits. The remaining arguments set the
     demo credentials, the token lifetime, whether the OAuth client id/secret are accepted
     as Events API Basic credentials, and how many batches and requests are kept for
-    inspection (counters always count everything).
+    inspection (counters always count everything). ``latency_ms`` delays every API request
+    (a number, or ``(min, max)`` for a uniform random delay), as a far-away mParticle would.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Sandbox:
         api_secret: str = seeded.DEMO_API_SECRET,
         max_batches: int | None = 10_000,
         max_logged_requests: int | None = 1_000,
+        latency_ms: float | tuple[float, float] = 0.0,
     ):
         self._bind_host, self._url_host = url_host(host, allow_remote)
         self._port = port
@@ -77,7 +79,7 @@ class Sandbox:
             seed=seed, clock=clock, sleep=sleep, token_lifetime=token_lifetime,
             client_credentials_for_events=client_credentials_for_events,
             client_id=client_id, client_secret=client_secret, api_key=api_key, api_secret=api_secret,
-            max_batches=max_batches, max_logged_requests=max_logged_requests,
+            max_batches=max_batches, max_logged_requests=max_logged_requests, latency_ms=latency_ms,
         )
         self._server: HTTPServer | None = None
 
@@ -212,6 +214,11 @@ class Sandbox:
     def advance_clock(self, seconds: float) -> float:
         """Move the sandbox clock forward (expire tokens, end rate-limit windows)."""
         return self.emulator.advance_clock(seconds)
+
+    def set_latency(self, ms: float = 0.0, max_ms: float | None = None) -> dict[str, Any]:
+        """Delay every API request by ``ms`` milliseconds, or uniformly between ``ms`` and
+        ``max_ms`` (admin requests are never delayed). Survives ``reset``."""
+        return self.emulator.set_latency(ms, max_ms)
 
     def configure(
         self, token_lifetime: int | None = None, client_credentials_for_events: bool | None = None,

@@ -95,5 +95,8 @@ class SandboxProcess:
     def advance_clock(self, seconds: float) -> float:
         return self._admin("clock", {"seconds": seconds})
 
+    def set_latency(self, ms: float = 0.0, max_ms: float | None = None) -> dict[str, Any]:
+        return self._admin("latency", {"ms": ms, "max_ms": max_ms})
+
     def configure(self, **settings: Any) -> dict[str, Any]:
         return self._admin("settings", settings)

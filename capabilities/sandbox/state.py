@@ -126,7 +126,7 @@ class State:
         self.log: collections.deque[tuple] = collections.deque(maxlen=max_logged_requests)
         self.counters = collections.Counter(
             token_requests=0, tokens_issued=0, batches_accepted=0, events_accepted=0, duplicates_dropped=0,
-            requests_total=0,
+            requests_total=0, historical_batches=0,
         )
         self.by_status: collections.Counter[str] = collections.Counter()
         self.by_endpoint: collections.Counter[str] = collections.Counter()
@@ -232,9 +232,11 @@ class State:
             return secrets.compare_digest(item.api_secret, secret)
         return client_credentials and self.authenticate_client(key, secret) is not None
 
-    def accept_batches(self, api_key: str, batches: list[dict[str, Any]]) -> None:
+    def accept_batches(self, api_key: str, batches: list[dict[str, Any]], historical: bool = False) -> None:
         """Keep each batch unless its ``source_request_id`` was already seen for this key."""
         with self.lock:
+            if historical:
+                self.counters["historical_batches"] += len(batches)
             for batch in batches:
                 request_id = batch.get("source_request_id")
                 if isinstance(request_id, str) and request_id:

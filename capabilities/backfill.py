@@ -1,0 +1,820 @@
+"""Backfills: upload a stream of event batches to mParticle within its rate budget.
+
+:func:`upload` takes any iterable of batches (a generator over a file, a warehouse cursor,
+a list) and an open :class:`connector_core.Connection`, and returns an :class:`UploadReport`.
+Memory does not grow with the input: batches are read, checked, given ids and packed into
+requests one at a time, and a bounded queue holds at most ``2 * concurrency`` requests
+that wait for a sending thread.
+
+* Every batch is checked as it streams (``batches.check_batch``, the connector's checker). A
+  refused batch goes to the ``dead_letter`` sink (its index, the batch and the reasons) and
+  the rest continue, unless ``fail_fast``.
+* Batches are packed, in order, into ``/v2/bulkevents`` requests of at most 100 batches and
+  256 KB, sent by ``concurrency`` threads sharing the connection's pool.
+* A :class:`Pacer` keeps the batches sent per second within ``rate`` (mParticle's documented
+  default budget is 270 batches/s), slows down on 429 and when
+  ``X-mp-rate-limit-percentage-used`` says the budget is nearly used, and pauses every
+  thread for a ``Retry-After``.
+* ``historical`` (``never``, ``auto``, ``always``) routes batches with events older than 30
+  days to ``/v2/bulkevents/historical``, after checking that endpoint's rules (events, each
+  with ``timestamp_unixtime_ms``, none under 72 hours old).
+* Ids: a batch without ``source_request_id`` gets one derived from ``idempotency_key``, its
+  position in the stream and a hash of its canonical JSON (:func:`derive_request_id`), so
+  the same input always gets the same ids and mParticle's de-duplication by
+  ``source_request_id`` drops whatever a resumed upload sends twice.
+* ``state`` (:class:`StateFile`) records, atomically, which positions mParticle acknowledged
+  or that were refused and the ids of batches sent without an answer, tied to a
+  fingerprint of the inputs and options. Rerunning the same upload skips what is recorded
+  and sends the rest with the same ids: every event arrives exactly once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from connector_core import (
+    AuthenticationFailed,
+    ConnectorError,
+    Fault,
+    InvalidConfig,
+    InvalidInput,
+    OutcomeUnknown,
+    RateLimited,
+)
+from connector_core.http import CallStats, parse_retry_after
+
+from .batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch
+
+try:  # a runtime dependency; the fallback keeps the module importable without it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_RATE",
+    "HISTORICAL_MODES",
+    "Pacer",
+    "Progress",
+    "StateFile",
+    "UploadReport",
+    "derive_request_id",
+    "historical_faults",
+    "upload",
+]
+
+log = logging.getLogger("connector_mparticle.backfill")
+
+DEFAULT_RATE = 270.0  # batches per second: mParticle's documented default Events API budget
+DEFAULT_CONCURRENCY = 8
+HISTORICAL_MODES = ("never", "auto", "always")
+HISTORICAL_AFTER_MS = 30 * 24 * 3600 * 1000  # /v2/events and /v2/bulkevents take newer data only
+HISTORICAL_MIN_AGE_MS = 72 * 3600 * 1000  # /v2/bulkevents/historical refuses newer events
+BULK_PATH = "/bulkevents"
+HISTORICAL_PATH = "/bulkevents/historical"
+_JSON = {"Content-Type": "application/json"}
+_ID_NAMESPACE = uuid.UUID("6f1c3f8e-2b1d-5c3e-9a57-0c6b1d1f4a10")
+_MAX_LISTED = 1000  # ids and refusals listed in a report; counts are always complete
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def _canonical(batch: Mapping) -> bytes:
+    """Compact JSON of ``batch`` with sorted keys: the same bytes for the same content."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(batch, option=_orjson.OPT_SORT_KEYS)
+        except TypeError:  # integers beyond 64 bits, non-string keys, lone surrogates
+            pass
+    try:
+        text = json.dumps(batch, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(batch, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def derive_request_id(key: str, index: int, canonical: bytes) -> str:
+    """The ``source_request_id`` of the batch at ``index`` whose canonical JSON is ``canonical``.
+
+    A UUIDv5 of the key, the position and the SHA-256 of the content: the same input gives
+    the same ids on every run, and two different batches never share one.
+    """
+    digest = hashlib.sha256(canonical).hexdigest()
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{key}\n{index}\n{digest}"))
+
+
+def _with_id(batch: Mapping, index: int, key: str) -> tuple[str, bytes]:
+    """``(source_request_id, request item bytes)`` of one checked batch."""
+    given = batch.get("source_request_id")
+    if isinstance(given, str) and given:
+        return given, _canonical(batch)
+    if "source_request_id" in batch:  # null or "": replaced, never sent twice in one object
+        batch = {k: v for k, v in batch.items() if k != "source_request_id"}
+    body = _canonical(batch)
+    request_id = derive_request_id(key, index, body)
+    tail = f'"source_request_id":"{request_id}"}}'.encode("ascii")
+    # The canonical text ends with "}": append the id as its last member (one encoding per batch).
+    return request_id, body[:-1] + (b"," if len(body) > 2 else b"") + tail
+
+
+# --------------------------------------------------------------------------- historical
+
+
+def _event_times(batch: Mapping) -> list[Any]:
+    times = []
+    for event in batch.get("events") or ():
+        data = event.get("data") if isinstance(event, dict) else None
+        times.append(data.get("timestamp_unixtime_ms") if isinstance(data, dict) else None)
+    return times
+
+
+def _is_old(batch: Mapping, now_ms: int) -> bool:
+    cutoff = now_ms - HISTORICAL_AFTER_MS
+    return any(type(t) is int and t < cutoff for t in _event_times(batch))
+
+
+def historical_faults(batch: Mapping, path: str = "$", now_ms: int | None = None) -> list[Fault]:
+    """Why ``/v2/bulkevents/historical`` would refuse ``batch`` (``[]`` when it would not).
+
+    mParticle refuses there a batch without events, an event without
+    ``data.timestamp_unixtime_ms``, and any timestamp less than 72 hours old.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    events = batch.get("events") or ()
+    if not events:
+        return [Fault(f"{path}.events", "the historical endpoint refuses a batch without events; drop it or send it to /v2/bulkevents (--historical never)")]
+    faults = []
+    newest = now_ms - HISTORICAL_MIN_AGE_MS
+    for i, stamp in enumerate(_event_times(batch)):
+        where = f"{path}.events[{i}].data.timestamp_unixtime_ms"
+        if stamp is None:
+            faults.append(Fault(where, "the historical endpoint needs every event's timestamp_unixtime_ms (epoch milliseconds)"))
+        elif stamp > newest:
+            faults.append(Fault(where, (
+                f"{stamp} is less than 72 hours old, which the historical endpoint refuses; send this event in "
+                "another batch to /v2/bulkevents (only events older than 30 days need the historical endpoint)"
+            )))
+    return faults
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+class Pacer:
+    """A batch-rate budget shared by every sending thread.
+
+    :meth:`acquire` reserves ``n`` batches and sleeps until they fit within ``rate`` batches
+    per second (reservations are spaced, so there is no burst beyond one request). A 429
+    halves the current rate and pauses everyone for its ``Retry-After`` (1 s without one);
+    a success whose ``X-mp-rate-limit-percentage-used`` is 95 or more lowers the rate by 5%,
+    and one under 80 raises it back by 5% up to the budget.
+    """
+
+    def __init__(
+        self,
+        rate: float = DEFAULT_RATE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        floor: float = 1.0,
+    ) -> None:
+        if not rate > 0:
+            raise InvalidInput("the rate must be a positive number of batches per second",
+                               faults=[Fault("$.rate", f"must be > 0, got {rate!r}")])
+        self.budget = float(rate)
+        self.rate = float(rate)
+        self.floor = min(floor, self.budget)
+        self.rate_limited = 0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, n: int) -> None:
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + n / self.rate
+        if start > now:
+            self._sleep(start - now)
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Adjust to one answer of the Events API (status and headers)."""
+        with self._lock:
+            if status == 429:
+                self.rate_limited += 1
+                self.rate = max(self.floor, self.rate / 2)
+                wait = parse_retry_after(headers.get("Retry-After"))
+                self._next = max(self._next, self._clock() + (1.0 if wait is None else wait))
+                return
+            if not 200 <= status < 300:
+                return
+            used = headers.get("X-mp-rate-limit-percentage-used")
+            try:
+                percent = float(used) if used is not None else None
+            except ValueError:
+                percent = None
+            if percent is None:
+                return
+            if percent >= 95:
+                self.rate = max(self.floor, self.rate * 0.95)
+            elif percent < 80 and self.rate < self.budget:
+                self.rate = min(self.budget, self.rate * 1.05)
+
+    def hook(self, response, *args, **kwargs) -> None:
+        """A ``requests`` response hook: every attempt, retries included, informs the pacer."""
+        self.observe(response.status_code, response.headers)
+
+
+# --------------------------------------------------------------------------- state
+
+
+class IndexSet:
+    """A set of non-negative integers kept as sorted, merged ``[start, end)`` ranges."""
+
+    def __init__(self, ranges: Iterable[Iterable[int]] = ()) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        for start, end in ranges:
+            for i in range(start, end):  # loaded ranges are few; merging keeps them canonical
+                self.add(i)
+
+    def __contains__(self, i: int) -> bool:
+        k = bisect.bisect_right(self._starts, i) - 1
+        return k >= 0 and i < self._ends[k]
+
+    def __len__(self) -> int:
+        return sum(e - s for s, e in zip(self._starts, self._ends))
+
+    def add(self, i: int) -> None:
+        starts, ends = self._starts, self._ends
+        k = bisect.bisect_right(starts, i) - 1
+        if k >= 0 and i < ends[k]:
+            return
+        joins_left = k >= 0 and ends[k] == i
+        joins_right = k + 1 < len(starts) and starts[k + 1] == i + 1
+        if joins_left and joins_right:
+            ends[k] = ends[k + 1]
+            del starts[k + 1], ends[k + 1]
+        elif joins_left:
+            ends[k] = i + 1
+        elif joins_right:
+            starts[k + 1] = i
+        else:
+            starts.insert(k + 1, i)
+            ends.insert(k + 1, i + 1)
+
+    def ranges(self) -> list[list[int]]:
+        return [[s, e] for s, e in zip(self._starts, self._ends)]
+
+
+STATE_FORMAT = "connector-mparticle-backfill/1"
+
+
+class StateFile:
+    """Where a resumable upload records its progress (JSON, replaced atomically).
+
+    ``fingerprint`` ties the file to the inputs and options (any string; the CLI hashes the
+    input files and the options that change what is sent). A file written for another
+    fingerprint is refused, so a changed input never skips batches it did not send.
+    Holds: positions acknowledged by mParticle, positions refused (sent to the dead letter),
+    the ids of batches sent without a definite answer, and the key the ids derive from.
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str, *, min_interval: float = 0.5) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.min_interval = min_interval
+        self.acknowledged = IndexSet()
+        self.refused = IndexSet()
+        self.unknown: dict[int, str] = {}
+        self.resumed = False
+        self._written = 0.0
+        self._lock = threading.Lock()
+
+    def load(self) -> StateFile:
+        """Read the file if it exists; raise ``InvalidInput`` when it belongs to another upload."""
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return self
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read the state file {self.path}: {exc}; delete it to start over",
+                               faults=[Fault("$.state", str(exc))]) from None
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise InvalidInput(f"{self.path} is not a state file of this command; pass another --state path",
+                               faults=[Fault("$.state", "not a backfill state file")])
+        if data.get("fingerprint") != self.fingerprint:
+            raise InvalidInput(
+                f"the state file {self.path} belongs to another upload (other input files or options); "
+                "rerun with the same files and options to resume, or pass a new --state path to start over",
+                faults=[Fault("$.state", "was written for other inputs or options")],
+            )
+        self.acknowledged = IndexSet(data.get("acknowledged", ()))
+        self.refused = IndexSet(data.get("refused", ()))
+        self.unknown = {int(k): v for k, v in data.get("unknown", {}).items()}
+        self.resumed = True
+        return self
+
+    def done(self, index: int) -> bool:
+        return index in self.acknowledged or index in self.refused
+
+    def save(self, *, force: bool = False) -> None:
+        """Write the file atomically (a temporary file renamed over it), at most every ``min_interval`` s."""
+        now = time.monotonic()
+        if not force and now - self._written < self.min_interval:
+            return
+        with self._lock:
+            self._written = now
+            data = {
+                "format": STATE_FORMAT,
+                "fingerprint": self.fingerprint,
+                "acknowledged": self.acknowledged.ranges(),
+                "refused": self.refused.ranges(),
+                "unknown": {str(k): v for k, v in sorted(self.unknown.items())},
+            }
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@attrs.frozen
+class Progress:
+    """A snapshot given to the progress callback after each request."""
+
+    batches_read: int
+    batches_acknowledged: int
+    events_acknowledged: int
+    batches_refused: int
+    batches_skipped: int
+    requests: int
+    elapsed: float
+    rate: float  # the pacer's current batches/s
+
+
+@attrs.define
+class UploadReport:
+    """What happened to every batch of an upload; ``to_dict()`` is the JSON summary.
+
+    ``status``: ``accepted`` (every batch acknowledged, now or by an earlier run),
+    ``partial`` (some refused, the rest acknowledged), ``unknown`` (some were sent without
+    a definite answer: rerun to resend them with the same ids) or ``stopped`` (an error
+    ended the upload before every batch was sent; ``error`` says why; rerun to resume).
+    """
+
+    batches: int = 0
+    events: int = 0
+    acknowledged_batches: int = 0
+    acknowledged_events: int = 0
+    refused_batches: int = 0
+    refused_events: int = 0
+    refusals: list[dict] = attrs.Factory(list)
+    unknown: dict[int, str] = attrs.Factory(dict)
+    unknown_events: int = 0
+    unsent_batches: int = 0
+    skipped_batches: int = 0
+    historical_batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    duration: float = 0.0
+    interrupted: bool = False
+    error: ConnectorError | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None and not isinstance(self.error, OutcomeUnknown):
+            return "stopped"
+        if self.unknown:
+            return "unknown"
+        if self.refused_batches:
+            return "partial"
+        return "accepted"
+
+    def to_dict(self) -> dict[str, Any]:
+        seconds = max(self.duration, 1e-9)
+        unknown = sorted(self.unknown.items())
+        out: dict[str, Any] = {
+            "status": self.status,
+            "batches": self.batches,
+            "events": self.events,
+            "acknowledged": {"batches": self.acknowledged_batches, "events": self.acknowledged_events},
+            "refused": {"batches": self.refused_batches, "events": self.refused_events,
+                        "first": self.refusals[:_MAX_LISTED]},
+            "unknown": {"batches": len(unknown), "events": self.unknown_events,
+                        "indexes": [i for i, _ in unknown[:_MAX_LISTED]],
+                        "sourceRequestIds": [r for _, r in unknown[:_MAX_LISTED]]},
+            "unsent": {"batches": self.unsent_batches},
+            "skipped": {"batches": self.skipped_batches},
+            "historical": {"batches": self.historical_batches},
+            "requests": self.requests,
+            "retries": self.retries,
+            "rateLimited": self.rate_limited,
+            "durationSeconds": round(self.duration, 3),
+            "eventsPerSecond": round(self.acknowledged_events / seconds, 1),
+            "batchesPerSecond": round(self.acknowledged_batches / seconds, 1),
+        }
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        return out
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@attrs.define
+class _Request:
+    path: str
+    indexes: list[int]
+    ids: list[str]
+    events: list[int]
+    items: list[bytes]
+
+    @property
+    def body(self) -> bytes:
+        return b"[" + b",".join(self.items) + b"]"
+
+    def split(self) -> tuple[_Request, _Request]:
+        h = len(self.items) // 2
+        return (
+            _Request(self.path, self.indexes[:h], self.ids[:h], self.events[:h], self.items[:h]),
+            _Request(self.path, self.indexes[h:], self.ids[h:], self.events[h:], self.items[h:]),
+        )
+
+
+class _Packer:
+    """Packs encoded batches of one endpoint into requests of at most 100 batches and 256 KB."""
+
+    def __init__(self, path: str, max_batches: int, max_bytes: int) -> None:
+        self.path = path
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self._new()
+
+    def _new(self) -> None:
+        self.current = _Request(self.path, [], [], [], [])
+        self.size = 1  # "[" and the items with their commas; "]" is counted when checking
+
+    def add(self, index: int, request_id: str, events: int, item: bytes) -> _Request | None:
+        """Add one batch; returns the full request it pushed out, if any."""
+        full = None
+        cur = self.current
+        if cur.items and (len(cur.items) >= self.max_batches or self.size + 1 + len(item) + 1 > self.max_bytes):
+            full = cur
+            self._new()
+            cur = self.current
+        self.size += len(item) + (1 if cur.items else 0)
+        cur.indexes.append(index)
+        cur.ids.append(request_id)
+        cur.events.append(events)
+        cur.items.append(item)
+        return full
+
+    def flush(self) -> _Request | None:
+        cur = self.current
+        self._new()
+        return cur if cur.items else None
+
+
+# --------------------------------------------------------------------------- the upload
+
+
+class Interrupted(ConnectorError):
+    """The user interrupted the upload (Ctrl-C); what was sent is recorded."""
+
+    code = "interrupted"
+    category = "interrupted"
+
+
+class _Stop(Exception):
+    """Ends the reading loop: a sending thread hit an error that ends the upload."""
+
+
+class _Upload:
+    """One upload's shared state: the report, the state file and the sending threads."""
+
+    def __init__(self, connection, *, pacer: Pacer, concurrency: int, state: StateFile | None,
+                 dead_letter: Callable[[dict], None] | None, fail_fast: bool,
+                 progress: Callable[[Progress], None] | None, max_rounds: int, sleep: Callable[[float], None]) -> None:
+        self.connection = connection
+        self.pacer = pacer
+        self.state = state
+        self.dead_letter = dead_letter
+        self.fail_fast = fail_fast
+        self.progress = progress
+        self.max_rounds = max_rounds
+        self.sleep = sleep
+        self.report = UploadReport()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.started = time.perf_counter()
+        self.queue: queue.Queue[_Request | None] = queue.Queue(maxsize=2 * concurrency)
+        self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
+
+    # -- outcomes (any thread) --------------------------------------------------------
+
+    def refuse(self, index: int, batch: Any, events: int, faults: list[Fault]) -> None:
+        reasons = [f.to_dict() for f in faults]
+        with self.lock:
+            self.report.refused_batches += 1
+            self.report.refused_events += events
+            if len(self.report.refusals) < _MAX_LISTED:
+                self.report.refusals.append({"index": index, "reasons": reasons[:20]})
+            if self.dead_letter is not None:
+                self.dead_letter({"index": index, "batch": batch, "reasons": reasons})
+            if self.state is not None:
+                self.state.refused.add(index)
+                self.state.unknown.pop(index, None)
+                self.state.save()
+        if self.fail_fast:
+            self.fail(InvalidInput(
+                f"batch {index} was refused and --fail-fast is set; nothing after it was sent",
+                faults=[Fault(f["path"], f["message"]) for f in reasons],
+            ))
+
+    def acknowledged(self, request: _Request) -> None:
+        with self.lock:
+            report = self.report
+            report.acknowledged_batches += len(request.indexes)
+            report.acknowledged_events += sum(request.events)
+            if request.path == HISTORICAL_PATH:
+                report.historical_batches += len(request.indexes)
+            for index in request.indexes:
+                report.unknown.pop(index, None)
+            if self.state is not None:
+                for index in request.indexes:
+                    self.state.acknowledged.add(index)
+                    self.state.unknown.pop(index, None)
+                self.state.save()
+            self._tell()
+
+    def sent_unanswered(self, request: _Request) -> None:
+        with self.lock:
+            for index, request_id, events in zip(request.indexes, request.ids, request.events):
+                self.report.unknown[index] = request_id
+                self.report.unknown_events += events
+                if self.state is not None:
+                    self.state.unknown[index] = request_id
+            if self.state is not None:
+                self.state.save(force=True)
+
+    def unsent(self, request: _Request) -> None:
+        with self.lock:
+            self.report.unsent_batches += len(request.indexes)
+
+    def fail(self, error: ConnectorError) -> None:
+        with self.lock:
+            if self.report.error is None:
+                self.report.error = error
+        self.stop.set()
+
+    def _tell(self) -> None:
+        if self.progress is None:
+            return
+        r = self.report
+        self.progress(Progress(r.batches, r.acknowledged_batches, r.acknowledged_events, r.refused_batches,
+                               r.skipped_batches, r.requests, time.perf_counter() - self.started, self.pacer.rate))
+
+    # -- sending threads ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        stats = CallStats()
+        client = self.connection.client("events", retry_safe=True, stats=stats)
+        try:
+            self._loop(client)
+        finally:
+            with self.lock:
+                self.report.retries += stats.retries
+
+    def _loop(self, client) -> None:
+        while True:
+            request = self.queue.get()
+            if request is None:
+                return
+            if self.stop.is_set():
+                self.unsent(request)
+                continue
+            try:
+                self._send(client, request)
+            except Exception as exc:  # a bug must not leave the reading loop waiting forever
+                log.exception("backfill sender failed")
+                self.sent_unanswered(request)
+                self.fail(OutcomeUnknown(f"the upload stopped on an unexpected error: {type(exc).__name__}: {exc}"))
+
+    def _send(self, client, request: _Request) -> None:
+        rounds = 0
+        while True:
+            if self.stop.is_set():
+                self.unsent(request)
+                return
+            self.pacer.acquire(len(request.items))
+            with self.lock:
+                self.report.requests += 1
+            try:
+                client.post(request.path, data=request.body, headers=_JSON, hooks={"response": self.pacer.hook})
+            except InvalidInput as exc:  # 400: mParticle refused the whole request
+                self._refused(client, request, exc)
+                return
+            except ConnectorError as exc:
+                status = exc.details.get("status")
+                if status == 413 and len(request.items) > 1:
+                    for half in request.split():
+                        self._send(client, half)
+                    return
+                if isinstance(exc, AuthenticationFailed) or status in (404, 413) or exc.category in ("config", "plugin"):
+                    self.unsent(request)  # refused before processing: nothing landed
+                    self.fail(exc)
+                    return
+                rounds += 1
+                if rounds > self.max_rounds:
+                    if isinstance(exc, RateLimited):
+                        self.unsent(request)
+                    else:
+                        self.sent_unanswered(request)
+                    self.fail(exc if isinstance(exc, RateLimited) else _unknown(exc))
+                    return
+                with self.lock:
+                    self.report.retries += 1
+                if not isinstance(exc, RateLimited):  # the pacer already waits out a 429's Retry-After
+                    self.sleep(min(30.0, 2.0 ** rounds))
+                continue
+            self.acknowledged(request)
+            return
+
+    def _refused(self, client, request: _Request, exc: ConnectorError) -> None:
+        """A 400 for a request: halve it until the refused batches are alone, send the rest."""
+        if len(request.items) > 1:
+            for half in request.split():
+                self._send(client, half)
+            return
+        batch = json.loads(request.items[0])
+        self.refuse(request.indexes[0], batch, request.events[0],
+                    [Fault("$", f"mParticle refused this batch: {exc.message}")])
+
+    # -- the reading loop (caller's thread) ----------------------------------------------
+
+    def submit(self, request: _Request | None) -> None:
+        if request is None:
+            return
+        while True:
+            if self.stop.is_set():
+                self.unsent(request)
+                raise _Stop
+            try:
+                self.queue.put(request, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+def _unknown(exc: ConnectorError) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"the upload stopped: {exc.message}. Batches were sent without an answer, so mParticle may or may "
+        "not have them; rerun the same upload (same inputs, options and state file) to resend them with "
+        "the same source_request_ids, which mParticle de-duplicates",
+        cause=exc.code,
+        **{k: v for k, v in exc.details.items() if k in ("status", "url")},
+    )
+
+
+def upload(
+    connection,
+    batches: Iterable[Any],
+    *,
+    rate: float = DEFAULT_RATE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    historical: str = "never",
+    idempotency_key: str = "",
+    dead_letter: Callable[[dict], None] | None = None,
+    fail_fast: bool = False,
+    state: StateFile | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    max_batches_per_request: int = MAX_BATCHES_PER_REQUEST,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    max_rounds: int = 5,
+    pacer: Pacer | None = None,
+    now_ms: Callable[[], int] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> UploadReport:
+    """Upload ``batches`` (any iterable of batch dicts) on ``connection``; return what happened.
+
+    ``connection`` is an open mParticle :class:`connector_core.Connection` (needs the
+    ``pod``, or an ``eventsUrl``). ``rate`` is the budget in batches per second, shared by
+    ``concurrency`` sending threads. ``historical``: ``never`` sends everything to
+    ``/v2/bulkevents``; ``auto`` sends batches holding events older than 30 days to
+    ``/v2/bulkevents/historical``; ``always`` sends every batch there. ``idempotency_key``
+    scopes the derived ids (an empty key: the same content at the same position always
+    gets the same id, so uploading the same data twice delivers it once). ``dead_letter`` is
+    called with ``{"index", "batch", "reasons"}`` for each refused batch; ``fail_fast``
+    ends the upload at the first. ``state`` makes the upload resumable; ``progress`` is
+    called with a :class:`Progress` after each request.
+
+    Returns an :class:`UploadReport` (see its ``status``). Interrupted by Ctrl-C, it waits
+    for the requests in flight, saves the state and returns a report with
+    ``interrupted`` set and status ``stopped``.
+    """
+    if historical not in HISTORICAL_MODES:
+        raise InvalidInput(f"historical must be one of {', '.join(HISTORICAL_MODES)}",
+                           faults=[Fault("$.historical", f"{historical!r} is not one of {', '.join(HISTORICAL_MODES)}")])
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidInput("concurrency must be a positive whole number",
+                           faults=[Fault("$.concurrency", f"must be >= 1, got {concurrency!r}")])
+    if not 1 <= max_batches_per_request <= MAX_BATCHES_PER_REQUEST or not 2 < max_request_bytes <= MAX_REQUEST_BYTES:
+        raise InvalidInput("request limits must be within mParticle's (100 batches, 256 KB)")
+    if "events" not in connection.connector.endpoints:
+        raise InvalidConfig(f"connector {connection.connector.id!r} has no events endpoint")
+    connection.base_url("events")  # a missing pod fails here, before anything is read
+    now_ms = now_ms or (lambda: int(time.time() * 1000))
+    job = _Upload(connection, pacer=pacer or Pacer(rate), concurrency=concurrency, state=state,
+                  dead_letter=dead_letter, fail_fast=fail_fast, progress=progress, max_rounds=max_rounds, sleep=sleep)
+    report = job.report
+    packers = {path: _Packer(path, max_batches_per_request, max_request_bytes) for path in (BULK_PATH, HISTORICAL_PATH)}
+    for thread in job.threads:
+        thread.start()
+    try:
+        now = now_ms()
+        for index, batch in enumerate(batches):
+            report.batches += 1
+            events = len(batch.get("events") or ()) if isinstance(batch, dict) and isinstance(batch.get("events"), list) else 0
+            report.events += events
+            if state is not None and state.done(index):
+                report.skipped_batches += 1
+                continue
+            if job.stop.is_set():
+                report.unsent_batches += 1
+                raise _Stop
+            path = f"$[{index}]"
+            faults = check_batch(batch, path)
+            route = BULK_PATH
+            if not faults and (historical == "always" or (historical == "auto" and _is_old(batch, now))):
+                route = HISTORICAL_PATH
+                faults = historical_faults(batch, path, now)
+            if not faults:
+                try:
+                    request_id, item = _with_id(batch, index, idempotency_key)
+                except ValueError as exc:  # NaN or Infinity, which JSON cannot carry
+                    faults = [Fault(path, f"holds a number JSON cannot carry ({exc}); use null or a finite number")]
+                else:
+                    if len(item) + 2 > max_request_bytes:
+                        faults = [Fault(path, (
+                            f"this batch is {len(item) + 2:,} bytes as a request body, over the {max_request_bytes:,}-byte "
+                            "limit of one Events API request; split its events into several batches for the same user"))]
+            if faults:
+                job.refuse(index, batch, events, faults)
+                if job.stop.is_set():
+                    raise _Stop
+                continue
+            job.submit(packers[route].add(index, request_id, events, item))
+        for packer in packers.values():
+            job.submit(packer.flush())
+    except _Stop:
+        for packer in packers.values():
+            left = packer.flush()
+            if left is not None:
+                job.unsent(left)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        job.fail(Interrupted("interrupted before every batch was sent; rerun the same upload to resume"))
+        for packer in packers.values():
+            left = packer.flush()
+            if left is not None:
+                job.unsent(left)
+    except ConnectorError as exc:  # the source failed (e.g. a file that stops being JSON)
+        job.fail(exc)
+        for packer in packers.values():
+            left = packer.flush()
+            if left is not None:
+                job.unsent(left)
+    finally:
+        job.finish()
+        report.rate_limited = job.pacer.rate_limited
+        report.duration = time.perf_counter() - job.started
+        if state is not None:
+            state.save(force=True)
+    return report

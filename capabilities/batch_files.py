@@ -1,0 +1,147 @@
+"""Reading event batches from files as a stream: JSON arrays, NDJSON, gzip, standard input.
+
+``iter_batches(paths)`` yields one batch at a time from every file in order, so memory does
+not grow with the input. The format is decided by the content, not the name:
+
+* gzip (magic bytes ``1f 8b``) is decompressed on the fly, whatever the name;
+* text starting with ``[`` is a JSON array of batches;
+* anything else is a sequence of JSON values: NDJSON (one batch per line), concatenated or
+  pretty-printed objects alike.
+
+Parsing is ijson's incremental parser (its C backend, yajl2_c, when available) with
+``use_float=True``: numbers with a fraction or exponent become ``float`` (ijson's default
+``Decimal`` would not serialise with orjson), integers stay exact ``int``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+import ijson
+
+from connector_core import Fault, InvalidInput
+
+__all__ = ["STDIN", "check_readable", "file_digest", "iter_batches", "iter_text_batches"]
+
+STDIN = "-"
+_CHUNK = 1 << 16
+_WHITESPACE = b" \t\r\n\xef\xbb\xbf"  # the UTF-8 BOM too
+
+
+def _open(path: str) -> BinaryIO:
+    if path == STDIN:
+        stdin = sys.stdin.buffer
+        return stdin if hasattr(stdin, "peek") else io.BufferedReader(stdin, _CHUNK)
+    try:
+        return open(path, "rb", buffering=_CHUNK)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}",
+                           faults=[Fault(f"$.files[{path!r}]", exc.strerror or str(exc))]) from None
+
+
+def _first_byte(stream: BinaryIO) -> bytes:
+    """The first byte that is not whitespace, without consuming it ('' for empty input)."""
+    while True:
+        head = stream.peek(_CHUNK)[:_CHUNK]
+        if not head:
+            return b""
+        stripped = head.lstrip(_WHITESPACE)
+        if stripped:
+            return stripped[:1]
+        stream.read(len(head))
+
+
+def _values(stream: BinaryIO) -> Iterator[Any]:
+    if _first_byte(stream) == b"[":
+        return ijson.items(stream, "item", use_float=True)
+    return ijson.items(stream, "", multiple_values=True, use_float=True)
+
+
+def check_readable(paths: Iterable[str]) -> None:
+    """Raise ``InvalidInput`` now, before anything is sent, for a file that cannot be opened."""
+    for path in paths:
+        if path != STDIN:
+            _open(path).close()
+
+
+def iter_batches(paths: Iterable[str]) -> Iterator[Any]:
+    """Every batch of every file in ``paths`` (``-`` is standard input), in order.
+
+    Raises ``InvalidInput`` naming the file and the batch position when a file cannot be
+    read or stops being JSON; the batches before that point have been yielded.
+    """
+    for path in paths:
+        raw = _open(path)
+        try:
+            stream: BinaryIO = raw
+            if raw.peek(2)[:2] == b"\x1f\x8b":
+                stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), _CHUNK)  # type: ignore[arg-type]
+            count = 0
+            try:
+                for value in _values(stream):
+                    yield value
+                    count += 1
+            except (ijson.JSONError, ValueError, OSError, EOFError) as exc:
+                where = "standard input" if path == STDIN else path
+                reason = _reason(exc)
+                message = f"{where} is not valid JSON or NDJSON after {count} batch(es): {reason}"
+                raise InvalidInput(message, faults=[Fault(f"$.files[{where!r}][{count}]", reason)]) from None
+        finally:
+            if raw is not sys.stdin.buffer:
+                raw.close()
+
+
+def iter_text_batches(text: str | bytes, path: str = "$.jsonBody") -> Iterator[Any]:
+    """The batches of a JSON array (or sequence of objects) given as text, parsed in 64 KB slices.
+
+    Only one slice of the text is copied at a time, so parsing holds the text plus one batch.
+    """
+    encode = (lambda s: s.encode("utf-8", "surrogatepass")) if isinstance(text, str) else bytes
+    coro_out = ijson.sendable_list()
+    stripped_start = 0
+    while stripped_start < len(text) and text[stripped_start] in (" \t\r\n\ufeff" if isinstance(text, str) else b" \t\r\n"):
+        stripped_start += 1
+    head = text[stripped_start:stripped_start + 1]
+    array = head in ("[", b"[")
+    sink = ijson.items_coro(coro_out, "item" if array else "", multiple_values=not array, use_float=True)
+    count = 0
+    try:
+        for start in range(0, len(text), _CHUNK):
+            sink.send(encode(text[start:start + _CHUNK]))
+            for value in coro_out:
+                yield value
+                count += 1
+            coro_out.clear()
+        sink.close()
+        for value in coro_out:
+            yield value
+            count += 1
+        coro_out.clear()
+    except (ijson.JSONError, ValueError) as exc:
+        reason = _reason(exc)
+        raise InvalidInput(f"the JSON body stops being valid JSON after {count} batch(es): {reason}",
+                           faults=[Fault(f"{path}[{count}]" if array else path, reason)]) from None
+
+
+def _reason(exc: Exception) -> str:
+    """ijson's message without its multi-line excerpt, with advice for what it cannot read."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    reason = lines[0]
+    if "integer overflow" in reason:
+        reason += " (an integer beyond 64 bits, which no Events API field accepts)"
+    near = next((line.strip() for line in lines[1:2] if line.strip()), "")
+    return f"{reason} near {near[:80]!r}" if near else reason
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes, read in slices (what ties a state file to its inputs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
