@@ -7,15 +7,16 @@ Results are JSON on stdout. Errors are one JSON object on stderr (``code``, ``ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import textwrap
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .config import load_connections, read_json_file
@@ -307,44 +308,97 @@ def build_parser(engine: Engine) -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool) -> None:
-    """``--verbose``: the framework's INFO records (one per HTTP attempt) and every plugin's warnings."""
+@contextlib.contextmanager
+def _verbose_logging(verbose: bool) -> Iterator[None]:
+    """``--verbose``: the framework's INFO records (one per HTTP attempt) and every plugin's warnings.
+
+    The handler writes to the ``sys.stderr`` of this call and is removed afterwards, so
+    ``main`` can run many times in one process (tests, hosts embedding the CLI).
+    """
     if not verbose:
+        yield
         return
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("connector_core").setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root, framework = logging.getLogger(), logging.getLogger("connector_core")
+    level = framework.level
+    root.addHandler(handler)
+    framework.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        framework.setLevel(level)
+        root.removeHandler(handler)
 
 
 def _strict(args) -> bool:
     return bool(args.strict) or os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the ``connector`` command; return its exit code.
+
+    ``stdin``, ``stdout`` and ``stderr`` stand in for the process streams during the call
+    (``sys.stdin``/``sys.stdout``/``sys.stderr`` are swapped, so plugin commands and log
+    lines follow them too): a host or a test can run the command in-process and read what
+    it printed. Not for concurrent calls from several threads.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in argv or "--verbose" in argv
-    _configure_logging(verbose)
+    with contextlib.ExitStack() as streams:
+        if stdout is not None:
+            streams.enter_context(contextlib.redirect_stdout(stdout))
+        if stderr is not None:
+            streams.enter_context(contextlib.redirect_stderr(stderr))
+        if stdin is not None:
+            streams.enter_context(_redirect_stdin(stdin))
+        return _main(argv)
+
+
+@contextlib.contextmanager
+def _redirect_stdin(stream: TextIO) -> Iterator[None]:
+    saved, sys.stdin = sys.stdin, stream
     try:
-        # Strictness is applied after parsing, so `connector plugins` can still list the rejects.
-        engine = Engine(strict=False)
-        args = build_parser(engine).parse_args(argv)
-        args.strict = _strict(args)
-        if args.strict and engine.registry.rejected and args.handler is not cmd_plugins:
-            raise PluginLoadError(
-                f"{len(engine.registry.rejected)} plugin(s) could not be loaded (strict mode); see `connector plugins`",
-                plugins=[r.to_dict() for r in engine.registry.rejected],
-            )
-        with engine:
-            return args.handler(args, engine)
-    except ConnectorError as exc:
-        _dump(exc.to_dict(), sys.stderr)
-        trace = getattr(exc, "plugin_traceback", None)
-        if verbose and trace:
-            sys.stderr.write(trace)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # a bug, ours or a plugin command's: still one JSON error, no traceback
-        _dump({"code": "internal_error", "category": "internal", "message": f"{type(exc).__name__}: {exc}"}, sys.stderr)
-        if verbose:
-            traceback.print_exc()
-        return EXIT_CODES["internal"]
+        yield
+    finally:
+        sys.stdin = saved
+
+
+def _main(argv: list[str]) -> int:
+    verbose = "-v" in argv or "--verbose" in argv
+    with _verbose_logging(verbose):
+        try:
+            # Strictness is applied after parsing, so `connector plugins` can still list the rejects.
+            engine = Engine(strict=False)
+            args = build_parser(engine).parse_args(argv)
+            args.strict = _strict(args)
+            if args.strict and engine.registry.rejected and args.handler is not cmd_plugins:
+                raise PluginLoadError(
+                    f"{len(engine.registry.rejected)} plugin(s) could not be loaded (strict mode); see `connector plugins`",
+                    plugins=[r.to_dict() for r in engine.registry.rejected],
+                )
+            with engine:
+                return args.handler(args, engine)
+        except ConnectorError as exc:
+            _dump(exc.to_dict(), sys.stderr)
+            trace = getattr(exc, "plugin_traceback", None)
+            if verbose and trace:
+                sys.stderr.write(trace)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            return 130
+        except SystemExit as exc:  # --help, --version, or a plugin command calling sys.exit
+            if exc.code is None or isinstance(exc.code, int):
+                return exc.code or 0
+            print(exc.code, file=sys.stderr)
+            return 1
+        except Exception as exc:  # a bug, ours or a plugin command's: still one JSON error, no traceback
+            _dump({"code": "internal_error", "category": "internal", "message": f"{type(exc).__name__}: {exc}"}, sys.stderr)
+            if verbose:
+                traceback.print_exc()
+            return EXIT_CODES["internal"]

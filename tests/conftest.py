@@ -6,6 +6,7 @@ Connector-specific fixtures live in the test files that need them.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 from httpserver import TestServer
 
 from connector_core import get_plugin_manager
+from connector_core.cli import main
 
 TESTS = Path(__file__).parent
 PLUGINS = TESTS / "plugins"
@@ -147,13 +149,13 @@ def broken_site(tmp_path_factory) -> Path:
 
 
 class CliRun:
-    """The outcome of one ``connector`` process."""
+    """The outcome of one ``connector`` run: exit code, stdout and stderr."""
 
-    def __init__(self, args: list[str], done: subprocess.CompletedProcess) -> None:
+    def __init__(self, args: list[str], code: int, stdout: str, stderr: str) -> None:
         self.args = args
-        self.code = done.returncode
-        self.stdout = done.stdout
-        self.stderr = done.stderr
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
 
     def json(self) -> Any:
         """stdout parsed as JSON."""
@@ -170,13 +172,56 @@ class CliRun:
         return f"CliRun({self.args}, code={self.code}, stdout={self.stdout[:2000]!r}, stderr={self.stderr[:2000]!r})"
 
 
+def _check_traceback(result: CliRun, allow_traceback: bool) -> CliRun:
+    if not allow_traceback:
+        assert "Traceback" not in result.stderr, result
+    return result
+
+
 @pytest.fixture
-def cli(tmp_path):
-    """Run ``connector ARGS`` as a subprocess: ``cli(*args, sites=[dir], env={}, input=text)``.
+def cli(tmp_path, monkeypatch):
+    """Run ``connector ARGS`` in this process: ``cli(*args, sites=[dir], env={}, input=text, cwd=dir)``.
+
+    ``connector_core.cli.main(argv, stdin=, stdout=, stderr=)`` runs with the ``sites``
+    prepended to ``sys.path`` (their entry points are discovered as in a fresh process),
+    the ``CONNECTOR_*`` variables of the calling environment dropped, ``env`` set and the
+    working directory ``cwd`` (default: the test's temp dir); all of it is undone after
+    the run. Every run is checked for a Python traceback unless ``allow_traceback``
+    (``--verbose`` prints a plugin's own traceback on purpose). ``cli_process`` runs the
+    installed script instead, for what only a real process shows.
+    """
+
+    def run(
+        *args: str,
+        sites=(),
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        cwd=None,
+        allow_traceback: bool = False,
+    ) -> CliRun:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with monkeypatch.context() as patch:
+            for name in os.environ:
+                if name.startswith("CONNECTOR_"):
+                    patch.delenv(name)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            for site in reversed(list(sites)):
+                patch.syspath_prepend(str(site))
+            patch.chdir(cwd or tmp_path)
+            code = main(list(args), stdin=io.StringIO(input or ""), stdout=stdout, stderr=stderr)
+        return _check_traceback(CliRun(list(args), code, stdout.getvalue(), stderr.getvalue()), allow_traceback)
+
+    return run
+
+
+@pytest.fixture
+def cli_process(tmp_path):
+    """Run the installed ``connector`` script as a subprocess (same call as ``cli``).
 
     Only the ``sites`` given are on PYTHONPATH; the ``CONNECTOR_*`` variables of the
-    calling environment are dropped. Every run is checked for a Python traceback unless
-    ``allow_traceback`` (``--verbose`` prints a plugin's own traceback on purpose).
+    calling environment are dropped. For what only a real process shows: the console
+    script itself, exit codes as the shell sees them, signals.
     """
     assert CONNECTOR.exists(), f"the connector script is not installed next to {sys.executable}"
 
@@ -201,10 +246,7 @@ def cli(tmp_path):
             cwd=cwd or tmp_path,
             timeout=60,
         )
-        result = CliRun(list(args), done)
-        if not allow_traceback:
-            assert "Traceback" not in result.stderr, result
-        return result
+        return _check_traceback(CliRun(list(args), done.returncode, done.stdout, done.stderr), allow_traceback)
 
     return run
 

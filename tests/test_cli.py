@@ -1,19 +1,26 @@
-"""The ``connector`` command, run as a subprocess: output on stdout, JSON errors on stderr, exit codes.
+"""The ``connector`` command: output on stdout, JSON errors on stderr, exit codes.
 
-Runs that need a capability use the sample plugin package installed into a temp dir
-(``sample_site``, on PYTHONPATH) or the built-in mParticle capabilities for offline
-commands. Every run is checked for a Python traceback by the ``cli`` fixture.
+Runs go through ``connector_core.cli.main(argv)`` in this process with captured streams
+(the ``cli`` fixture); a few run the installed console script as a real process
+(``cli_process``), for what only a process shows: the script itself and exit codes as
+the shell sees them. Runs that need a capability use the sample plugin package installed
+into a temp dir (``sample_site``) or the built-in mParticle capabilities for offline
+commands. Every run is checked for a Python traceback.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import sys
 
 import pytest
 from conftest import PLUGINS, TESTS
 from httpserver import Answer, closed_port
 from toy import SECRET
+
+from connector_core.cli import main
 
 TOKEN = "sample-T0ken!secret"
 SAMPLE_MANIFESTS = PLUGINS / "sample_plugin" / "connector_sample" / "manifests"
@@ -330,6 +337,27 @@ def test_check_offline_reports_ready_and_missing_per_capability(cli, write_json)
     assert "events" not in report["credentials"]  # no ready capability uses it
 
 
+@pytest.mark.parametrize("allowed", [["uploadEventBatch"], []])
+def test_check_with_no_capability_ready_exits_4(cli, write_json, allowed):
+    # uploadEventBatch needs a pod this config lacks; every other capability is not allowed.
+    path = write_json("c.json", {"connections": {"events-only": {
+        "connector": "mparticle", "config": {"clientID": "id", "clientSecret": "secret-value"}, "capabilities": allowed}}})
+    run = cli("check", "--connection", "events-only", "--connections", str(path), "--offline")
+    assert run.code == 4, run
+    report = run.json()
+    assert not any(entry["ready"] for entry in report["capabilities"].values())
+    assert report["capabilities"]["getAccount"] == {"ready": False, "reason": "not allowed by this connection"}
+    assert report["credentials"] == {}
+
+
+def test_check_with_rejected_credentials_exits_5(cli, server, write_json):
+    server.route("POST", "/oauth/token", Answer(401, json={"error": "invalid_client"}))
+    config = write_json("mp.json", {"clientID": "id", "clientSecret": "secret-value", "authUrl": f"{server.url}/oauth/token"})
+    run = cli("check", "--config", str(config))
+    assert run.code == 5, run
+    assert run.json()["credentials"]["platform"]["code"] == "authentication_failed"
+
+
 def test_check_invalid_config_exits_4(cli, write_json):
     run = cli("check", "--config", str(write_json("mp.json", {"clientID": "id"})), "--offline")
     assert run.code == 4
@@ -412,3 +440,30 @@ def test_usage_errors_exit_2_with_json(cli, args, words):
     error = run.error()
     assert error["code"] == "usage" and error["category"] == "usage"
     assert words in error["message"] and "(see --help)" in error["message"]
+
+
+# -- the real process ------------------------------------------------------------------
+
+
+def test_the_console_script_runs_and_its_exit_codes_reach_the_shell(cli_process):
+    version = cli_process("--version")
+    assert (version.code, version.stdout, version.stderr) == (0, "connector-framework 0.1.0\n", "")
+    unknown = cli_process("describe", "getAcount")
+    assert (unknown.code, unknown.stdout) == (3, "")
+    assert unknown.error()["code"] == "unknown_capability"
+    usage = cli_process("frobnicate")
+    assert (usage.code, usage.stdout) == (2, "")
+    assert usage.error()["code"] == "usage"
+
+
+def test_main_runs_in_process_with_its_own_streams(tmp_path, monkeypatch):
+    """The seam the in-process tests use: ``main(argv, stdin=, stdout=, stderr=)``."""
+    monkeypatch.chdir(tmp_path)
+    process_streams = (sys.stdin, sys.stdout, sys.stderr)
+    stdin, stdout, stderr = io.StringIO('{"accountId": "0"}'), io.StringIO(), io.StringIO()
+    code = main(["run", "getAccount", "--config", "missing.json", "--properties", "-"], stdin=stdin, stdout=stdout, stderr=stderr)
+    assert code == 4 and stdout.getvalue() == ""
+    assert json.loads(stderr.getvalue())["code"] == "invalid_config"
+    assert main(["--version"], stdout=stdout) == 0  # argparse's exit becomes a return value
+    assert stdout.getvalue() == "connector-framework 0.1.0\n"
+    assert (sys.stdin, sys.stdout, sys.stderr) == process_streams  # put back after each call

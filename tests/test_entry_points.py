@@ -3,8 +3,9 @@
 ``tests/plugins/sample_plugin`` (a connector with two capabilities, an audit wrapper, a
 CLI command and a sandbox) and ``tests/plugins/broken_plugins`` (one plugin broken per
 way a plugin can be broken) are pip-installed once per session into temp dirs; the
-``connector`` command runs with those dirs on PYTHONPATH. Nothing in connector_core
-names them.
+``connector`` command runs with those dirs on ``sys.path`` (in-process, through
+``main(argv)``), and once as a fresh process with them on PYTHONPATH. Nothing in
+connector_core names them.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def by_entry_point(reports):
     return {r["entry_point"]: r for r in reports}
 
 
-def test_plugins_lists_the_installed_sample_package(both):
-    run = both("plugins", "--json")
+def test_plugins_lists_the_installed_sample_package(cli_process, sample_site, broken_site):
+    # A fresh process finds the installed packages through PYTHONPATH alone.
+    run = cli_process("plugins", "--json", sites=[sample_site, broken_site])
     assert run.code == 0
     reports = by_entry_point(run.json())
     greet = reports["sampleGreet = connector_sample.greet"]

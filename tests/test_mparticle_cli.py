@@ -1,4 +1,4 @@
-"""The mParticle connector through the ``connector`` command, run as a subprocess.
+"""The mParticle connector through the ``connector`` command, run in-process (``main(argv)``).
 
 The sandbox runs in this test process (the ``mparticle_sandbox`` fixture) and the command
 talks to it over loopback with a config file, as an operator would; ``connector demo`` and
@@ -20,8 +20,6 @@ import jsonschema
 import pytest
 from connector_mparticle.sandbox import Sandbox
 
-from connector_core.errors import EXIT_CODES
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONNECTOR = Path(sys.executable).parent / "connector"
 CAPABILITIES = (
@@ -29,6 +27,8 @@ CAPABILITIES = (
     "getAudiences", "getCalculatedAttributes", "uploadEventBatch",
 )
 SECRETS = ("sandbox-client-secret", "sandbox-api-secret")
+# Exit codes by error category, as the README's table promises them (not read from the code).
+EXIT = {"input": 3, "config": 4, "auth": 5, "not_found": 6, "conflict": 7, "upstream": 9}
 
 
 def output_schema(capability: str) -> dict:
@@ -42,7 +42,7 @@ def assert_shape(capability: str, output: Any) -> None:
 
 @pytest.fixture
 def connector(cli):
-    """``connector(*args, cwd=, env=, stdin=)``: the command as a subprocess (see conftest's ``cli``)."""
+    """``connector(*args, cwd=, env=, stdin=)``: the command in-process (see conftest's ``cli``)."""
 
     def run(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None):
         return cli(*args, cwd=cwd, env=env, input=stdin)
@@ -122,7 +122,7 @@ def test_secret_from_the_environment(sb, tmp_path, connector):
                     env={"MP_TEST_SECRET": sb.config["clientSecret"]})
     assert run.code == 0, run
     run = connector("run", "getAccount", "--config", str(path), "--properties", '{"accountId": "1001"}', cwd=tmp_path)
-    assert run.code == EXIT_CODES["config"], run
+    assert run.code == EXIT["config"], run
     assert "MP_TEST_SECRET" in run.error()["message"]
 
 
@@ -140,7 +140,7 @@ def test_secret_from_the_environment(sb, tmp_path, connector):
 ])
 def test_errors_have_their_exit_code_and_json(sb, config_file, tmp_path, capability, props, changes, category, code, connector):
     run = connector("run", capability, "--config", config_file(**changes), "--properties", json.dumps(props), cwd=tmp_path)
-    assert run.code == EXIT_CODES[category], run
+    assert run.code == EXIT[category], run
     error = run.error()
     assert (error["category"], error["code"]) == (category, code)
     assert run.stdout == ""
@@ -152,14 +152,14 @@ def test_errors_have_their_exit_code_and_json(sb, config_file, tmp_path, capabil
 
 def test_invalid_input_sends_nothing(sb, config_file, tmp_path, connector):
     run = connector("run", "getAccount", "--config", config_file(), "--properties", '{"accountId": "0"}', cwd=tmp_path)
-    assert run.code == EXIT_CODES["input"]
+    assert run.code == EXIT["input"]
     assert run.error()["faults"][0]["path"] == "$.accountId"
     assert sb.requests == []
 
 
 def test_properties_that_are_not_json(sb, config_file, tmp_path, connector):
     run = connector("run", "getAccount", "--config", config_file(), "--properties", '{"accountId": ', cwd=tmp_path)
-    assert run.code == EXIT_CODES["input"]
+    assert run.code == EXIT["input"]
     assert "line 1" in run.error()["message"]
 
 
@@ -176,7 +176,7 @@ def test_verbose_output_never_shows_secrets(sb, config_file, tmp_path, connector
     sb.fail_next("getAccount", 4, status=503)
     runs.append(connector("run", "getAccount", "-v", "--config", config_file(maxRetries=1, maxRetryWaitSeconds=1),
                           "--properties", '{"accountId": "1001"}', cwd=tmp_path))
-    assert [r.code for r in runs] == [0, 0, 0, EXIT_CODES["auth"], EXIT_CODES["upstream"]], runs
+    assert [r.code for r in runs] == [0, 0, 0, EXIT["auth"], EXIT["upstream"]], runs
     assert all("HTTP" in r.stderr or "http://" in r.stderr for r in runs)  # verbose really logged requests
     tokens = list(sb.emulator.state.tokens)
     assert tokens  # the runs obtained tokens, which must not be shown
@@ -195,7 +195,7 @@ def test_run_with_the_builtin_sandbox(tmp_path, connector):
     assert_shape("getAccount", output)
     assert output["account"]["id"] == 1001 and output["account"]["name"] == "Acme Production"
     run = connector("run", "getAccount", "--sandbox", "--verbose", "--properties", '{"accountId": "2001"}', cwd=tmp_path)
-    assert run.code == EXIT_CODES["not_found"], run
+    assert run.code == EXIT["not_found"], run
     for value in SECRETS:
         assert value not in run.stdout + run.stderr
 
@@ -255,6 +255,6 @@ def test_check_obtains_a_token_and_reports_readiness(sb, config_file, tmp_path, 
     assert sb.state()["token_requests"] == 1
 
     run = connector("check", "--config", config_file(pod=None, clientSecret="not-the-secret"), cwd=tmp_path)
-    assert run.code == EXIT_CODES["auth"]
+    assert run.code == EXIT["auth"]
     assert run.json()["credentials"]["platform"]["code"] == "authentication_failed"
     assert "not-the-secret" not in run.stdout + run.stderr
