@@ -4,20 +4,34 @@ This proves the packaging: ``capabilities/`` and ``manifests/`` install as
 ``connector_mparticle`` and ``connector_mparticle.manifests``, manifests load through
 ``importlib.resources`` (not from the working directory), and the ``connector`` script,
 the entry points and the sandbox work without the source tree.
+
+The wheel is installed by pip with ``--no-deps`` into a venv without pip of its own, and
+the venv finds the dependencies in this test environment's site-packages (a ``.pth``
+line, which runs no ``.pth`` file of that folder, so the editable install of the source
+tree stays out). Resolving and installing the dependencies again costs ten seconds and
+an index; instead, the wheel's declared requirements are checked against what the code
+imports and against the versions the suite runs with.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
+# The runtime dependencies, written out: a change to setup.cfg must change this too.
+REQUIREMENTS = {"pluggy": ">=1.3", "attrs": ">=22.2", "requests": ">=2.28", "jsonschema": ">=4.18", "orjson": ">=3.9"}
 
 
 def _run(args, **kwargs):
@@ -25,21 +39,70 @@ def _run(args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def wheel(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     built = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(work / "dist"), str(ROOT)])
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (work / "dist").glob("connector_framework-*.whl")
+    (found,) = (work / "dist").glob("connector_framework-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    work = tmp_path_factory.mktemp("venv")
     env_dir = work / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
-    pip = _run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(wheel)])
+    python = bin_dir / "python"
+    pip = _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)])
     assert pip.returncode == 0, pip.stdout + pip.stderr
+    purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (purelib / "test-dependencies.pth").write_text("".join(f"{path}\n" for path in sorted(deps)), "utf-8")
     # Run from an empty folder so nothing can come from the source tree.
     cwd = work / "elsewhere"
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CONNECTOR_CORE_LOAD_PLUGINS", "CONNECTOR_CORE_STRICT")}
     return bin_dir, cwd, env
+
+
+def _wheel_metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return archive.read(name).decode("utf-8")
+
+
+def test_wheel_declares_exactly_the_runtime_dependencies(wheel):
+    declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+    runtime = {r.name: str(r.specifier) for r in declared if not r.marker}
+    assert runtime == REQUIREMENTS
+    for requirement in declared:
+        if not requirement.marker:  # the versions this suite runs with satisfy them
+            assert requirement.specifier.contains(metadata.version(requirement.name), prereleases=True), requirement
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level modules imported by the installed packages that are not theirs or the standard library."""
+    ours = {"connector_core", "connector_mparticle"}
+    found = set()
+    for folder in ("connector_core", "capabilities"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.Import):
+                    found.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    return {name for name in found - ours if name not in sys.stdlib_module_names and name != "pytest"}
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    # pytest is imported only by the pytest11 fixture modules, which pytest itself loads.
+    providers = metadata.packages_distributions()
+    imported = _third_party_imports()
+    assert imported >= {"pluggy", "requests", "jsonschema"}
+    undeclared = {module: providers.get(module) for module in imported if not set(providers.get(module, ())) & set(REQUIREMENTS)}
+    # urllib3 comes with requests, which the HTTP layer builds on (its exception types).
+    assert undeclared == {"urllib3": ["urllib3"]}
 
 
 def test_wheel_contains_packages_and_manifests(installed):
