@@ -148,6 +148,10 @@ class Emulator:
 
         An endpoint's own faults take precedence over its group's.
         """
+        unknown = sorted(set(fields) - {f.name for f in attrs.fields(FaultConfig)})
+        if unknown:
+            known = ", ".join(f.name for f in attrs.fields(FaultConfig))
+            raise ValueError(f"unknown fault setting(s) {', '.join(map(repr, unknown))}; known: {known}")
         config = FaultConfig(**fields)
         with self._lock:
             for name in self._targets(group):
