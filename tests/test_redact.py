@@ -1,0 +1,91 @@
+"""The Redactor: what "secrets never appear in output, logs, reprs or errors" rests on."""
+
+from __future__ import annotations
+
+import threading
+
+from connector_core.redact import Redactor
+
+
+def test_a_secret_that_contains_another_is_masked_whole():
+    redact = Redactor(["s3cr3t", "s3cr3t-2024-rotated"])
+    assert redact("old s3cr3t, new s3cr3t-2024-rotated") == "old ***, new ***"
+
+
+def test_the_longer_secret_wins_whatever_order_the_secrets_were_learnt_in():
+    for order in (["s3cr3t", "s3cr3t-2024-rotated"], ["s3cr3t-2024-rotated", "s3cr3t"]):
+        redact = Redactor()
+        for value in order:
+            redact.add(value)
+        assert redact("token=s3cr3t-2024-rotated") == "token=***", order
+
+
+def test_every_occurrence_is_masked():
+    assert Redactor(["abc123"])("abc123/abc123?x=abc123") == "***/***?x=***"
+
+
+def test_strings_inside_lists_tuples_and_dicts_are_masked_at_any_depth():
+    redact = Redactor(["hunter2"])
+    data = {
+        "message": "password hunter2 refused",
+        "errors": ["first hunter2", {"detail": ["deep hunter2"]}],
+        "pair": ("hunter2", 7),
+        "count": 3,
+    }
+    assert redact(data) == {
+        "message": "password *** refused",
+        "errors": ["first ***", {"detail": ["deep ***"]}],
+        "pair": ("***", 7),
+        "count": 3,
+    }
+
+
+def test_container_types_are_kept():
+    redact = Redactor(["hunter2"])
+    assert type(redact(["hunter2"])) is list
+    assert type(redact(("hunter2",))) is tuple
+    assert redact([]) == [] and redact(()) == ()
+
+
+def test_values_that_are_not_text_pass_through_unchanged():
+    redact = Redactor(["42"])
+    for value in (42, 4.2, None, True, b"42"):
+        assert redact(value) == value
+
+
+def test_empty_and_non_text_secrets_are_ignored():
+    # An empty secret would otherwise match between every two characters.
+    redact = Redactor(["", None, 1234])
+    assert redact("abc 1234") == "abc 1234"
+    assert repr(redact) == "Redactor(0 secret(s))"
+
+
+def test_a_secret_learnt_later_is_masked_from_then_on():
+    redact = Redactor(["client-secret-1"])
+    assert redact("token tok-99") == "token tok-99"
+    redact.add("tok-99")
+    assert redact("token tok-99 for client-secret-1") == "token *** for ***"
+
+
+def test_the_same_secret_added_twice_counts_once():
+    redact = Redactor(["dup-secret"])
+    redact.add("dup-secret", "dup-secret")
+    assert repr(redact) == "Redactor(1 secret(s))"
+
+
+def test_the_repr_counts_the_secrets_without_showing_them():
+    redact = Redactor(["client-secret-1", "tok-99"])
+    assert repr(redact) == "Redactor(2 secret(s))"
+    assert "client-secret-1" not in repr(redact) and "tok-99" not in repr(redact)
+
+
+def test_secrets_added_from_many_threads_are_all_kept():
+    redact = Redactor()
+    values = [f"token-{n:03d}-value" for n in range(200)]
+    threads = [threading.Thread(target=redact.add, args=(value,)) for value in values]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert repr(redact) == "Redactor(200 secret(s))"
+    assert redact(" ".join(values)) == " ".join(["***"] * 200)
