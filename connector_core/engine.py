@@ -417,12 +417,16 @@ class Engine:
                 self._connections.move_to_end(key)
                 return connection
         opened = self.connect(config, connector=connector)
+        evicted: list[Connection] = []
         with self._lock:
             connection = self._connections.setdefault(key, opened)
             while len(self._connections) > self._max_connections:
-                self._connections.popitem(last=False)
+                evicted.append(self._connections.popitem(last=False)[1])
         if connection is not opened:  # another thread opened the same one first
-            opened.close()
+            evicted.append(opened)
+        # The least recently used connection goes: its pooled sockets are closed, not leaked.
+        for stale in evicted:
+            stale.close()
         return connection
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import threading
 
 import attrs
 import pytest
+import requests
 from httpserver import Answer
 from toy import (
     SECRET,
@@ -237,6 +238,43 @@ def test_a_different_config_gets_its_own_connection(engine, server, config):
     assert [r.json()["client_id"] for r in server.requests_to("POST", TOKEN_PATH)] == ["toy-client", "other-client"]
 
 
+class RecordedSession(requests.Session):
+    """A real session that remembers whether it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def test_engine_keeps_16_connections_and_closes_the_least_recently_used(sleeps):
+    sessions: list[RecordedSession] = []
+
+    def new_session() -> RecordedSession:
+        sessions.append(RecordedSession())
+        return sessions[-1]
+
+    configs = [{"clientId": f"client-{n}", "clientSecret": "sec-Xy8-value"} for n in range(18)]
+    with Engine(toy_pm(), sleep=sleeps, session_factory=new_session) as engine:
+        for config in configs[:16]:
+            engine.execute("toyEcho", {"name": "a"}, config)
+        assert len(sessions) == 16 and not any(s.closed for s in sessions)
+        engine.execute("toyEcho", {"name": "a"}, configs[0])  # reused, now the most recently used
+        assert len(sessions) == 16
+        engine.execute("toyEcho", {"name": "a"}, configs[16])  # a 17th: the least recently used goes
+        assert len(sessions) == 17
+        assert [n for n, s in enumerate(sessions) if s.closed] == [1]
+        engine.execute("toyEcho", {"name": "a"}, configs[1])  # evicted, so opened again
+        assert len(sessions) == 18
+        assert [n for n, s in enumerate(sessions) if s.closed] == [1, 2]
+        engine.execute("toyEcho", {"name": "a"}, configs[0])  # still kept
+        assert len(sessions) == 18
+    assert all(s.closed for s in sessions)
+
+
 def test_threads_sharing_a_connection_fetch_one_token(server, sleeps):
     server.route("POST", TOKEN_PATH, token_issuer(delay=0.05))  # slow enough for the threads to pile up
     server.route("GET", "/api/items/1", item)
@@ -358,6 +396,50 @@ def test_token_endpoint_rejecting_the_credentials(engine, server):
     assert "bad secret ***" in error.message
     assert_no_secret(error, SECRET)
     assert server.requests_to("GET", "/api/items/1") == []
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_token_endpoint_answering_400_or_403_is_a_credential_error(engine, server, status):
+    # OAuth 2.0 (RFC 6749, 5.2) answers a bad client secret with 400 invalid_client.
+    server.route("POST", TOKEN_PATH, Answer(status, json={"error": "invalid_client", "error_description": "unknown client"}))
+    with pytest.raises(AuthenticationFailed) as caught:
+        engine.execute("toyGet", {"id": "1"}, toy_config(server.url))
+    error = caught.value
+    assert (error.code, error.category, error.exit_code) == ("authentication_failed", "auth", 5)
+    assert error.details["status"] == status
+    assert "unknown client" in error.message and "check the client ID, client secret and token URL" in error.message
+    assert server.requests_to("GET", "/api/items/1") == []
+
+
+def test_invalidating_a_token_already_replaced_keeps_the_new_one(engine, server, config):
+    with engine.connect(config) as connection:
+        auth = connection.auth("oauth")
+        assert auth.token() == token(1)
+        auth.invalidate(token(1))
+        assert auth.token() == token(2)
+        auth.invalidate(token(1))  # a late 401 of a request that carried the old token
+        assert auth.token() == token(2)
+        auth.invalidate()
+        assert auth.token() == token(3)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 3
+
+
+def test_a_401_to_a_token_another_thread_already_replaced_refreshes_nothing(engine, server, config):
+    with engine.connect(config) as connection:
+        auth = connection.auth("oauth")
+
+        def refreshed_meanwhile(request):
+            # While this request (sent with token 1) is in flight, another caller gets a 401
+            # first and replaces the token; this request's own 401 then arrives late.
+            auth.invalidate(token(1))
+            auth.token()
+            return Answer(401, json={"message": "token revoked"})
+
+        server.queue("GET", "/api/items/1", refreshed_meanwhile, item)
+        assert connection.execute("toyGet", {"id": "1"}).output == {"item": {"id": "1"}}
+    auth_headers = [r.headers["Authorization"] for r in server.requests_to("GET", "/api/items/1")]
+    assert auth_headers == [f"Bearer {token(1)}", f"Bearer {token(2)}"]
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
 
 
 def test_upstream_error_body_echoing_secrets_and_tokens_is_masked(engine, server, config, caplog):

@@ -247,6 +247,14 @@ def test_unsafe_urls_are_rejected(url, problem):
     assert caught.value.faults[0].path == "$.apiUrl"
 
 
+def test_a_url_with_a_user_name_alone_is_refused_as_carrying_credentials():
+    # https://TOKEN@host sends TOKEN as a Basic user name to whoever answers.
+    with pytest.raises(InvalidConfig) as caught:
+        check_url("https://tok-7f3a9c@api.toy.example", "apiUrl")
+    (fault,) = caught.value.faults
+    assert (fault.path, fault.message) == ("$.apiUrl", "must not carry credentials; put them in their own config fields")
+
+
 # -- error mapping ---------------------------------------------------------------------
 
 
@@ -324,12 +332,56 @@ def test_retry_after_as_an_http_date():
     assert parse_retry_after(None) is None
 
 
-def test_backoff_is_jittered_under_an_exponential_ceiling():
-    policy = RetryPolicy(backoff=1.0, max_backoff=5.0, rng=random.Random(7))
-    waits = [policy.delay(attempt, None) for attempt in range(6)]
-    for attempt, wait in enumerate(waits):
-        assert 0 <= wait <= min(5.0, 2**attempt)
+class ScriptedRandom:
+    """A random source to inject into ``RetryPolicy``: records each ``uniform(a, b)`` and
+    answers the point ``fraction`` of the way from ``a`` to ``b``."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+        self.calls: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.calls.append((a, b))
+        return a + (b - a) * self.fraction
+
+
+def test_the_backoff_ceiling_doubles_with_each_retry_up_to_max_backoff():
+    rng = ScriptedRandom(1.0)
+    policy = RetryPolicy(backoff=0.5, max_backoff=3.0, rng=rng)
+    assert [policy.delay(attempt, None) for attempt in range(6)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    assert rng.calls == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 3.0), (0, 3.0), (0, 3.0)]
+
+
+def test_each_wait_is_the_random_draw_between_zero_and_its_ceiling():
+    policy = RetryPolicy(backoff=1.0, max_backoff=8.0, rng=ScriptedRandom(0.25))
+    assert [policy.delay(attempt, None) for attempt in range(4)] == [0.25, 0.5, 1.0, 2.0]
+
+
+def test_waits_are_spread_over_the_whole_jitter_range():
+    policy = RetryPolicy(backoff=1.0, max_backoff=8.0, rng=random.Random(20240611))
+    waits = [policy.delay(2, None) for _ in range(400)]  # ceiling 4 s
+    assert all(0 <= wait <= 4.0 for wait in waits)
+    assert len(set(waits)) == 400  # random, not one fixed value
+    assert min(waits) < 0.4 and max(waits) > 3.6  # from near zero to near the ceiling
+    assert 1.6 < sum(waits) / len(waits) < 2.4  # centred on half the ceiling
+
+
+def test_retry_after_replaces_the_random_wait():
+    rng = ScriptedRandom(0.5)
+    policy = RetryPolicy(backoff=1.0, max_backoff=5.0, rng=rng)
     assert policy.delay(3, 2.5) == 2.5
+    assert policy.delay(0, -4.0) == 0.0  # a date in the past: retry at once
+    assert rng.calls == []
+
+
+def test_a_request_retried_three_times_waits_the_policy_s_growing_random_waits(server, sleeps):
+    server.queue("GET", "/thing", Answer(503), Answer(502), Answer(500), Answer(200, json={}))
+    policy = RetryPolicy(max_retries=3, backoff=0.5, max_backoff=8.0, rng=ScriptedRandom(0.5))
+    with requests.Session() as session:
+        transport = Transport(session, policy=policy, timeout=(5, 5), sleep=sleeps)
+        response = transport.send("GET", f"{server.url}/thing", retry_safe=True)
+    assert response.status_code == 200
+    assert sleeps == [0.25, 0.5, 1.0]
 
 
 # -- Basic auth ------------------------------------------------------------------------
