@@ -89,11 +89,20 @@ def account_output(account: dict) -> dict:
     return {k: account[k] for k in ("id", "name", "data_type", "created_on", "last_modified_on") if k in account}
 
 
-def pick_account(items: list[dict], account_id: int | None = None, name: str | None = None) -> dict | None:
-    """The account in ``items`` with this id (or name); the only one when there is one."""
-    for item in items:
-        if account_id is not None and str(item.get("id")) == str(account_id):
-            return item
-        if name is not None and item.get("name") == name:
-            return item
-    return items[0] if len(items) == 1 else None
+def pick_account(items: list[dict], status: int, *, account_id: int | None = None, name: str | None = None) -> dict:
+    """The account in ``items`` with this id (or, for a creation, this name).
+
+    Matched, never taken by position: an answer that lists other accounts but not this
+    one is an ``invalid_response`` (``status`` is the answer's HTTP status), however many
+    it lists.
+    """
+    if account_id is not None:
+        what = f"account {account_id}"
+        found = [item for item in items if str(item.get("id")) == str(account_id)]
+    else:
+        what = f"the new account {name!r}"
+        found = [item for item in items if item.get("name") == name]
+    if found:
+        return found[0]
+    others = f"; it listed {len(items)} other account(s)" if items else ""
+    raise UpstreamError(f"{SERVICE} answered {status} without {what}{others}", code="invalid_response", status=status)

@@ -8,7 +8,7 @@ now exists, in which case the first attempt may have created it and the host get
 ``outcome_unknown`` with the name to look up.
 """
 
-from connector_core import Conflict, OutcomeUnknown, UpstreamError, hookimpl
+from connector_core import Conflict, OutcomeUnknown, hookimpl
 
 from .common import (
     CONNECTOR_MANIFEST,
@@ -51,11 +51,5 @@ def execute(ctx, properties):
                 "Look the account up before creating it again",
                 name=name,
             ) from None
-    account = pick_account(entities(response, "account"), name=name)
-    if account is None:
-        raise UpstreamError(
-            f"mParticle answered {response.status_code} to the creation of {name!r} without the new account",
-            code="invalid_response",
-            status=response.status_code,
-        )
+    account = pick_account(entities(response, "account"), response.status_code, name=name)
     return {"account": account_output(account)}

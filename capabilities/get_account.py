@@ -1,6 +1,6 @@
 """getAccount: read one account (GET /v1/accounts/{id}?accountId={id})."""
 
-from connector_core import NotFound, UpstreamError, hookimpl
+from connector_core import NotFound, hookimpl
 
 from .common import (
     CONNECTOR_MANIFEST,
@@ -24,7 +24,5 @@ def execute(ctx, properties):
         response = platform(ctx).get("/v1/accounts/{id}", path_params={"id": account_id}, params={"accountId": account_id})
     except NotFound as exc:
         raise account_not_found(exc, account_id) from None
-    account = pick_account(entities(response, "account"), account_id=account_id)
-    if account is None:
-        raise UpstreamError(f"mParticle answered without account {account_id}", code="invalid_response", status=response.status_code)
+    account = pick_account(entities(response, "account"), response.status_code, account_id=account_id)
     return {"account": account_output(account)}

@@ -34,5 +34,6 @@ def execute(ctx, properties):
             status=exc.details.get("status"),
         ) from None
     # 202 may come with the updated account in the envelope or with no body at all.
-    account = pick_account(entities(response, "account"), account_id=account_id) or {"id": account_id, "name": name}
+    items = entities(response, "account")
+    account = pick_account(items, response.status_code, account_id=account_id) if items else {"id": account_id, "name": name}
     return {"account": account_output(account)}

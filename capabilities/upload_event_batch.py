@@ -45,12 +45,16 @@ def execute(ctx, properties):
     client = ctx.http("events")
     ids = [b["source_request_id"] for b in batches]
     accepted, events, errors, sent = 0, 0, [], 0
+    refused: list[dict] = []  # the errors of batches mParticle refused (400)
+    stopped_by: ConnectorError | None = None
     for n, (path, indexes, body) in enumerate(requests):
         try:
             client.post(path, data=body, headers=_JSON)
         except InvalidInput as exc:  # mParticle refused these batches; the others may still go
             sent += 1
-            errors += [_error(i, ids[i], exc) for i in indexes]
+            refusals = [_error(i, ids[i], exc) for i in indexes]
+            refused += refusals
+            errors += refusals
             continue
         except ConnectorError as exc:
             if isinstance(exc, AuthenticationFailed):
@@ -58,16 +62,24 @@ def execute(ctx, properties):
             if accepted == 0 and not errors:
                 raise exc from None  # nothing was accepted: the typed error says it all
             sent += 1
+            stopped_by = exc
             errors += [_error(i, ids[i], exc) for _, rest, _ in requests[n:] for i in rest]
             break
         sent += 1
         accepted += len(indexes)
         events += sum(len(batches[i].get("events") or ()) for i in indexes)
     if accepted == 0:
-        raise InvalidInput(
-            "mParticle accepted none of the batches; the faults say why",
-            faults=[_fault(e, single) for e in errors],
-        )
+        faults = [_fault(e, single) for e in refused]
+        if stopped_by is not None:
+            # Refused batches, then a failure that is not about the input (network, rate
+            # limit, credentials): the failure's own error, so the host acts on it, still
+            # carrying the refused batches' faults.
+            raise stopped_by.copy(
+                f"{stopped_by.message} (before that, mParticle refused {len(refused)} batch(es), see faults; "
+                "it accepted none)",
+                faults=faults,
+            ) from None
+        raise InvalidInput("mParticle accepted none of the batches; the faults say why", faults=faults)
     return {
         "status": "partial" if errors else "accepted",
         "batches": len(batches),

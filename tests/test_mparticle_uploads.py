@@ -32,6 +32,7 @@ from connector_core import (
     ConnectorError,
     Engine,
     InvalidInput,
+    NetworkError,
     RateLimited,
 )
 
@@ -511,4 +512,18 @@ def test_rate_limit_on_first_request_raises(sb, engine):
     error = upload_error(engine, sb, small_batch(), RateLimited)
     assert error.details["retry_after"] == 1.0
     assert SLEEPS == [1.0, 1.0, 1.0]
+    assert sb.batches == []
+
+
+def test_a_refusal_then_a_network_failure_keeps_the_refused_batches_faults(sb, engine):
+    batches = [small_batch(i) for i in range(250)]
+    sb.fail_next("uploadBulkEvents", status=400)
+    fail_after_first(sb, effect="drop", count=4)  # the second request and its three retries are cut off
+    error = upload_error(engine, sb, batches, NetworkError)
+    assert error.category == "network" and error.exit_code == 10
+    assert [f.path for f in error.faults] == [f"$.jsonBody[{i}]" for i in range(100)]
+    assert all("answered 400" in f.message for f in error.faults)
+    assert "mParticle refused 100 batch(es), see faults; it accepted none" in error.message
+    assert [r["status"] for r in event_requests(sb)][:1] == [400]
+    assert len(event_requests(sb)) == 5  # the refused request, then four attempts at the second; the third never went
     assert sb.batches == []
