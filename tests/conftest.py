@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from httpserver import TestServer
+from shared_folder import pytest_runtest_makereport  # noqa: F401  (the ../shared skip rule)
 
 from connector_core import get_plugin_manager
 from connector_core.cli import main

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from connector_mparticle import batches
@@ -24,11 +23,11 @@ from connector_mparticle.batches import (
     ensure_request_ids,
     parse_batches,
 )
+from shared_folder import needs_shared, shared_path
 
 from connector_core.errors import Fault, InvalidInput
 
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "specs"
-needs_specs = pytest.mark.skipif(not SPECS.is_dir(), reason="../shared/reference/specs is absent")
+needs_specs = needs_shared("reference/specs")
 OFFICIAL_SAMPLES = ("events-batch.sample.2021.json", "events-batch.sample.2026.json")
 
 TS = 1_700_000_000_000
@@ -123,7 +122,7 @@ def only(faults: list[Fault]) -> Fault:
 
 
 def load_official(name: str) -> dict:
-    return json.loads((SPECS / name).read_text(encoding="utf-8"))
+    return json.loads(shared_path(f"reference/specs/{name}").read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- acceptance

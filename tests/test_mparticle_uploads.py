@@ -25,6 +25,7 @@ from connector_mparticle.batches import (
     encode,
 )
 from connector_mparticle.sandbox import Sandbox
+from shared_folder import shared_path
 
 from connector_core import (
     AuthenticationFailed,
@@ -37,7 +38,6 @@ from connector_core import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SPECS = REPO_ROOT.parent / "shared" / "reference" / "specs"
 OUTPUT_SCHEMA = json.loads((REPO_ROOT / "manifests" / "uploadEventBatch.json").read_text("utf-8"))["outputSchema"]
 
 assert MAX_REQUEST_BYTES == 262144 and MAX_BATCHES_PER_REQUEST == 100  # the documented limits
@@ -301,10 +301,7 @@ def test_realistic_batches_covering_every_event_type_are_accepted(sb, engine):
 @pytest.mark.parametrize("drop_id", [False, True], ids=["as-is", "without-source_request_id"])
 @pytest.mark.parametrize("year", ["2021", "2026"])
 def test_official_sample_batches_are_accepted_unchanged(sb, engine, year, drop_id):
-    path = SPECS / f"events-batch.sample.{year}.json"
-    if not path.exists():
-        pytest.skip(f"{path} is not available (the shared reference lives outside the repository)")
-    text = path.read_text("utf-8")
+    text = shared_path(f"reference/specs/events-batch.sample.{year}.json").read_text("utf-8")
     sample = json.loads(text)
     if drop_id:
         del sample["source_request_id"]

@@ -23,11 +23,11 @@ import requests
 from connector_mparticle.batches import MAX_REQUEST_BYTES
 from connector_mparticle.sandbox import Sandbox, SandboxProcess, add_arguments
 from connector_mparticle.sandbox.__main__ import main as sandbox_main
+from shared_folder import shared_path
 
 pytest_plugins = ["pytester"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SPECS = REPO_ROOT.parent / "shared" / "reference" / "specs"
 AUDIENCE = "https://api.mparticle.com"
 TIMEOUT = 5
 CONFIG_KEYS = {"clientID", "clientSecret", "apiKey", "apiSecret", "pod", "authUrl", "platformUrl", "eventsUrl"}
@@ -592,10 +592,9 @@ def test_duplicate_source_request_id_is_accepted_but_not_kept_again(sb):
     assert state["events_accepted"] == 2 + 1 + 1 + 1
 
 
-@pytest.mark.skipif(not SPECS.is_dir(), reason="needs ../shared/reference/specs (not part of a clone)")
 @pytest.mark.parametrize("sample", ["events-batch.sample.2021.json", "events-batch.sample.2026.json"])
 def test_official_sample_batches_are_accepted(sb, sample):
-    official = json.loads((SPECS / sample).read_text())
+    official = json.loads(shared_path(f"reference/specs/{sample}").read_text())
     assert upload(sb, official).status_code == 202
     assert upload(sb, [dict(official, source_request_id="other")], "/bulkevents").status_code == 202
     assert sb.state()["events_accepted"] == 2 * len(official["events"])
