@@ -31,7 +31,15 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 # The runtime dependencies, written out: a change to setup.cfg must change this too.
-REQUIREMENTS = {"pluggy": ">=1.3", "attrs": ">=22.2", "requests": ">=2.28", "jsonschema": ">=4.18", "orjson": ">=3.9"}
+REQUIREMENTS = {
+    "pluggy": ">=1.3",
+    "attrs": ">=22.2",
+    "requests": ">=2.28",
+    "jsonschema": ">=4.18",
+    "orjson": ">=3.9",
+    "ijson": ">=3.2",
+    "tqdm": ">=4.60",
+}
 
 
 def _run(args, **kwargs):
