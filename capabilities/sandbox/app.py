@@ -192,7 +192,7 @@ class Emulator:
             raise ValueError(f"unknown target {target!r}; use one of: {known}")
         failure = Failure(target=target, count=count, **fields)
         with self._lock:
-            self.plan.failures.append([failure, failure.count])
+            self.plan.failures.append([failure, failure.count, failure.skip])
         return failure.to_dict()
 
     def advance_clock(self, seconds: float) -> float:
@@ -220,7 +220,9 @@ class Emulator:
                 "settings": dict(self.settings),
                 "faults": {group: config.to_dict() for group, config in self.plan.configs.items()},
                 "rate_limits": {group: window.rule.to_dict() for group, window in self.rate_windows.items()},
-                "pending_failures": [{**failure.to_dict(), "remaining": left} for failure, left in self.plan.failures],
+                "pending_failures": [
+                    {**failure.to_dict(), "remaining": left, "skip": skip} for failure, left, skip in self.plan.failures
+                ],
             }
         return {**self.state.snapshot(), **switches}
 

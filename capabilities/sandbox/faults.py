@@ -85,11 +85,14 @@ class Failure:
 
     ``target`` is an endpoint name (``createAccount``, ``uploadEvents`` ...) or a group.
     With ``after=True`` the request is processed first and only its answer is spoiled,
-    which is how a test simulates a write whose outcome the client cannot know.
+    which is how a test simulates a write whose outcome the client cannot know. ``skip``
+    lets that many requests to ``target`` pass untouched first (fail the second upload of
+    a run, not the first).
     """
 
     target: str
     count: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    skip: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     status: int = attrs.field(default=503, converter=int, validator=[attrs.validators.ge(400), attrs.validators.le(599)])
     effect: str = attrs.field(default=STATUS, validator=attrs.validators.in_(EFFECTS))
     after: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
@@ -159,7 +162,7 @@ class FaultPlan:
         self._seed = seed
         self._rngs: dict[str, random.Random] = {}
         self.configs: dict[str, FaultConfig] = {}
-        self.failures: list[list[Any]] = []  # [Failure, remaining count]
+        self.failures: list[list[Any]] = []  # [Failure, remaining count, requests to skip first]
 
     def draw(self, endpoint: str, group: str) -> tuple[float, Injection | None]:
         """Pick what happens to one request: (latency in seconds, injection or None)."""
@@ -167,8 +170,11 @@ class FaultPlan:
         config = self.configs.get(target)
         latency = config.latency_ms / 1000.0 if config else 0.0
         for entry in self.failures:
-            failure, remaining = entry
+            failure, remaining = entry[:2]
             if failure.target in (endpoint, group):
+                if entry[2]:  # requests still to let through before this failure starts
+                    entry[2] -= 1
+                    break
                 if remaining <= 1:
                     self.failures.remove(entry)
                 else:

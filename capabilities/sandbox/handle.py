@@ -199,16 +199,17 @@ class Sandbox:
         effect: str = "status",
         after: bool = False,
         retry_after: int | None = None,
+        skip: int = 0,
     ) -> dict[str, Any]:
         """Spoil the next ``count`` requests to ``target`` (an endpoint name such as
-        ``createAccount`` or ``uploadEvents``, or a group).
+        ``createAccount`` or ``uploadEvents``, or a group), after letting ``skip`` pass.
 
         ``effect``: ``status`` (answer ``status``), ``drop`` (close unanswered),
         ``truncate`` or ``garbage``. ``after=True`` processes the request first, so a write
         takes effect while its answer is lost.
         """
         return self.emulator.fail_next(
-            target, count, status=status, effect=effect, after=after, retry_after=retry_after,
+            target, count, status=status, effect=effect, after=after, retry_after=retry_after, skip=skip,
         )
 
     def advance_clock(self, seconds: float) -> float:
