@@ -71,8 +71,8 @@ def register_commands(subparsers):
 def _example_batch() -> dict:
     from connector_core import CapabilityManifest
 
-    example = CapabilityManifest.load(manifest("uploadEventBatch")).examples[0]["input"]["jsonBody"]
-    return {**example, "source_request_id": str(uuid.uuid4())}
+    # No source_request_id: the connector assigns one, as it should for every demo run.
+    return CapabilityManifest.load(manifest("uploadEventBatch")).examples[0]["input"]["jsonBody"]
 
 
 def run_demo(args, engine) -> int:

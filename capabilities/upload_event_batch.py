@@ -1,30 +1,31 @@
-"""uploadEventBatch: send event batches to the Events API.
+"""uploadEventBatch: send event batches to the Events API, each event exactly once.
 
-One batch goes to ``POST /v2/events``; several go to ``POST /v2/bulkevents`` in requests
-of at most 100 batches and 256 KB. Every batch is checked before anything is sent, and
-batches without ``source_request_id`` get a UUID first: mParticle drops batches whose id
-it has seen, so retries (same ids) cannot duplicate events.
+One batch goes to ``POST /v2/events``; several go to ``POST /v2/bulkevents`` in requests of
+at most 100 batches and 256 KB. Every batch is checked before anything is sent.
 
-When a request fails after others were accepted, the batches already accepted stay
-accepted; the output lists the ones that were not (``status: "partial"``) so the host
-can send those again with the same ids.
+Exactly once rests on mParticle's de-duplication by ``source_request_id``:
+
+* batches without one get an id first (``request_ids.assign_ids``): derived from the
+  ``idempotencyKey`` input, the batch's content and its position when a key is given, so a
+  host repeating a failed call with the same key and body sends the same ids; random
+  otherwise. Different batches sharing an id are refused before sending.
+* the HTTP layer repeats a request whose answer was lost with the same bytes, so a copy
+  that landed is dropped by mParticle.
+* the output (``upload_report.UploadReport``) says which batches mParticle acknowledged,
+  refused or may or may not have, with their ids; when any batch is neither acknowledged
+  nor refused the call raises one typed error carrying that report, whose message says
+  what to resend.
 """
 
-from connector_core import AuthenticationFailed, ConnectorError, Fault, InvalidInput, hookimpl
+from connector_core import AuthenticationFailed, InvalidInput, hookimpl
 
-from .batches import (
-    check_batches,
-    chunk_batches,
-    encode_single,
-    ensure_request_ids,
-    parse_batches,
-)
+from .batches import check_batches, chunk_batches, encode_single, parse_batches
 from .common import CONNECTOR_MANIFEST, manifest
+from .request_ids import assign_ids, duplicate_id_faults
+from .upload_report import ACKNOWLEDGED, REFUSED, Sent, UploadReport, post_batches
 
 MANIFEST = manifest("uploadEventBatch")
 __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
-
-_JSON = {"Content-Type": "application/json"}
 
 
 @hookimpl
@@ -33,62 +34,40 @@ def execute(ctx, properties):
     faults = check_batches(batches, single=single)
     if faults:
         raise InvalidInput(f"{len(faults)} problem(s) in the event batches; nothing was sent", faults=faults)
-    batches = ensure_request_ids(batches)
+    key = properties.get("idempotencyKey") or None  # "" is how a flow passes an unset field
+    batches = assign_ids(batches, key)
+    faults = duplicate_id_faults(batches)
+    if faults:
+        raise InvalidInput("different batches share a source_request_id; nothing was sent", faults=faults)
     if len(batches) == 1:
-        requests = [("/events", [0], encode_single(batches[0]))]
+        requests = [("/events", range(1), encode_single(batches[0]))]
     else:
         requests, start = [], 0
         for members, body in chunk_batches(batches):
             requests.append(("/bulkevents", range(start, start + len(members)), body))
             start += len(members)
 
+    report = UploadReport(
+        [b["source_request_id"] for b in batches],
+        [len(b.get("events") or ()) for b in batches],
+        keyed=key is not None,
+        single=single,
+    )
     client = ctx.http("events")
-    ids = [b["source_request_id"] for b in batches]
-    accepted, events, errors, sent = 0, 0, [], 0
-    refused: list[dict] = []  # the errors of batches mParticle refused (400)
-    stopped_by: ConnectorError | None = None
+    hooks = ctx.connection.session.hooks.get("response", ())
     for n, (path, indexes, body) in enumerate(requests):
-        try:
-            client.post(path, data=body, headers=_JSON)
-        except InvalidInput as exc:  # mParticle refused these batches; the others may still go
-            sent += 1
-            refusals = [_error(i, ids[i], exc) for i in indexes]
-            refused += refusals
-            errors += refusals
-            continue
-        except ConnectorError as exc:
-            if isinstance(exc, AuthenticationFailed):
-                exc = _credentials_error(ctx, exc)
-            if accepted == 0 and not errors:
-                raise exc from None  # nothing was accepted: the typed error says it all
-            sent += 1
-            stopped_by = exc
-            errors += [_error(i, ids[i], exc) for _, rest, _ in requests[n:] for i in rest]
+        sent = post_batches(client, path, body, indexes, lambda: ctx.stats.requests, hooks)
+        if isinstance(sent.error, AuthenticationFailed):
+            sent = Sent(sent.indexes, sent.fate, _credentials_error(ctx, sent.error), sent.attempts)
+        report.add(sent)
+        if sent.fate not in (ACKNOWLEDGED, REFUSED):  # the service is in trouble: stop here
+            for _, rest, _ in requests[n + 1:]:
+                report.skip(rest, sent.error)
             break
-        sent += 1
-        accepted += len(indexes)
-        events += sum(len(batches[i].get("events") or ()) for i in indexes)
-    if accepted == 0:
-        faults = [_fault(e, single) for e in refused]
-        if stopped_by is not None:
-            # Refused batches, then a failure that is not about the input (network, rate
-            # limit, credentials): the failure's own error, so the host acts on it, still
-            # carrying the refused batches' faults.
-            raise stopped_by.copy(
-                f"{stopped_by.message} (before that, mParticle refused {len(refused)} batch(es), see faults; "
-                "it accepted none)",
-                faults=faults,
-            ) from None
-        raise InvalidInput("mParticle accepted none of the batches; the faults say why", faults=faults)
-    return {
-        "status": "partial" if errors else "accepted",
-        "batches": len(batches),
-        "accepted": accepted,
-        "events": events,
-        "requests": sent,
-        "sourceRequestIds": ids,
-        "errors": errors,
-    }
+    error = report.error()
+    if error is not None:
+        raise error
+    return report.output()
 
 
 def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:
@@ -98,14 +77,3 @@ def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:
         f"the Events API refused the input credentials {pair} ({exc.details.get('status')}); "
         "check them: they are the key and secret of a server-to-server input in mParticle"
     )
-
-
-def _error(index: int, request_id: str, exc: ConnectorError) -> dict:
-    error = {"batch": index, "sourceRequestId": request_id, "code": exc.code, "message": exc.message}
-    if "status" in exc.details:
-        error["status"] = exc.details["status"]
-    return error
-
-
-def _fault(error: dict, single: bool):
-    return Fault("$.jsonBody" if single else f"$.jsonBody[{error['batch']}]", error["message"])

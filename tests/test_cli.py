@@ -94,7 +94,7 @@ def test_describe_a_builtin_capability_offline(cli):
 
 def test_describe_shows_enumerated_and_constant_outputs(cli):
     upload = cli("describe", "uploadEventBatch").stdout
-    assert '  status (one of "accepted", "partial")' in upload
+    assert '  status (one of "accepted", "partial", "unknown")' in upload
     assert "  deleted (always true)" in cli("describe", "deleteAccount").stdout
 
 

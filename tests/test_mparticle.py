@@ -253,7 +253,7 @@ def _check_calculated(sb, output, props):
 
 def _check_upload(sb, output, props):
     assert output["status"] == "accepted"
-    assert (output["batches"], output["accepted"], output["events"], output["requests"]) == (1, 1, 1, 1)
+    assert (output["batches"], output["acknowledged"]["count"], output["acknowledged"]["events"], output["requests"]) == (1, 1, 1, 1)
     assert output["errors"] == []
     assert sb.batches == [props["jsonBody"]]
     assert output["sourceRequestIds"] == [props["jsonBody"]["source_request_id"]]
@@ -869,7 +869,7 @@ def test_bulk_upload_whose_answer_was_lost_keeps_one_copy(sb, rig):
     batches = [small_batch() for _ in range(3)]
     sb.fail_next("uploadBulkEvents", effect="drop", after=True)
     result = rig.execute("uploadEventBatch", {"jsonBody": batches}, sb.config)
-    assert result.output["status"] == "accepted" and result.output["accepted"] == 3
+    assert result.output["status"] == "accepted" and result.output["acknowledged"]["count"] == 3
     state = sb.state()
     assert (state["batches_accepted"], state["duplicates_dropped"]) == (3, 3)
     assert [b["source_request_id"] for b in sb.batches] == result.output["sourceRequestIds"]

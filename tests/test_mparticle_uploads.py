@@ -33,7 +33,7 @@ from connector_core import (
     ConnectorError,
     Engine,
     InvalidInput,
-    NetworkError,
+    OutcomeUnknown,
     RateLimited,
 )
 
@@ -82,6 +82,10 @@ def upload(engine: Engine, sb: Sandbox, body: Any) -> dict:
     problems = [e.message for e in jsonschema.Draft202012Validator(OUTPUT_SCHEMA).iter_errors(output)]
     assert not problems, problems
     return output
+
+
+def acked(output: dict) -> int:
+    return output["acknowledged"]["count"]
 
 
 def upload_error(engine: Engine, sb: Sandbox, body: Any, error_type=InvalidInput) -> ConnectorError:
@@ -178,7 +182,7 @@ def realistic_batch(user: int = 1, n_events: int | None = None) -> dict:
 def test_one_batch_as_json_text(sb, engine):
     batch = small_batch(source_request_id="text-1")
     output = upload(engine, sb, "\n  " + json.dumps(batch, indent=2) + "\n")
-    assert (output["status"], output["batches"], output["accepted"], output["events"], output["requests"]) == ("accepted", 1, 1, 1, 1)
+    assert (output["status"], output["batches"], acked(output), output["acknowledged"]["events"], output["requests"]) == ("accepted", 1, 1, 1, 1)
     assert sb.batches == [batch]
     (request,) = event_requests(sb)
     assert request["path"] == "/v2/events" and request["json"] == batch
@@ -191,14 +195,14 @@ def test_one_batch_as_object(sb, engine):
     assert batch == original  # the caller's object is not changed
     (request_id,) = output["sourceRequestIds"]
     assert sb.batches == [{**batch, "source_request_id": request_id}]
-    assert output["events"] == len(batch["events"])
+    assert output["acknowledged"]["events"] == len(batch["events"])
     assert [r["path"] for r in event_requests(sb)] == ["/v2/events"]
 
 
 def test_array_of_batches(sb, engine):
     batches = [small_batch(i) for i in range(3)]
     output = upload(engine, sb, batches)
-    assert (output["batches"], output["accepted"], output["events"], output["requests"]) == (3, 3, 3, 1)
+    assert (output["batches"], acked(output), output["acknowledged"]["events"], output["requests"]) == (3, 3, 3, 1)
     (request,) = event_requests(sb)
     assert request["path"] == "/v2/bulkevents"
     assert request["json"] == [{**b, "source_request_id": rid} for b, rid in zip(batches, output["sourceRequestIds"])]
@@ -293,8 +297,8 @@ def test_realistic_batches_covering_every_event_type_are_accepted(sb, engine):
     types = {e["event_type"] for e in batches[0]["events"]}
     assert len(types) >= 17
     output = upload(engine, sb, json.dumps(batches))
-    assert output["status"] == "accepted" and output["accepted"] == 5
-    assert output["events"] == sum(len(b["events"]) for b in batches) == sb.state()["events_accepted"]
+    assert output["status"] == "accepted" and acked(output) == 5
+    assert output["acknowledged"]["events"] == sum(len(b["events"]) for b in batches) == sb.state()["events_accepted"]
     assert sb.batches == [{**b, "source_request_id": rid} for b, rid in zip(batches, output["sourceRequestIds"])]
 
 
@@ -314,7 +318,7 @@ def test_official_sample_batches_are_accepted_unchanged(sb, engine, year, drop_i
     else:
         assert request_id == sample["source_request_id"]
         assert sb.batches == [sample]
-    assert output["events"] == len(sample["events"])
+    assert output["acknowledged"]["events"] == len(sample["events"])
 
 
 def test_source_request_ids_are_added_when_missing_and_kept_when_present(sb, engine):
@@ -357,7 +361,7 @@ def test_at_most_100_batches_per_request(sb, engine, count, sizes):
     requests_seen = event_requests(sb)
     assert [r["path"] for r in requests_seen] == ["/v2/bulkevents"] * len(sizes)
     assert [len(r["json"]) for r in requests_seen] == sizes
-    assert output["requests"] == len(sizes) and output["accepted"] == count
+    assert output["requests"] == len(sizes) and acked(output) == count
     assert [b["user_identities"]["customer_id"] for b in sb.batches] == [f"cust-{i}" for i in range(count)]
 
 
@@ -426,7 +430,7 @@ def test_large_upload_is_packed_within_both_limits(sb, engine):
     # Each request was as full as the next batch allowed (greedy, in order).
     for request, following in zip(requests_seen, requests_seen[1:]):
         assert int(request["headers"]["content-length"]) + 1 + len(encode(following["json"][0])) > MAX_REQUEST_BYTES
-    assert output["accepted"] == 100 and output["events"] == 10_000 == sb.state()["events_accepted"]
+    assert acked(output) == 100 and output["acknowledged"]["events"] == 10_000 == sb.state()["events_accepted"]
     assert [b["mpid"] for b in sb.batches] == [b["mpid"] for b in batches]
 
 
@@ -450,41 +454,51 @@ def test_second_request_refused_is_partial(sb, engine):
     fail_after_first(sb, status=400)
     output = upload(engine, sb, batches)
     assert output["status"] == "partial"
-    assert (output["batches"], output["accepted"], output["requests"]) == (250, 150, 3)
-    assert [e["batch"] for e in output["errors"]] == list(range(100, 200))
-    assert {(e["status"], e["code"]) for e in output["errors"]} == {(400, "rejected_by_service")}
+    assert (output["batches"], acked(output), output["requests"]) == (250, 150, 3)
     ids = output["sourceRequestIds"]
-    assert [e["sourceRequestId"] for e in output["errors"]] == ids[100:200]
-    # The first and third chunks were accepted; the host can resend 100-199 with the same ids.
+    assert output["refused"] == {"count": 100, "events": 100, "batches": list(range(100, 200)), "sourceRequestIds": ids[100:200]}
+    assert output["acknowledged"]["batches"] == list(range(100)) + list(range(200, 250))
+    assert output["unknown"]["count"] == output["failed"]["count"] == 0
+    ((error),) = output["errors"]
+    assert (error["fate"], error["status"], error["code"], error["batches"]) == ("refused", 400, "rejected_by_service", list(range(100, 200)))
+    assert "Injected fault" in error["message"]  # mParticle's own message
+    # The first and third chunks were acknowledged; the refused ones must be fixed, not resent as they are.
     assert [b["source_request_id"] for b in sb.batches] == ids[:100] + ids[200:]
     assert [r["status"] for r in event_requests(sb)] == [202, 400, 202]
 
 
-def test_auth_failure_midway_is_partial_and_stops(sb, engine):
+def test_auth_failure_midway_raises_with_the_report_and_stops(sb, engine):
     batches = [small_batch(i) for i in range(250)]
     fail_after_first(sb, status=401)
-    output = upload(engine, sb, batches)
-    assert output["status"] == "partial" and output["accepted"] == 100
-    assert output["requests"] == 2  # the refused one counts: it was sent
-    assert [e["batch"] for e in output["errors"]] == list(range(100, 250))
-    assert {e["code"] for e in output["errors"]} == {"authentication_failed"}
+    error = upload_error(engine, sb, batches, AuthenticationFailed)
+    report = error.details["report"]
+    assert report["status"] == "partial" and report["acknowledged"]["batches"] == list(range(100))
+    assert report["requests"] == 2  # the refused one counts: it was sent
+    assert report["failed"]["batches"] == list(range(100, 250))
+    assert [(e["fate"], e["code"], e["batches"][0]) for e in report["errors"]] == [
+        ("failed", "authentication_failed", 100), ("failed", "not_sent", 200)]
     assert [r["status"] for r in event_requests(sb)] == [202, 401]  # the third was not tried
-    assert [b["source_request_id"] for b in sb.batches] == output["sourceRequestIds"][:100]
+    assert [b["source_request_id"] for b in sb.batches] == report["acknowledged"]["sourceRequestIds"]
+    assert "credentials" in error.message and "100 acknowledged" in error.message
+    assert "Do not repeat this call unchanged" in error.message
 
 
-def test_rate_limit_midway_is_partial_with_retry_after(sb, engine):
+def test_rate_limit_midway_raises_rate_limited_with_retry_after(sb, engine):
     batches = [small_batch(i) for i in range(150)]
     fail_after_first(sb, status=429, retry_after=120, count=5)
-    output = upload(engine, sb, batches)
-    assert output["status"] == "partial" and output["accepted"] == 100
-    assert {e["code"] for e in output["errors"]} == {"rate_limited"}
-    assert "120" in output["errors"][0]["message"]
+    error = upload_error(engine, sb, batches, RateLimited)
+    assert error.details["retry_after"] == 120
+    report = error.details["report"]
+    assert report["acknowledged"]["count"] == 100 and report["failed"]["batches"] == list(range(100, 150))
+    assert {e["code"] for e in report["errors"]} == {"rate_limited"}
+    assert "120" in error.message
 
 
 def test_first_request_failing_raises_the_typed_error(sb, engine):
     sb.fail_next("uploadBulkEvents", status=401)
     error = upload_error(engine, sb, [small_batch(i) for i in range(150)], AuthenticationFailed)
     assert error.details["status"] == 401
+    assert "can be repeated as it is" in error.message  # nothing was taken, so repeating cannot double
     assert len(event_requests(sb)) == 1 and sb.batches == []
 
 
@@ -512,15 +526,18 @@ def test_rate_limit_on_first_request_raises(sb, engine):
     assert sb.batches == []
 
 
-def test_a_refusal_then_a_network_failure_keeps_the_refused_batches_faults(sb, engine):
+def test_a_refusal_then_lost_answers_keeps_the_refused_batches_faults(sb, engine):
     batches = [small_batch(i) for i in range(250)]
     sb.fail_next("uploadBulkEvents", status=400)
     fail_after_first(sb, effect="drop", count=4)  # the second request and its three retries are cut off
-    error = upload_error(engine, sb, batches, NetworkError)
-    assert error.category == "network" and error.exit_code == 10
+    # The second request was sent each time and no answer came: mParticle may have it.
+    error = upload_error(engine, sb, batches, OutcomeUnknown)
+    assert error.category == "outcome_unknown" and error.exit_code == 11
     assert [f.path for f in error.faults] == [f"$.jsonBody[{i}]" for i in range(100)]
     assert all("answered 400" in f.message for f in error.faults)
-    assert "mParticle refused 100 batch(es), see faults; it accepted none" in error.message
+    report = error.details["report"]
+    assert (report["refused"]["count"], report["unknown"]["count"], report["failed"]["count"]) == (100, 100, 50)
+    assert "100 refused" in error.message and "0 acknowledged" not in error.message
     assert [r["status"] for r in event_requests(sb)][:1] == [400]
     assert len(event_requests(sb)) == 5  # the refused request, then four attempts at the second; the third never went
     assert sb.batches == []

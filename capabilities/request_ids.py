@@ -1,0 +1,146 @@
+"""``source_request_id`` for event batches: ids a host can repeat, and ids that never collide.
+
+mParticle de-duplicates batches by ``source_request_id`` (per input key, for weeks): a batch
+whose id it has seen is answered 202 and dropped. That is the only protection a client has
+against doubled events, and it works only if a repeated upload carries the *same* ids.
+
+:func:`assign_ids` gives every batch that has no ``source_request_id`` (missing, null or
+``""``) an id:
+
+* with an idempotency key, ``uuid5(NAMESPACE, f"{key}\\n{index}\\n{content_hash}")`` where
+  ``index`` is the batch's position in the input and ``content_hash`` the SHA-256 of its
+  canonical JSON (:func:`content_hash`). The same key and the same body give the same ids,
+  so repeating a failed call cannot double events; a different body under the same key
+  gives different ids, so a key reused for another upload loses nothing. The position is
+  part of the id because two equal batches in one upload are two sets of events.
+* without a key, a random UUID (version 4): a repeat of the call is a new upload.
+
+Batches that carry an id keep it. Two *different* batches that share an id in one input are
+refused (:func:`duplicate_id_faults`): mParticle would keep one of them and drop the other
+in silence. Equal batches sharing an id are let through: mParticle keeps the one copy the
+sender meant.
+
+These functions are the contract other uploaders build on (``NAMESPACE`` and the derivation
+never change: a change would double every event a host repeats across an upgrade).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from connector_core import Fault
+
+try:  # the connector's dependency; the standard library serves where it cannot encode
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+__all__ = ["NAMESPACE", "assign_ids", "canonical_json", "content_hash", "derive_id", "duplicate_id_faults", "has_id"]
+
+# uuid5(NAMESPACE_URL, "https://github.com/connector-framework/mparticle/source_request_id"),
+# written out so it can never drift.
+NAMESPACE = uuid.UUID("630ff906-b04e-570f-9139-c22fd7569d32")
+
+_ID = "source_request_id"
+
+
+def has_id(batch: dict) -> bool:
+    """Whether the batch carries its own ``source_request_id`` (null and "" count as none)."""
+    value = batch.get(_ID)
+    return value is not None and value != ""
+
+
+def canonical_json(batch: dict) -> bytes:
+    """The batch without its ``source_request_id`` as canonical JSON (UTF-8 bytes).
+
+    The canonical form is ``json.dumps(content, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``: equal content gives equal bytes whatever the key order, spacing
+    or input form. orjson writes the same bytes about ten times faster, except for floats
+    below 1e-4 in magnitude, which it writes without an exponent or with a shorter one
+    (``0.00001`` for ``1e-05``); output where such a float may occur (``0.0000`` or ``e-``
+    anywhere, strings included) and values orjson cannot encode go to the standard library.
+    """
+    content = {k: v for k, v in batch.items() if k != _ID} if _ID in batch else batch
+    if _orjson is not None:
+        try:
+            raw = _orjson.dumps(content, option=_orjson.OPT_SORT_KEYS)
+        except TypeError:  # integers beyond 64 bits, non-string keys
+            raw = None
+        if raw is not None and not _MAY_DIFFER.search(raw):
+            return raw
+    try:
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:  # keys of mixed types cannot be sorted: write them as the strings JSON makes of them
+        text = json.dumps(json.loads(json.dumps(content)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: \u-escape them
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+# Where orjson's number format may differ from the standard library's (see canonical_json).
+_MAY_DIFFER = re.compile(rb"0\.0000|e-")
+
+
+def content_hash(batch: dict) -> str:
+    """SHA-256 (hex) of :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(batch)).hexdigest()
+
+
+def derive_id(key: str, index: int, batch: dict) -> str:
+    """The ``source_request_id`` of the batch at ``index`` of an upload under ``key``."""
+    return str(uuid.uuid5(NAMESPACE, f"{key}\n{index}\n{content_hash(batch)}"))
+
+
+def assign_ids(
+    batches: Sequence[dict],
+    key: str | None = None,
+    *,
+    start: int = 0,
+    new_id: Callable[[], object] = uuid.uuid4,
+) -> list[dict]:
+    """The batches, each with a ``source_request_id`` (see the module docstring).
+
+    Batches without one are shallow-copied with a derived id when ``key`` is given (a
+    non-empty string), else a random one (``new_id``); the caller's dicts never change.
+    ``start`` is the position of ``batches[0]`` in the whole upload, for uploaders that
+    send a long input in slices.
+    """
+    out = []
+    for offset, batch in enumerate(batches):
+        if not has_id(batch):
+            value = derive_id(key, start + offset, batch) if key else str(new_id())
+            batch = {**batch, _ID: value}
+        out.append(batch)
+    return out
+
+
+def duplicate_id_faults(batches: Sequence[dict], path: str = "$.jsonBody") -> list[Fault]:
+    """Faults for different batches that share a ``source_request_id``, naming both paths.
+
+    Batches that are equal (ids included) may share it: mParticle keeps the one copy.
+    """
+    first: dict[Any, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for i, batch in enumerate(batches):
+        value = batch.get(_ID)
+        if not isinstance(value, str) or not value:
+            continue
+        j = first.setdefault(value, i)
+        if j != i and batches[j] != batch:
+            pairs += [(j, i), (i, j)]
+    return [_shared(path, at, other) for at, other in sorted(pairs)]
+
+
+def _shared(path: str, at: int, other: int) -> Fault:
+    return Fault(
+        f"{path}[{at}].{_ID}",
+        f"is also the source_request_id of {path}[{other}], a different batch; mParticle keeps only "
+        "the first batch it sees with an id and drops the other in silence. Give each batch its own "
+        "id, or leave the ids out and let the connector assign them",
+    )
