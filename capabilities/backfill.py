@@ -31,14 +31,12 @@ that wait for a sending thread.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import logging
 import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,12 +54,9 @@ from connector_core import (
 )
 from connector_core.http import CallStats, parse_retry_after
 
-from .batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch
-
-try:  # a runtime dependency; the fallback keeps the module importable without it
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+from .batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch, encode
+from .request_ids import canonical_json
+from .request_ids import id_from_canonical as derive_request_id
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -86,45 +81,18 @@ HISTORICAL_MIN_AGE_MS = 72 * 3600 * 1000  # /v2/bulkevents/historical refuses ne
 BULK_PATH = "/bulkevents"
 HISTORICAL_PATH = "/bulkevents/historical"
 _JSON = {"Content-Type": "application/json"}
-_ID_NAMESPACE = uuid.UUID("6f1c3f8e-2b1d-5c3e-9a57-0c6b1d1f4a10")
 _MAX_LISTED = 1000  # ids and refusals listed in a report; counts are always complete
 
 
 # --------------------------------------------------------------------------- ids
 
 
-def _canonical(batch: Mapping) -> bytes:
-    """Compact JSON of ``batch`` with sorted keys: the same bytes for the same content."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(batch, option=_orjson.OPT_SORT_KEYS)
-        except TypeError:  # integers beyond 64 bits, non-string keys, lone surrogates
-            pass
-    try:
-        text = json.dumps(batch, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(batch, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def derive_request_id(key: str, index: int, canonical: bytes) -> str:
-    """The ``source_request_id`` of the batch at ``index`` whose canonical JSON is ``canonical``.
-
-    A UUIDv5 of the key, the position and the SHA-256 of the content: the same input gives
-    the same ids on every run, and two different batches never share one.
-    """
-    digest = hashlib.sha256(canonical).hexdigest()
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{key}\n{index}\n{digest}"))
-
-
 def _with_id(batch: Mapping, index: int, key: str) -> tuple[str, bytes]:
     """``(source_request_id, request item bytes)`` of one checked batch."""
     given = batch.get("source_request_id")
     if isinstance(given, str) and given:
-        return given, _canonical(batch)
-    if "source_request_id" in batch:  # null or "": replaced, never sent twice in one object
-        batch = {k: v for k, v in batch.items() if k != "source_request_id"}
-    body = _canonical(batch)
+        return given, encode(batch)
+    body = canonical_json(batch)  # without source_request_id, so a null or "" one is replaced
     request_id = derive_request_id(key, index, body)
     tail = f'"source_request_id":"{request_id}"}}'.encode("ascii")
     # The canonical text ends with "}": append the id as its last member (one encoding per batch).
