@@ -29,9 +29,11 @@ from .errors import (
     InvalidInput,
     ManifestError,
     PluginLoadError,
+    PluginRejected,
+    UnknownCapability,
 )
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
-from .registry import STRICT_ENV
+from .registry import LOAD_PLUGINS_ENV, STRICT_ENV
 
 CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
 
@@ -100,13 +102,85 @@ def cmd_plugins(args, engine: Engine) -> int:
     if args.json:
         _dump(reports)
     else:
-        width = max([len(r["name"]) for r in reports] + [4])
+        width = max([len(r["id"] or r["name"]) for r in reports] + [4])
         for r in reports:
             origin = f"{r['distribution']} {r['version']}" if r["distribution"] else "registered directly"
             # One line per plugin: multi-line reasons (pluggy's, manifest faults) are folded.
             status = r["status"] if r["status"] == "loaded" else "REJECTED: " + " ".join(str(r["reason"]).split())
-            print(f"{r['name']:<{width}}  {r['kind']:<10}  {r['title'] or '-'}  [{origin}]  {status}")
+            print(f"{r['id'] or r['name']:<{width}}  {r['kind']:<10}  {r['title'] or '-'}  [{origin}]  {status}")
     return EXIT_CODES["plugin"] if args.strict and engine.registry.rejected else 0
+
+
+def _connector_info(engine: Engine, connector_id: str) -> dict[str, Any]:
+    manifest = engine.registry.connector(connector_id)
+    config = manifest.config_schema
+    required = set(config.get("required", []))
+    return {
+        "id": manifest.id,
+        "title": manifest.title,
+        "description": manifest.description,
+        "owner": list(engine.registry.owners.get(manifest.id, ())),
+        "source": manifest.source,
+        "config": {
+            name: {
+                "type": _type_of(spec),
+                "required": name in required,
+                "secret": name in manifest.secret_fields,
+                "description": spec.get("description") or spec.get("title") or "",
+            }
+            for name, spec in config.get("properties", {}).items()
+        },
+        "endpoints": {
+            name: {
+                "baseUrl": endpoint.base_url,
+                "baseUrlByConfig": {"field": endpoint.base_url_by_config[0], "values": sorted(endpoint.base_url_by_config[1])}
+                if endpoint.base_url_by_config
+                else None,
+                "overrideField": endpoint.override_field,
+                "auth": endpoint.auth,
+                "description": manifest.data["endpoints"][name].get("description", ""),
+            }
+            for name, endpoint in manifest.endpoints.items()
+        },
+        "auth": {name: dict(spec) for name, spec in manifest.auth.items()},
+        "capabilities": [c.id for c in engine.registry.of_connector(manifest.id)],
+    }
+
+
+def _print_connector(info: dict[str, Any]) -> None:
+    lines = [f"{info['id']}: {info['title']}  (owned by {', '.join(info['owner']) or '-'})", ""]
+    lines += [*textwrap.wrap(info["description"], 88), "", "Config fields:"] if info["description"] else ["Config fields:"]
+    for name, field in info["config"].items():
+        flags = ", ".join(f for f in ("required" if field["required"] else "optional", "secret" if field["secret"] else "") if f)
+        lines.append(f"  {name} ({field['type']}, {flags})  {field['description']}".rstrip())
+    lines += ["", "Endpoints (ctx.http(NAME)):"]
+    for name, endpoint in info["endpoints"].items():
+        if endpoint["baseUrl"]:
+            where = endpoint["baseUrl"]
+        else:
+            by = endpoint["baseUrlByConfig"]
+            where = f"by config field {by['field']} ({', '.join(v.upper() for v in by['values'])})"
+        override = f", overridden by config field {endpoint['overrideField']}" if endpoint["overrideField"] else ""
+        lines.append(f"  {name}: {where}{override}; auth {endpoint['auth'] or 'none'}")
+    lines += ["", "Auth:"]
+    for name, spec in info["auth"].items():
+        fields = ", ".join(f"{k}={json.dumps(v)}" for k, v in spec.items() if k not in ("type", "description"))
+        lines.append(f"  {name} ({spec['type']}): {fields}")
+    lines += ["", "Capabilities: " + (", ".join(info["capabilities"]) or "none")]
+    print("\n".join(lines))
+
+
+def cmd_connectors(args, engine: Engine) -> int:
+    ids = [args.connector] if args.connector else list(engine.registry.connectors)
+    infos = [_connector_info(engine, connector_id) for connector_id in ids]
+    if args.json:
+        _dump(infos[0] if args.connector else infos)
+    else:
+        for i, info in enumerate(infos):
+            if i:
+                print()
+            _print_connector(info)
+    return 0
 
 
 def _type_of(schema: dict) -> str:
@@ -119,7 +193,10 @@ def _type_of(schema: dict) -> str:
 
 
 def cmd_describe(args, engine: Engine) -> int:
-    capability = engine.registry.get(args.capability)
+    if args.capability in engine.registry.connectors and args.capability not in engine.registry.capabilities:
+        args.connector = args.capability
+        return cmd_connectors(args, engine)
+    capability = engine.registry.get(args.capability, connector=args.connector)
     manifest = capability.manifest
     if args.json:
         _dump(manifest.data)
@@ -154,43 +231,48 @@ def cmd_describe(args, engine: Engine) -> int:
 
 
 def cmd_run(args, engine: Engine) -> int:
-    capability = engine.registry.get(args.capability)
-    properties = _read_properties(args.properties)
     if args.sandbox:
+        capability = engine.registry.get(args.capability, connector=args.connector)
+        properties = _read_properties(args.properties)
         factory = engine.pm.hook.sandbox(connector=capability.connector.id)
         if factory is None:
-            raise InvalidConfig(f"no installed plugin provides a sandbox for connector {capability.connector.id!r}")
+            hint = " (CONNECTOR_CORE_LOAD_PLUGINS is set: add the sandbox extension's entry-point name)" if os.environ.get(LOAD_PLUGINS_ENV) else ""
+            raise InvalidConfig(f"no installed plugin provides a sandbox for connector {capability.connector.id!r}{hint}")
         with factory as config, engine.connect(config, connector=capability.connector.id) as connection:
-            result = connection.execute(args.capability, properties)
+            result = connection.execute(capability.id, properties)
     else:
         config, connector, allow = _connection_spec(args)
-        if connector is not None and connector != capability.connector.id:
-            raise InvalidConfig(f"connection {args.connection!r} is for connector {connector!r}, not {capability.connector.id!r}")
+        if connector is not None and args.connector is not None and connector != args.connector:
+            raise InvalidConfig(f"connection {args.connection!r} is for connector {connector!r}, not {args.connector!r}")
+        wanted = connector or args.connector
+        try:
+            capability = engine.registry.get(args.capability, connector=wanted)
+        except UnknownCapability as exc:
+            if wanted is None or isinstance(exc, PluginRejected):
+                raise
+            other = engine.registry.get(args.capability)  # raises when no connector provides it
+            raise InvalidConfig(f"connection {args.connection or '--config'!r} is for connector {wanted!r}, not {other.connector.id!r}") from None
+        properties = _read_properties(args.properties)
         with engine.connect(config, connector=capability.connector.id, allow=allow) as connection:
-            result = connection.execute(args.capability, properties)
+            result = connection.execute(capability.id, properties)
     _dump(result.to_dict() if args.meta else result.output)
     return 0
 
 
 def cmd_check(args, engine: Engine) -> int:
     config, connector_id, allow = _connection_spec(args)
-    connector_id = connector_id or args.connector
-    if connector_id is None:
-        if len(engine.registry.connectors) != 1:
-            raise InvalidConfig("several connectors are loaded; pick one with --connector")
-        connector_id = next(iter(engine.registry.connectors))
+    connector_id = connector_id or args.connector or engine._connector_for(config)
     connector = engine.registry.connector(connector_id)
     report: dict[str, Any] = {"connector": connector_id, "config": "valid", "capabilities": {}, "credentials": {}}
     with engine.connect(config, connector=connector_id, allow=allow) as connection:
         auths = set()
-        for cap_id, capability in sorted(engine.registry.capabilities.items()):
-            if capability.connector.id != connector_id:
-                continue
+        for capability in engine.registry.of_connector(connector_id):
+            cap_id = capability.name
             missing = [f for f in capability.manifest.required_config if connection.config.get(f) in (None, "")]
             entry: dict[str, Any] = {"ready": not missing}
             if missing:
                 entry["missing"] = missing
-            if allow is not None and cap_id not in allow:
+            if allow is not None and cap_id not in allow and capability.id not in allow:
                 entry = {"ready": False, "reason": "not allowed by this connection"}
             report["capabilities"][cap_id] = entry
             if entry["ready"]:
@@ -225,16 +307,22 @@ def cmd_validate(args, engine: Engine) -> int:
         entry: dict[str, Any] = {"file": path}
         try:
             data, _ = read_manifest(Path(path))
+            manifest: CapabilityManifest | ConnectorManifest
             if "inputSchema" in data or "effect" in data:
                 entry["kind"] = "capability"
-                capabilities.append((entry, CapabilityManifest.from_dict(data, path)))
+                manifest = CapabilityManifest.from_dict(data, path)
+                capabilities.append((entry, manifest))
             elif "endpoints" in data or "config" in data:
                 entry["kind"] = "connector"
-                connector_manifest = ConnectorManifest.from_dict(data, path)
-                loaded[connector_manifest.id] = connector_manifest
+                manifest = ConnectorManifest.from_dict(data, path)
+                loaded[manifest.id] = manifest
             else:
                 raise ManifestError(f"{path}: neither a capability manifest (inputSchema) nor a connector manifest (endpoints)")
-            entry["valid"] = True
+            # Valid JSON Schema that does not do what its author meant: typos, leaky `$`.
+            if found := manifest.lint():
+                entry.update(valid=False, message=f"{path}: {len(found)} problem(s) in its schemas", faults=[f.to_dict() for f in found])
+            else:
+                entry["valid"] = True
         except ManifestError as exc:
             entry.update(valid=False, message=exc.message, faults=[f.to_dict() for f in exc.faults])
         results.append(entry)
@@ -244,7 +332,7 @@ def cmd_validate(args, engine: Engine) -> int:
         if connector is None:
             entry["warning"] = f"connector {capability.connector!r} not given or installed; cross-checks skipped"
         elif problems := capability.check_connector(connector):
-            entry.update(valid=False, message="does not fit its connector", faults=[f.to_dict() for f in problems])
+            entry.update(valid=False, message="does not fit its connector", faults=entry.get("faults", []) + [f.to_dict() for f in problems])
     _dump({"valid": all(r["valid"] for r in results), "files": results})
     return 0 if all(r["valid"] for r in results) else EXIT_CODES["plugin"]
 
@@ -267,10 +355,16 @@ def build_parser(engine: Engine) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_plugins)
 
-    p = sub.add_parser("describe", parents=[common], help="show a capability's inputs, config and example")
-    p.add_argument("capability", metavar="ID")
+    p = sub.add_parser("describe", parents=[common], help="show a capability's inputs, config and example (or a connector's)")
+    p.add_argument("capability", metavar="ID", help="capability id (qualified connector.capability or bare) or connector id")
+    p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(handler=cmd_describe)
+
+    p = sub.add_parser("connectors", parents=[common], help="list connectors: config fields, endpoints, auth, capabilities")
+    p.add_argument("connector", metavar="ID", nargs="?", help="show only this connector")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_connectors)
 
     def add_connection_args(p: argparse.ArgumentParser) -> None:
         group = p.add_mutually_exclusive_group()
@@ -279,7 +373,8 @@ def build_parser(engine: Engine) -> argparse.ArgumentParser:
         p.add_argument("--connections", metavar="PATH", help=f"connections file (default ${CONNECTIONS_ENV} or ./connections.json)")
 
     p = sub.add_parser("run", parents=[common], help="run one capability and print its output")
-    p.add_argument("capability", metavar="ID")
+    p.add_argument("capability", metavar="ID", help="capability id: qualified (connector.capability) or bare")
+    p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
     p.add_argument("--properties", metavar="JSON", help="input properties: JSON text, @file or - for stdin (default {})")
     add_connection_args(p)
     p.add_argument("--sandbox", action="store_true", help="run against the connector's local sandbox started in-process")

@@ -30,7 +30,7 @@ import requests.adapters
 import requests.utils
 
 from .config import resolve_env
-from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError
+from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError, PluginRejected, UnknownCapability
 from .http import (
     BasicAuth,
     CallStats,
@@ -61,10 +61,12 @@ class Result:
     duration_ms: float
     http_requests: int
     retries: int
+    connector: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "capability": self.capability,
+            "connector": self.connector,
             "output": self.output,
             "meta": {"duration_ms": round(self.duration_ms, 3), "http_requests": self.http_requests, "retries": self.retries},
         }
@@ -165,6 +167,21 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"Connection(connector={self.connector.id!r})"
+
+    def _capability(self, capability_id: str):
+        try:
+            return self.registry.get(capability_id, connector=self.connector.id)
+        except UnknownCapability as exc:
+            if isinstance(exc, PluginRejected):
+                raise
+            try:
+                other = self.registry.get(capability_id)
+            except KeyError:
+                raise exc from None
+            raise InvalidConfig(
+                f"capability {capability_id!r} belongs to connector {other.connector.id!r}, "
+                f"but this connection is for {self.connector.id!r}"
+            ) from None
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -280,15 +297,15 @@ class Connection:
     # -- execution -------------------------------------------------------------------
 
     def execute(self, capability_id: str, properties: Any) -> Result:
-        """Run one capability on this connection; return a ``Result`` or raise a typed error."""
-        capability = self.registry.get(capability_id)
+        """Run one capability on this connection; return a ``Result`` or raise a typed error.
+
+        ``capability_id`` is qualified (``mparticle.getAccount``) or bare (``getAccount``,
+        looked up among this connection's connector).
+        """
+        capability = self._capability(capability_id)
         manifest = capability.manifest
-        if manifest.connector != self.connector.id:
-            raise InvalidConfig(
-                f"capability {capability_id!r} belongs to connector {manifest.connector!r}, "
-                f"but this connection is for {self.connector.id!r}"
-            )
-        if self.allow is not None and capability_id not in self.allow:
+        capability_id = manifest.id  # messages, logs and the result name the capability as its manifest does
+        if self.allow is not None and manifest.id not in self.allow and manifest.qualified_id not in self.allow:
             raise InvalidConfig(
                 f"this connection does not allow capability {capability_id!r}; allowed: {', '.join(sorted(self.allow)) or 'none'}",
                 code="capability_not_allowed",
@@ -336,7 +353,7 @@ class Connection:
                 capability=capability_id,
             )
         log.info("%s done in %.1f ms (%d HTTP request(s), %d retries)", capability_id, duration, ctx.stats.requests, ctx.stats.retries)
-        return Result(capability_id, output, duration, ctx.stats.requests, ctx.stats.retries)
+        return Result(capability_id, output, duration, ctx.stats.requests, ctx.stats.retries, manifest.connector)
 
 
 class Engine:
@@ -345,7 +362,9 @@ class Engine:
     ``pm``: a plugin manager with plugins already registered (tests pass one in); by
     default one is made and filled from the ``connector_core`` entry points (restricted by
     ``only`` or ``CONNECTOR_CORE_LOAD_PLUGINS``). ``strict`` turns any rejected plugin
-    into a ``PluginLoadError``. Connections opened by :meth:`execute` are cached by config
+    into a ``PluginLoadError``. ``owners`` pins which distribution owns a connector that
+    several declare (``{"mparticle": "connector-framework"}``; also
+    ``CONNECTOR_CORE_OWNERS``). Connections opened by :meth:`execute` are cached by config
     (at most ``max_connections``), so repeated calls reuse pools and tokens.
     """
 
@@ -359,13 +378,14 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         session_factory: Callable[[], requests.Session] | None = None,
         max_connections: int = 16,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
         rejected = []
         if pm is None:
             pm = get_plugin_manager()
             rejected = load_entry_points(pm, only=only)
         self.pm = pm
-        self.registry = build_registry(pm, rejected, strict=strict)
+        self.registry = build_registry(pm, rejected, strict=strict, owners=owners)
         self._sleep = sleep
         self._clock = clock
         self._session_factory = session_factory
@@ -381,13 +401,13 @@ class Engine:
         return self.registry.capabilities
 
     def connect(self, config: Mapping[str, Any], *, connector: str | None = None, allow: Iterable[str] | None = None) -> Connection:
-        """Open a connection (validated config, HTTP session, token cache) for many calls."""
+        """Open a connection (validated config, HTTP session, token cache) for many calls.
+
+        ``connector`` may be left out while it is unambiguous: when one connector is loaded,
+        or when the config fits the config schema of exactly one of them.
+        """
         if connector is None:
-            if len(self.registry.connectors) != 1:
-                raise InvalidConfig(
-                    "several connectors are loaded; name one with connector=: " + ", ".join(sorted(self.registry.connectors))
-                )
-            connector = next(iter(self.registry.connectors))
+            connector = self._connector_for(config)
         return Connection(
             self.registry,
             self.registry.connector(connector),
@@ -398,10 +418,35 @@ class Engine:
             clock=self._clock,
         )
 
+    def _connector_for(self, config: Mapping[str, Any]) -> str:
+        connectors = self.registry.connectors
+        refused = sorted({r.id for r in self.registry.rejected if r.kind == "connector" and r.id} - set(connectors))
+        if len(connectors) == 1 and not refused:
+            return next(iter(connectors))
+        detail = f"; refused: {', '.join(refused)} (see `connector plugins`)" if refused else ""
+        if not connectors:
+            raise InvalidConfig(f"no connector is loaded{detail}")
+        fits = []
+        if isinstance(config, Mapping):
+            resolved = resolve_env(dict(config))
+            fits = [cid for cid, manifest in connectors.items() if manifest.config_validator.is_valid(resolved)]
+        if len(fits) == 1:
+            return fits[0]
+        how = "fits none of their config schemas" if not fits else f"fits several ({', '.join(fits)})"
+        raise InvalidConfig(
+            f"{len(connectors)} connector(s) loaded ({', '.join(connectors)}) and the config {how}; "
+            f"name one with connector= (CLI: --connector){detail}",
+            connectors=list(connectors),
+        )
+
     def execute(self, capability_id: str, properties: Any, config: Mapping[str, Any]) -> Result:
-        """Run one capability with ``config``; reuses a cached connection for the same config."""
+        """Run one capability with ``config``; reuses a cached connection for the same config.
+
+        ``capability_id`` is qualified (``mparticle.getAccount``) or a bare id that exactly
+        one loaded connector provides.
+        """
         capability = self.registry.get(capability_id)
-        return self._cached(capability.connector.id, config).execute(capability_id, properties)
+        return self._cached(capability.connector.id, config).execute(capability.id, properties)
 
     def _cached(self, connector: str, config: Mapping[str, Any]) -> Connection:
         if not isinstance(config, Mapping):

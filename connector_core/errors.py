@@ -199,6 +199,25 @@ class UnknownCapability(ConnectorError, KeyError):
         return self.message
 
 
+class AmbiguousCapability(ConnectorError, KeyError):
+    """A bare capability id that several loaded connectors provide; ``details['candidates']``
+    lists the qualified ids (``<connector>.<capability>``) to choose from."""
+
+    code = "ambiguous_capability"
+    category = "input"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PluginRejected(UnknownCapability):
+    """The capability or connector is installed but was rejected when plugins loaded;
+    ``details['reason']`` says why (``connector plugins`` lists every rejected plugin)."""
+
+    code = "plugin_rejected"
+    category = "plugin"
+
+
 class ManifestError(ConnectorError):
     """A manifest file is not valid JSON or does not match its meta-schema."""
 

@@ -4,11 +4,14 @@
 true`` are secrets), the endpoints and how each authenticates. ``CapabilityManifest``
 holds a capability's contract: input and output schemas, required config, effect,
 retry safety and examples. Both validate against meta-schemas shipped in
-``connector_core/schemas`` and compile their schemas once.
+``connector_core/schemas``; every schema in them is checked against its JSON Schema
+meta-schema when the manifest loads (or found verified in the content-keyed cache, see
+:mod:`connector_core.cache`), and compiled into a validator on first use.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from functools import cache
@@ -18,15 +21,16 @@ from typing import Any
 
 import attrs
 
+from . import cache as verified_cache
 from .errors import Fault, ManifestError
-from .validation import compile_schema, faults, schema_faults
+from .validation import faults, json_path, lint_schema, schema_faults, validator_for
 
 
 @cache
 def meta_validator(kind: str):
     """The compiled meta-schema for ``kind`` ("connector" or "capability")."""
     text = resources.files("connector_core.schemas").joinpath(f"{kind}.schema.json").read_text("utf-8")
-    return compile_schema(json.loads(text))
+    return validator_for(json.loads(text))
 
 
 def read_manifest(source: Any) -> tuple[dict, str]:
@@ -34,13 +38,25 @@ def read_manifest(source: Any) -> tuple[dict, str]:
 
     Returns the data and a name for it (used in error messages).
     """
+    data, name, _ = _read(source)
+    return data, name
+
+
+def _read(source: Any) -> tuple[dict, str, str]:
+    """Data, name and the text the content-keyed cache is keyed by."""
     if isinstance(source, Mapping):
-        return dict(source), "<dict>"
+        data = dict(source)
+        try:
+            text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            raise ManifestError("<dict>: a manifest must be JSON data", faults=[Fault("$", "must be JSON data")]) from None
+        return data, "<dict>", text
     name = str(source)
     try:
         text = source.read_text(encoding="utf-8") if hasattr(source, "read_text") else Path(source).read_text("utf-8")
-    except OSError as exc:
-        raise ManifestError(f"{name}: cannot read manifest: {exc.strerror or exc}", file=name) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ManifestError(f"{name}: cannot read manifest: {reason}", file=name) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -51,20 +67,68 @@ def read_manifest(source: Any) -> tuple[dict, str]:
         ) from None
     if not isinstance(data, dict):
         raise ManifestError(f"{name}: a manifest must be a JSON object", faults=[Fault("$", "must be an object")], file=name)
-    return data, name
+    return data, name, text
+
+
+def _load(cls, kind: str, source: Any):
+    data, name, text = _read(source)
+    key = verified_cache.content_key(kind, text)
+    known = verified_cache.verified(key)
+    manifest = cls.from_dict(data, name, verified=known)
+    if not known:
+        verified_cache.remember(key)
+    return manifest
 
 
 def _check(kind: str, data: dict, name: str) -> None:
     found = faults(meta_validator(kind), data)
+    if kind == "connector":
+        found = _auth_faults(data, found)
     if found:
         raise ManifestError(f"{name}: invalid {kind} manifest ({len(found)} problem(s))", faults=found, file=name)
 
 
-def _compile(schema: dict, where: str, name: str):
+def _auth_faults(data: dict, found: list[Fault]) -> list[Fault]:
+    """Faults of ``$.auth.*`` entries read against the branch their ``type`` selects.
+
+    The meta-schema's ``oneOf`` can only say that no branch fits; naming the unknown
+    field with the closest known one is what tells an author to fix ``usernameField``.
+    """
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        return found
+    branches = {
+        branch["properties"]["type"]["const"]: branch
+        for branch in meta_validator("connector").schema["$defs"]["auth"]["oneOf"]
+    }
+    precise: list[Fault] = []
+    replaced = set()
+    for name, spec in auth.items():
+        branch = branches.get(spec.get("type")) if isinstance(spec, dict) else None
+        if branch is None:
+            continue  # no or unknown type: the oneOf faults say so
+        where = json_path([name], "$.auth")
+        replaced.add(where)
+        precise += faults(_defs_validator(branch), spec, where)
+    kept = [f for f in found if not any(f.path == w or f.path.startswith((w + ".", w + "[")) for w in replaced)]
+    return sorted(kept + precise, key=lambda f: f.path)
+
+
+def _defs_validator(schema: dict):
+    """A validator for a part of the connector meta-schema (its ``$ref``s resolved)."""
+    meta = meta_validator("connector").schema
+    return validator_for({"$defs": meta["$defs"], **schema})
+
+
+def _check_schema(schema: Any, where: str, name: str) -> None:
     found = schema_faults(schema, where)
     if found:
         raise ManifestError(f"{name}: {where} is not a valid JSON Schema ({len(found)} problem(s))", faults=found, file=name)
-    return compile_schema(schema)
+
+
+def _did_you_mean(name: str, known) -> str:
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 @attrs.frozen
@@ -91,18 +155,21 @@ class ConnectorManifest:
     auth: Mapping[str, Mapping[str, Any]] = attrs.field(repr=False)
     source: str = attrs.field(repr=False)
     data: Mapping[str, Any] = attrs.field(repr=False, eq=True)
-    config_validator: Any = attrs.field(repr=False, eq=False)
+    _validators: dict = attrs.field(repr=False, eq=False, init=False, factory=dict)
 
     @classmethod
     def load(cls, source: Any) -> ConnectorManifest:
-        data, name = read_manifest(source)
-        return cls.from_dict(data, name)
+        """Read, check and return the connector manifest at ``source`` (dict, path or resource)."""
+        return _load(cls, "connector", source)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> ConnectorManifest:
-        _check("connector", data, source)
+    def from_dict(cls, data: dict, source: str = "<dict>", *, verified: bool = False) -> ConnectorManifest:
+        """Check ``data`` and return the manifest; ``verified`` skips the content checks a
+        previous process recorded as passed for this exact text (see :mod:`connector_core.cache`)."""
+        if not verified:
+            _check("connector", data, source)
+            _check_schema(data["config"], "$.config", source)
         config = data["config"]
-        validator = _compile(config, "$.config", source)
         fields = config.get("properties", {})
         problems = []
         endpoints = {}
@@ -142,8 +209,19 @@ class ConnectorManifest:
             auth=data.get("auth", {}),
             source=source,
             data=data,
-            config_validator=validator,
         )
+
+    @property
+    def config_validator(self):
+        """The compiled config schema (compiled on first use)."""
+        validator = self._validators.get("config")
+        if validator is None:
+            validator = self._validators["config"] = validator_for(self.config_schema)
+        return validator
+
+    def lint(self) -> list[Fault]:
+        """What ``connector validate`` reports beyond load errors: unknown keywords, leaky ``$``."""
+        return lint_schema(self.config_schema, "$.config")
 
 
 def _seed_inner(schema: Mapping) -> Mapping | None:
@@ -174,25 +252,28 @@ class CapabilityManifest:
     source: str = attrs.field(repr=False)
     data: Mapping[str, Any] = attrs.field(repr=False)
     seed_form: bool = attrs.field(repr=False)
-    input_validator: Any = attrs.field(repr=False, eq=False)
-    output_validator: Any = attrs.field(repr=False, eq=False)
+    _validators: dict = attrs.field(repr=False, eq=False, init=False, factory=dict)
 
     @classmethod
     def load(cls, source: Any) -> CapabilityManifest:
-        data, name = read_manifest(source)
-        return cls.from_dict(data, name)
+        """Read, check and return the capability manifest at ``source`` (dict, path or resource)."""
+        return _load(cls, "capability", source)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> CapabilityManifest:
-        _check("capability", data, source)
+    def from_dict(cls, data: dict, source: str = "<dict>", *, verified: bool = False) -> CapabilityManifest:
+        """Check ``data`` and return the manifest; ``verified`` skips the content checks a
+        previous process recorded as passed for this exact text (see :mod:`connector_core.cache`)."""
+        if not verified:
+            _check("capability", data, source)
         raw_input = data["inputSchema"]
         inner = _seed_inner(raw_input)
         seed_form = inner is not None
-        if seed_form:
-            input_validator = _compile(raw_input["default"], "$.inputSchema.default", source)
-        else:
-            input_validator = _compile(raw_input, "$.inputSchema", source)
-        output_validator = _compile(data["outputSchema"], "$.outputSchema", source)
+        if not verified:
+            if seed_form:
+                _check_schema(raw_input["default"], "$.inputSchema.default", source)
+            else:
+                _check_schema(raw_input, "$.inputSchema", source)
+            _check_schema(data["outputSchema"], "$.outputSchema", source)
         manifest = cls(
             id=data["id"],
             connector=data["connector"],
@@ -208,9 +289,35 @@ class CapabilityManifest:
             source=source,
             data=data,
             seed_form=seed_form,
-            input_validator=input_validator,
-            output_validator=output_validator,
         )
+        if not verified:
+            manifest._check_examples(raw_input)
+        return manifest
+
+    @property
+    def qualified_id(self) -> str:
+        """``<connector>.<capability>``: the id that names this capability among all connectors."""
+        return f"{self.connector}.{self.id}"
+
+    @property
+    def input_validator(self):
+        """The compiled input schema (compiled on first use, shared by equal schemas)."""
+        validator = self._validators.get("input")
+        if validator is None:
+            schema = self.data["inputSchema"]["default"] if self.seed_form else self.input_schema
+            validator = self._validators["input"] = validator_for(schema)
+        return validator
+
+    @property
+    def output_validator(self):
+        """The compiled output schema (compiled on first use, shared by equal schemas)."""
+        validator = self._validators.get("output")
+        if validator is None:
+            validator = self._validators["output"] = validator_for(self.output_schema)
+        return validator
+
+    def _check_examples(self, raw_input: Mapping[str, Any]) -> None:
+        source, seed_form, manifest = self.source, self.seed_form, self
         problems = []
         if seed_form and "example" in raw_input:
             # The seed's example wraps the properties as {"properties": {...}}; accept it bare too.
@@ -224,7 +331,12 @@ class CapabilityManifest:
             problems += [Fault(f"$.examples[{i}].output{f.path[1:]}", f.message) for f in manifest.output_faults(example["output"])]
         if problems:
             raise ManifestError(f"{source}: examples do not match the manifest's own schemas", faults=problems, file=source)
-        return manifest
+
+    def lint(self) -> list[Fault]:
+        """What ``connector validate`` reports beyond load errors: unknown keywords, leaky ``$``."""
+        raw_input = self.data["inputSchema"]
+        found = lint_schema(raw_input, "$.inputSchema")
+        return found + lint_schema(self.output_schema, "$.outputSchema")
 
     def input_faults(self, properties: Any) -> list[Fault]:
         """Every fault of ``properties`` against the input schema (paths relative to the properties)."""
@@ -242,12 +354,12 @@ class CapabilityManifest:
         """Cross-checks against the connector: required config fields and endpoints exist."""
         fields = connector.config_schema.get("properties", {})
         problems = [
-            Fault(f"$.requiredConfig[{i}]", f"config field {name!r} is not declared by connector {connector.id!r}")
+            Fault(f"$.requiredConfig[{i}]", f"config field {name!r} is not declared by connector {connector.id!r}{_did_you_mean(name, fields)}")
             for i, name in enumerate(self.required_config)
             if name not in fields
         ]
         problems += [
-            Fault(f"$.endpoints[{i}]", f"endpoint {name!r} is not declared by connector {connector.id!r}")
+            Fault(f"$.endpoints[{i}]", f"endpoint {name!r} is not declared by connector {connector.id!r}{_did_you_mean(name, connector.endpoints)}")
             for i, name in enumerate(self.endpoints)
             if name not in connector.endpoints
         ]

@@ -1,31 +1,61 @@
 """Plugin discovery and the capability registry.
 
-Plugins come from the ``connector_core`` entry-point group (the entry point's name is the
-capability id) or are registered on a plugin manager directly. A plugin that fails to
-import, implements an unknown hook, fails pluggy's validation, ships an invalid manifest
-or reuses a taken id is unregistered and reported; the others keep working.
+Two entry-point groups:
+
+* ``connector_core.connectors``: ``<connector id> = package.module:ATTRIBUTE`` declares a
+  connector. The attribute (or, when the entry point names a module, its
+  ``CONNECTOR_MANIFEST``) is the connector manifest: a dict, a path or an
+  ``importlib.resources`` traversable. The declaring distribution *owns* the connector.
+* ``connector_core``: capability plugins (they implement ``execute`` and carry a
+  ``MANIFEST`` whose ``"connector"`` names their connector) and extension plugins
+  (``execute`` wrappers, CLI commands, sandboxes).
+
+Every capability has the qualified id ``<connector>.<capability>``; a bare id works
+while exactly one loaded connector provides it.
+
+The outcome never depends on install order. Entry points are processed sorted by
+(normalised distribution name, entry-point name, value), and every rule is symmetric:
+
+* a connector declared by several distributions with different manifests is refused
+  (with all its capabilities) unless the host pins an owner (``Engine(owners=...)`` or
+  ``CONNECTOR_CORE_OWNERS=connector=distribution,...``); identical declarations agree;
+* a connector nobody declares may still be declared the old way, by the
+  ``CONNECTOR_MANIFEST`` of its capability plugins (the same rules apply to those copies);
+* a capability carrying a ``CONNECTOR_MANIFEST`` that differs from the declared one is
+  rejected alone, naming the owner;
+* a capability id the owner provides is rejected for any other distribution; an id
+  claimed by several distributions none of which owns the connector is rejected for all.
+
+A plugin that fails to import, implements no or an unknown hook, fails pluggy's
+validation or ships an invalid manifest is unregistered and reported; the others keep
+working.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import ConnectorError, PluginLoadError, UnknownCapability
-from .manifest import CapabilityManifest, ConnectorManifest
+from .errors import AmbiguousCapability, ConnectorError, PluginLoadError, PluginRejected, UnknownCapability
+from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
 
 ENTRY_POINT_GROUP = "connector_core"
+CONNECTOR_GROUP = "connector_core.connectors"
 LOAD_PLUGINS_ENV = "CONNECTOR_CORE_LOAD_PLUGINS"
 STRICT_ENV = "CONNECTOR_CORE_STRICT"
+OWNERS_ENV = "CONNECTOR_CORE_OWNERS"
+DIRECT = "registered directly"
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -37,19 +67,65 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 @attrs.frozen
 class PluginReport:
-    """What happened to one plugin: loaded, or rejected and why."""
+    """What happened to one plugin or connector declaration: loaded, or rejected and why."""
 
     name: str
     status: str  # "loaded" or "rejected"
-    kind: str = "unknown"  # "capability", "extension" or "unknown" (rejected before inspection)
+    kind: str = "unknown"  # "capability", "extension", "connector" or "unknown" (rejected before inspection)
     reason: str | None = None
     entry_point: str | None = None
     distribution: str | None = None
     version: str | None = None
     title: str | None = None
+    id: str | None = None  # qualified capability id, or connector id
+    connector: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+class CapabilityCaller(pluggy.HookCaller):
+    """The ``execute`` hook of one capability: its own implementation and every wrapper.
+
+    pluggy's ``subset_hook_caller(remove_plugins=others)`` filters every implementation on
+    every call, which grows with the number of installed capabilities. This caller keeps
+    the capability's one implementation and reads only the wrappers, which pluggy keeps at
+    the end of the hook's list, on each call; argument checks and wrapper semantics stay
+    pluggy's own. (Like pluggy's subset caller, it shares the hook's spec and executor.)
+    """
+
+    __slots__ = ("_orig", "_impl", "_wrappers", "_chain")
+
+    def __init__(self, orig: pluggy.HookCaller, impl: pluggy.HookImpl) -> None:
+        self._orig = orig
+        self._impl = impl
+        self._wrappers: list = []
+        self._chain = [impl]
+        self.name = orig.name  # type: ignore[misc]
+        self._hookexec = orig._hookexec  # type: ignore[misc]
+
+    @property  # type: ignore[misc]
+    def _hookimpls(self) -> list:
+        impls = self._orig._hookimpls
+        start = len(impls)
+        while start and (impls[start - 1].wrapper or impls[start - 1].hookwrapper):
+            start -= 1
+        wrappers = impls[start:]
+        if wrappers != self._wrappers:  # a wrapper plugin came or went: rebuild the chain
+            self._wrappers = wrappers
+            self._chain = [self._impl, *wrappers]
+        return self._chain
+
+    @property
+    def spec(self):  # type: ignore[override]
+        return self._orig.spec
+
+    @property
+    def _call_history(self):  # type: ignore[override]
+        return self._orig._call_history
+
+    def __repr__(self) -> str:
+        return f"<CapabilityCaller {self._impl.plugin_name!r}>"
 
 
 @attrs.frozen
@@ -60,13 +136,24 @@ class Capability:
     connector: ConnectorManifest
     plugin: Any = attrs.field(repr=False, eq=False)
     caller: Any = attrs.field(repr=False, eq=False)
+    distribution: str | None = None
 
     @property
     def id(self) -> str:
+        """The qualified id, ``<connector>.<capability>``."""
+        return self.manifest.qualified_id
+
+    @property
+    def name(self) -> str:
+        """The bare id within its connector."""
         return self.manifest.id
 
 
-def _entry_point_origin(ep: metadata.EntryPoint) -> dict[str, Any]:
+def _normalise(name: str | None) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower() if name else ""
+
+
+def _origin_of(ep: metadata.EntryPoint) -> dict[str, Any]:
     dist = getattr(ep, "dist", None)
     return {
         "entry_point": f"{ep.name} = {ep.value}",
@@ -75,169 +162,586 @@ def _entry_point_origin(ep: metadata.EntryPoint) -> dict[str, Any]:
     }
 
 
+def sorted_entry_points(group: str) -> list[metadata.EntryPoint]:
+    """The group's entry points in the documented processing order (install order never matters)."""
+    return sorted(
+        metadata.entry_points(group=group),
+        key=lambda ep: (_normalise(getattr(getattr(ep, "dist", None), "name", None)), ep.name, ep.value),
+    )
+
+
 def _unregister(pm: pluggy.PluginManager, name: str) -> None:
     plugin = pm.get_plugin(name)
     if plugin is not None:
         pm.unregister(plugin=plugin, name=name)
 
 
-def _hook_problem(pm: pluggy.PluginManager, plugin: Any) -> str | None:
-    known = sorted(n for n in dir(hookspecs) if pm.parse_hookspec_opts(hookspecs, n))
-    for caller in pm.get_hookcallers(plugin) or ():
-        if not caller.has_spec():
-            match = difflib.get_close_matches(caller.name, known, n=1)
-            hint = f"; did you mean {match[0]!r}?" if match else f"; known hooks: {', '.join(known)}"
-            return f"implements unknown hook {caller.name!r}{hint}"
-    return None
+@attrs.define
+class _Declaration:
+    connector: str
+    source: Any
+    origin: dict
+
+
+@attrs.define
+class _State:
+    """What ``load_entry_points`` learnt for ``build_registry``, per plugin manager."""
+
+    origins: dict = attrs.field(factory=dict)  # pluggy name -> origin of its entry point
+    declarations: list = attrs.field(factory=list)  # _Declaration
+    selection: Any = None  # _Selection when CONNECTOR_CORE_LOAD_PLUGINS / only restricts loading
+    conditional: set = attrs.field(factory=set)  # extensions loaded only for a selected capability's sake
+
+
+_STATES: weakref.WeakKeyDictionary[pluggy.PluginManager, _State] = weakref.WeakKeyDictionary()
+
+
+def _state(pm: pluggy.PluginManager) -> _State:
+    state = _STATES.get(pm)
+    if state is None:
+        state = _STATES[pm] = _State()
+    return state
+
+
+class _Selection:
+    """Which capabilities and extensions ``only`` names: bare ids, qualified ids, entry-point names."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = {n for n in names if n}
+        self.bare = {n.partition(".")[2] if "." in n else n for n in self.names}
+
+    def names_entry_point(self, name: str) -> bool:
+        return name in self.names or name in self.bare or name.partition(".")[2] in self.bare
+
+    def wants(self, manifest: CapabilityManifest) -> bool:
+        return manifest.id in self.names or manifest.qualified_id in self.names
+
+
+def declare_connector(pm: pluggy.PluginManager, source: Any, *, origin: Mapping[str, Any] | None = None) -> None:
+    """Declare a connector for plugins registered on ``pm`` directly (tests, embedding hosts).
+
+    ``source`` is a connector manifest (dict, path or resource); the declaration is owned by
+    ``origin['distribution']`` (default: "registered directly", like the plugins).
+    """
+    data, _ = read_manifest(source)
+    _state(pm).declarations.append(_Declaration(str(data.get("id")), source, dict(origin or {})))
 
 
 def load_entry_points(
     pm: pluggy.PluginManager, group: str = ENTRY_POINT_GROUP, only: Iterable[str] | None = None
 ) -> list[PluginReport]:
-    """Import and register every plugin of ``group``; return a report for each rejected one.
+    """Import and register every plugin of ``group`` and every connector declaration.
 
+    Returns a report for each plugin rejected while importing or registering.
     ``only`` (default: the comma list in ``CONNECTOR_CORE_LOAD_PLUGINS``) restricts which
-    entry points load. Loaded plugins are registered under their entry point's name and
-    remembered with their origin for :func:`build_registry`.
+    capabilities and extensions load: bare ids, qualified ids and entry-point names. The
+    extensions of the distributions that provide or own a selected capability's connector
+    (its sandbox, its CLI commands) load too.
     """
     if only is None and os.environ.get(LOAD_PLUGINS_ENV) is not None:
-        only = [n.strip() for n in os.environ[LOAD_PLUGINS_ENV].split(",") if n.strip()]
-    wanted = set(only) if only is not None else None
-    origins = _origins(pm)
-    rejected = []
-    for ep in metadata.entry_points(group=group):
-        if wanted is not None and ep.name not in wanted:
-            continue
-        origin = _entry_point_origin(ep)
+        only = [n.strip() for n in os.environ[LOAD_PLUGINS_ENV].split(",")]
+    state = _state(pm)
+    selection = state.selection = _Selection(only) if only is not None else None
+    rejected: list[PluginReport] = []
+    for ep in sorted_entry_points(CONNECTOR_GROUP):
+        origin = _origin_of(ep)
         try:
-            plugin = ep.load()
+            loaded = ep.load()
         except Exception as exc:  # an import error of any kind must not stop the host
-            rejected.append(PluginReport(ep.name, "rejected", reason=f"failed to import: {type(exc).__name__}: {exc}", **origin))
+            reason = f"failed to import: {type(exc).__name__}: {exc}"
+            rejected.append(PluginReport(ep.name, "rejected", kind="connector", reason=reason, id=ep.name, **origin))
             continue
-        if pm.get_plugin(ep.name) is not None:
-            taken = origins.get(ep.name, {}).get("entry_point") or "a plugin registered directly"
-            rejected.append(PluginReport(ep.name, "rejected", reason=f"id {ep.name!r} is already taken by {taken}", **origin))
+        source = getattr(loaded, "CONNECTOR_MANIFEST", None) if isinstance(loaded, ModuleType) else loaded
+        if source is None:
+            reason = "the entry point names a module without CONNECTOR_MANIFEST; point it at the manifest (module:ATTRIBUTE)"
+            rejected.append(PluginReport(ep.name, "rejected", kind="connector", reason=reason, id=ep.name, **origin))
             continue
-        try:
-            pm.register(plugin, name=ep.name)
-        except pluggy.PluginValidationError as exc:
-            _unregister(pm, ep.name)
-            rejected.append(PluginReport(ep.name, "rejected", reason=f"invalid hook implementation: {exc}", **origin))
-            continue
-        except ValueError as exc:  # the same object registered under another name
-            rejected.append(PluginReport(ep.name, "rejected", reason=str(exc), **origin))
-            continue
-        origins[ep.name] = origin
+        state.declarations.append(_Declaration(ep.name, source, origin))
+
+    entry_points = sorted_entry_points(group)
+    if selection is None:
+        for ep in entry_points:
+            _register_entry_point(pm, ep, rejected)
+        return rejected
+    needed: set[str] = set()
+    for ep in entry_points:
+        if selection.names_entry_point(ep.name) and _register_entry_point(pm, ep, rejected):
+            plugin = pm.get_plugin(_pluggy_name(ep))
+            connector = _connector_named_by(plugin)
+            needed.add(_normalise(_origin_of(ep)["distribution"]))
+            needed.update(_normalise(d.origin.get("distribution")) for d in state.declarations if d.connector == connector)
+    for ep in entry_points:  # the extensions the selected capabilities' distributions ship
+        if not selection.names_entry_point(ep.name) and _normalise(_origin_of(ep)["distribution"]) in needed:
+            _register_entry_point(pm, ep, rejected, extensions_only=True)
     return rejected
 
 
-# Where each entry-point plugin came from, per plugin manager, for the reports.
-_ORIGINS: weakref.WeakKeyDictionary[pluggy.PluginManager, dict] = weakref.WeakKeyDictionary()
+def _connector_named_by(plugin: Any) -> str | None:
+    try:
+        data, _ = read_manifest(plugin.MANIFEST)
+    except (AttributeError, ConnectorError):
+        return None
+    return data.get("connector")
 
 
-def _origins(pm: pluggy.PluginManager) -> dict[str, dict]:
-    return _ORIGINS.setdefault(pm, {})
+def _pluggy_name(ep: metadata.EntryPoint) -> str:
+    # Unique per distribution and entry point: two connectors' `createAccount` both register.
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name}:{ep.name}" if dist else ep.name
 
 
-def _is_capability(pm: pluggy.PluginManager, plugin: Any) -> bool:
-    return any(
-        impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper)
-        for impl in pm.hook.execute.get_hookimpls()
-    )
+def _register_entry_point(pm: pluggy.PluginManager, ep: metadata.EntryPoint, rejected: list, extensions_only: bool = False) -> bool:
+    origin = _origin_of(ep)
+    try:
+        plugin = ep.load()
+    except Exception as exc:  # an import error of any kind must not stop the host
+        if not extensions_only:
+            rejected.append(PluginReport(ep.name, "rejected", reason=f"failed to import: {type(exc).__name__}: {exc}", **origin))
+        return False
+    if extensions_only:
+        opts = pm.parse_hookimpl_opts(plugin, "execute")
+        if opts is not None and not (opts.get("wrapper") or opts.get("hookwrapper")):
+            return False  # a capability nobody selected
+    name = _pluggy_name(ep)
+    if pm.get_plugin(name) is not None:
+        return False  # the same distribution listed twice on the path: the first one counts
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        _unregister(pm, name)
+        rejected.append(PluginReport(ep.name, "rejected", reason=f"invalid hook implementation: {exc}", **origin))
+        return False
+    except ValueError as exc:  # the same object registered under another name
+        rejected.append(PluginReport(ep.name, "rejected", reason=str(exc), **origin))
+        return False
+    _state(pm).origins[name] = origin
+    if extensions_only:
+        _state(pm).conditional.add(name)
+    return True
 
 
-def _manifests(plugin: Any) -> tuple[CapabilityManifest, ConnectorManifest]:
-    for attr in ("MANIFEST", "CONNECTOR_MANIFEST"):
-        if getattr(plugin, attr, None) is None:
-            raise ConnectorError(f"implements execute but has no {attr} attribute (a manifest path, resource or dict)")
-    return CapabilityManifest.load(plugin.MANIFEST), ConnectorManifest.load(plugin.CONNECTOR_MANIFEST)
+class CapabilityMap(Mapping):
+    """Loaded capabilities by qualified id; lookups also take a bare id while it is unambiguous."""
+
+    def __init__(self, capabilities: Mapping[str, Capability], rejected: Iterable[PluginReport] = ()) -> None:
+        self._by_id = dict(sorted(capabilities.items()))
+        self._bare: dict[str, list[str]] = {}
+        for qualified, capability in self._by_id.items():
+            self._bare.setdefault(capability.name, []).append(qualified)
+        self._rejected = tuple(r for r in rejected if r.kind in ("capability", "unknown"))
+
+    def __getitem__(self, key: str) -> Capability:
+        return self.resolve(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self.resolve(key)  # type: ignore[arg-type]
+        except KeyError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"CapabilityMap({list(self._by_id)})"
+
+    def resolve(self, capability_id: str, connector: str | None = None) -> Capability:
+        """The capability named by a qualified or bare id (within ``connector`` when given).
+
+        Raises ``AmbiguousCapability`` when a bare id names capabilities of several
+        connectors, ``PluginRejected`` when it names an installed but rejected plugin, and
+        ``UnknownCapability`` otherwise.
+        """
+        if isinstance(capability_id, str):
+            found = self._by_id.get(capability_id)
+            if found is not None and (connector is None or found.connector.id == connector):
+                return found
+            if "." not in capability_id:
+                candidates = self._bare.get(capability_id, [])
+                if connector is not None:
+                    candidates = [q for q in candidates if q.partition(".")[0] == connector]
+                if len(candidates) == 1:
+                    return self._by_id[candidates[0]]
+                if candidates:
+                    raise AmbiguousCapability(
+                        f"capability {capability_id!r} is provided by {len(candidates)} connectors: {', '.join(candidates)}; "
+                        "use a qualified id or name the connector (connector=..., --connector)",
+                        capability=capability_id,
+                        candidates=candidates,
+                    )
+        raise self._unknown(capability_id, connector)
+
+    def _unknown(self, capability_id: Any, connector: str | None) -> UnknownCapability:
+        wanted = str(capability_id)
+        qualified = f"{connector}.{wanted}" if connector and "." not in wanted else wanted
+        for report in self._rejected:
+            names = {report.id, report.name}
+            if report.id:
+                names.add(report.id.partition(".")[2])
+            if qualified in names or (connector is None and wanted in names):
+                origin = report.distribution or DIRECT
+                return PluginRejected(
+                    f"capability {wanted!r} is installed ({origin}) but was rejected: {report.reason}",
+                    capability=wanted,
+                    reason=report.reason,
+                    distribution=report.distribution,
+                    entry_point=report.entry_point,
+                )
+        known = list(self._by_id) + list(self._bare)
+        match = difflib.get_close_matches(wanted, known, n=1)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        where = f" for connector {connector!r}" if connector else ""
+        return UnknownCapability(
+            f"no loaded plugin provides capability {wanted!r}{where}{hint} (see `connector plugins`)",
+            capability=wanted,
+        )
 
 
 @attrs.frozen
 class Registry:
-    """Loaded capabilities by id, connectors by id, and a report for every plugin."""
+    """Loaded capabilities (by qualified id), connectors by id, and a report for every plugin."""
 
-    capabilities: Mapping[str, Capability]
+    capabilities: CapabilityMap
     connectors: Mapping[str, ConnectorManifest]
     reports: tuple[PluginReport, ...]
+    owners: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
-    def get(self, capability_id: str) -> Capability:
-        try:
-            return self.capabilities[capability_id]
-        except KeyError:
-            match = difflib.get_close_matches(str(capability_id), list(self.capabilities), n=1)
-            hint = f"; did you mean {match[0]!r}?" if match else ""
-            raise UnknownCapability(
-                f"no loaded plugin provides capability {capability_id!r}{hint} (see `connector plugins`)",
-                capability=str(capability_id),
-            ) from None
+    def get(self, capability_id: str, connector: str | None = None) -> Capability:
+        """The capability with this qualified or bare id (see :meth:`CapabilityMap.resolve`)."""
+        return self.capabilities.resolve(capability_id, connector)
 
     def connector(self, connector_id: str) -> ConnectorManifest:
+        """The loaded connector ``connector_id``; ``PluginRejected`` when it was refused."""
         try:
             return self.connectors[connector_id]
         except KeyError:
-            raise UnknownCapability(f"no loaded plugin provides connector {connector_id!r}", connector=connector_id) from None
+            pass
+        for report in self.reports:
+            if report.kind == "connector" and report.id == connector_id and report.status == "rejected":
+                raise PluginRejected(
+                    f"connector {connector_id!r} is installed but was refused: {report.reason}",
+                    connector=connector_id,
+                    reason=report.reason,
+                ) from None
+        known = ", ".join(sorted(self.connectors)) or "none"
+        raise UnknownCapability(f"no loaded plugin provides connector {connector_id!r} (loaded: {known})", connector=connector_id)
+
+    def of_connector(self, connector_id: str) -> list[Capability]:
+        """The loaded capabilities of one connector, sorted by id."""
+        return [c for c in self.capabilities.values() if c.connector.id == connector_id]
 
     @property
     def rejected(self) -> tuple[PluginReport, ...]:
         return tuple(r for r in self.reports if r.status == "rejected")
 
 
-def build_registry(pm: pluggy.PluginManager, rejected: Iterable[PluginReport] = (), strict: bool | None = None) -> Registry:
+def _owner_pins(owners: Mapping[str, str] | None) -> dict[str, str]:
+    pins = {}
+    for item in os.environ.get(OWNERS_ENV, "").split(","):
+        connector, sep, distribution = item.partition("=")
+        if sep and connector.strip() and distribution.strip():
+            pins[connector.strip()] = distribution.strip()
+    pins.update(owners or {})
+    return pins
+
+
+@attrs.define
+class _Entry:
+    name: str
+    plugin: Any
+    origin: dict
+    kind: str
+    impl: Any = None
+    manifest: CapabilityManifest | None = None
+    copy: ConnectorManifest | None = None
+    problem: str | None = None
+
+    @property
+    def dist(self) -> str:
+        return _normalise(self.origin.get("distribution"))
+
+    @property
+    def who(self) -> str:
+        return self.origin.get("distribution") or DIRECT
+
+
+class _Manifests:
+    """Manifests loaded during one build: each source read and checked once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, Any] = {}
+
+    def load(self, cls, source: Any):
+        key = (cls, id(source)) if isinstance(source, Mapping) else (cls, str(source))
+        if key not in self._seen:
+            try:
+                self._seen[key] = (cls.load(source), None)
+            except ConnectorError as exc:
+                self._seen[key] = (None, exc)
+            except Exception as exc:  # a broken attribute (not a path or dict) rejects one plugin
+                self._seen[key] = (None, ConnectorError(f"cannot load manifest {source!r}: {type(exc).__name__}: {exc}"))
+        manifest, error = self._seen[key]
+        if error is not None:
+            raise error
+        return manifest
+
+
+def _impls_by_plugin(pm: pluggy.PluginManager) -> dict[int, list[tuple[str, Any, bool]]]:
+    found: dict[int, list[tuple[str, Any, bool]]] = {}
+    for hook_name, caller in vars(pm.hook).items():
+        if isinstance(caller, pluggy.HookCaller):
+            for impl in caller._hookimpls:
+                found.setdefault(id(impl.plugin), []).append((hook_name, impl, caller.has_spec()))
+    return found
+
+
+_KNOWN_HOOKS = tuple(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), f"{hookspecs.PROJECT}_spec", None)))
+
+
+def _hook_problem(plugin: Any, impls: list[tuple[str, Any, bool]]) -> str | None:
+    for hook_name, _, has_spec in impls:
+        if not has_spec:
+            match = difflib.get_close_matches(hook_name, _KNOWN_HOOKS, n=1)
+            hint = f"; did you mean {match[0]!r}?" if match else f"; known hooks: {', '.join(_KNOWN_HOOKS)}"
+            return f"implements unknown hook {hook_name!r}{hint}"
+    if not impls:
+        unmarked = [n for n in _KNOWN_HOOKS if callable(getattr(plugin, n, None))]
+        if unmarked:
+            return (
+                f"defines {', '.join(unmarked)} without @hookimpl, so it implements no hook; "
+                "decorate it: `from connector_core import hookimpl` then `@hookimpl` above `def "
+                f"{unmarked[0]}(...)`"
+            )
+        return f"implements no hook; mark its hook functions with @hookimpl (`from connector_core import hookimpl`; hooks: {', '.join(_KNOWN_HOOKS)})"
+    return None
+
+
+def _inspect(pm: pluggy.PluginManager, manifests: _Manifests, state: _State, impls: dict) -> list[_Entry]:
+    entries = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # blocked in pluggy
+            continue
+        origin = state.origins.get(name, {})
+        own = impls.get(id(plugin), [])
+        execute = [impl for hook, impl, _ in own if hook == "execute" and not (impl.wrapper or impl.hookwrapper)]
+        entry = _Entry(name, plugin, origin, "capability" if execute else ("extension" if own else "unknown"))
+        entries.append(entry)
+        entry.problem = _hook_problem(plugin, own)
+        if entry.problem is not None or entry.kind != "capability":
+            continue
+        entry.impl = execute[0]
+        ep_name = origin.get("entry_point", name).split(" = ")[0]
+        try:
+            if getattr(plugin, "MANIFEST", None) is None:
+                raise ConnectorError("implements execute but has no MANIFEST attribute (a manifest path, resource or dict)")
+            entry.manifest = manifests.load(CapabilityManifest, plugin.MANIFEST)
+            if getattr(plugin, "CONNECTOR_MANIFEST", None) is not None:
+                entry.copy = manifests.load(ConnectorManifest, plugin.CONNECTOR_MANIFEST)
+        except ConnectorError as exc:
+            entry.problem = str(exc)
+            continue
+        manifest = entry.manifest
+        if ep_name not in (manifest.id, manifest.qualified_id):
+            what = "entry point" if origin else "plugin"
+            entry.problem = f"manifest id {manifest.id!r} does not match the {what} name {ep_name!r} (use {manifest.id!r} or {manifest.qualified_id!r})"
+        elif entry.copy is not None and entry.copy.id != manifest.connector:
+            entry.problem = f"manifest names connector {manifest.connector!r} but CONNECTOR_MANIFEST is {entry.copy.id!r}"
+    return sorted(entries, key=lambda e: (e.dist, e.name))
+
+
+@attrs.define
+class _Connector:
+    manifest: ConnectorManifest | None
+    owners: tuple[str, ...]  # normalised distribution names ("" for registered directly)
+    owner_names: tuple[str, ...]
+    problem: str | None = None
+
+
+def _resolve_connectors(
+    entries: list[_Entry], state: _State, manifests: _Manifests, pins: Mapping[str, str], reports: list[PluginReport]
+) -> dict[str, _Connector]:
+    declared: dict[str, list[tuple[ConnectorManifest, dict]]] = {}
+    for declaration in sorted(state.declarations, key=lambda d: (_normalise(d.origin.get("distribution")), d.connector)):
+        origin = declaration.origin
+        try:
+            manifest = manifests.load(ConnectorManifest, declaration.source)
+        except ConnectorError as exc:
+            reports.append(PluginReport(declaration.connector, "rejected", kind="connector", reason=str(exc), id=declaration.connector, **origin))
+            declared.setdefault(declaration.connector, [])
+            continue
+        if manifest.id != declaration.connector:
+            reason = f"the entry point declares connector {declaration.connector!r} but its manifest's id is {manifest.id!r}"
+            reports.append(PluginReport(declaration.connector, "rejected", kind="connector", reason=reason, id=declaration.connector, **origin))
+            declared.setdefault(declaration.connector, [])
+            continue
+        declared.setdefault(manifest.id, []).append((manifest, origin))
+    explicit = set(declared)
+    for entry in entries:  # the old way: a connector nobody declares, implied by its capabilities' copies
+        if entry.problem is None and entry.copy is not None and entry.copy.id not in explicit:
+            declared.setdefault(entry.copy.id, []).append((entry.copy, entry.origin))
+
+    connectors: dict[str, _Connector] = {}
+    for connector_id, candidates in sorted(declared.items()):
+        if not candidates:
+            connectors[connector_id] = _Connector(None, (), (), problem="its declaration could not be loaded (see the connector's report)")
+            continue
+        pin = pins.get(connector_id)
+        if pin is not None:
+            chosen = [(m, o) for m, o in candidates if _normalise(o.get("distribution")) == _normalise(pin)]
+            if not chosen:
+                by = ", ".join(sorted({o.get("distribution") or DIRECT for _, o in candidates}))
+                problem = f"its owner is pinned to {pin!r}, which does not declare it (declared by {by})"
+                connectors[connector_id] = _Connector(None, (), (), problem=problem)
+            else:
+                connectors[connector_id] = _connector_of(chosen)
+        else:
+            contents = {json.dumps(m.data, sort_keys=True) for m, _ in candidates}
+            if len(contents) == 1:
+                connectors[connector_id] = _connector_of(candidates)
+            else:
+                by = sorted({o.get("distribution") or DIRECT for _, o in candidates})
+                problem = (
+                    f"declared with different manifests by {' and '.join(by)}; uninstall one, or pin the owner "
+                    f"with {OWNERS_ENV}={connector_id}=<distribution> (Engine(owners={{{connector_id!r}: ...}}))"
+                )
+                connectors[connector_id] = _Connector(None, (), tuple(by), problem=problem)
+        if connector_id in explicit:
+            resolved = connectors[connector_id]
+            for manifest, origin in candidates:
+                mine = (
+                    resolved.manifest is not None
+                    and _normalise(origin.get("distribution")) in resolved.owners
+                    and manifest.data == resolved.manifest.data
+                )
+                if mine:
+                    reports.append(
+                        PluginReport(connector_id, "loaded", kind="connector", title=manifest.title, id=connector_id, connector=connector_id, **origin)
+                    )
+                else:
+                    reason = resolved.problem or f"connector {connector_id!r} is pinned to {pin!r}"
+                    reports.append(PluginReport(connector_id, "rejected", kind="connector", reason=reason, id=connector_id, connector=connector_id, **origin))
+    return connectors
+
+
+def _connector_of(candidates: list[tuple[ConnectorManifest, dict]]) -> _Connector:
+    owners = sorted({(_normalise(o.get("distribution")), o.get("distribution") or DIRECT) for _, o in candidates})
+    return _Connector(candidates[0][0], tuple(k for k, _ in owners), tuple(n for _, n in owners))
+
+
+def _assign(entries: list[_Entry], connectors: dict[str, _Connector]) -> list[_Entry]:
+    """Give each capability id to one plugin by the ownership rules; set ``problem`` on the rest."""
+    claims: dict[str, list[_Entry]] = {}
+    for entry in entries:
+        if entry.problem is not None or entry.kind != "capability":
+            continue
+        manifest = entry.manifest
+        assert manifest is not None
+        connector = connectors.get(manifest.connector)
+        if connector is None:
+            entry.problem = (
+                f"names connector {manifest.connector!r}, which no installed distribution declares; install the "
+                f"connector or declare it in the {CONNECTOR_GROUP!r} entry-point group"
+            )
+        elif connector.manifest is None:
+            entry.problem = f"its connector {manifest.connector!r} is refused: {connector.problem}"
+        elif entry.copy is not None and entry.copy.data != connector.manifest.data:
+            entry.problem = (
+                f"carries its own connector manifest for {manifest.connector!r} ({entry.copy.source}) that differs from the "
+                f"one declared by {' and '.join(connector.owner_names)}; remove CONNECTOR_MANIFEST and attach the capability "
+                f"by naming the connector (\"connector\": {manifest.connector!r} in its manifest)"
+            )
+        elif faults := manifest.check_connector(connector.manifest):
+            entry.problem = "; ".join(str(f) for f in faults)
+        else:
+            claims.setdefault(manifest.qualified_id, []).append(entry)
+    winners = []
+    for qualified, claimants in claims.items():
+        if len(claimants) == 1:
+            winners.append(claimants[0])
+            continue
+        connector = connectors[claimants[0].manifest.connector]  # type: ignore[union-attr]
+        owners = [e for e in claimants if e.dist in connector.owners]
+        if len(owners) == 1:
+            winners.append(owners[0])
+            for entry in claimants:
+                if entry is not owners[0]:
+                    entry.problem = (
+                        f"capability {qualified!r} is already provided by {owners[0].who}, which owns connector "
+                        f"{connector.manifest.id!r}; a distribution attaching capabilities ({entry.who}) cannot replace it; "  # type: ignore[union-attr]
+                        "give yours another id"
+                    )
+        else:
+            names = " and ".join(sorted(f"{e.who} ({e.origin.get('entry_point') or e.name})" for e in claimants))
+            for entry in claimants:
+                entry.problem = f"capability {qualified!r} is claimed by {names}; none is the connector's owner, so neither loads"
+    return winners
+
+
+def build_registry(
+    pm: pluggy.PluginManager,
+    rejected: Iterable[PluginReport] = (),
+    strict: bool | None = None,
+    owners: Mapping[str, str] | None = None,
+) -> Registry:
     """Inspect every plugin registered on ``pm``; unregister and report the broken ones.
 
-    ``strict`` (default: ``CONNECTOR_CORE_STRICT`` set to a true value) raises
-    :class:`PluginLoadError` listing every rejected plugin instead of carrying on.
+    ``owners`` pins the owning distribution of connectors (``{"mparticle":
+    "connector-framework"}``), on top of ``CONNECTOR_CORE_OWNERS``. ``strict`` (default:
+    ``CONNECTOR_CORE_STRICT`` set to a true value) raises :class:`PluginLoadError` listing
+    every rejected plugin instead of carrying on.
     """
     if strict is None:
         strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
-    origins = _origins(pm)
+    state = _state(pm)
     reports = list(rejected)
-    loaded: list[tuple[str, Any, CapabilityManifest, ConnectorManifest]] = []
-    connectors: dict[str, ConnectorManifest] = {}
-    extensions = []
-    for name, plugin in list(pm.list_name_plugin()):
-        if name is None:
-            continue
-        origin = origins.get(name, {})
-        problem = _hook_problem(pm, plugin)
-        kind = "capability" if _is_capability(pm, plugin) else "extension"
-        if problem is None and kind == "capability":
-            try:
-                manifest, connector = _manifests(plugin)
-            except ConnectorError as exc:
-                problem = str(exc)
-            else:
-                known = connectors.get(connector.id)
-                if manifest.id != name:
-                    problem = f"manifest id {manifest.id!r} does not match the plugin's id {name!r}"
-                elif manifest.connector != connector.id:
-                    problem = f"manifest names connector {manifest.connector!r} but CONNECTOR_MANIFEST is {connector.id!r}"
-                elif known is not None and known.data != connector.data:
-                    problem = f"its connector manifest {connector.id!r} differs from the one already loaded ({known.source})"
-                elif faults := manifest.check_connector(connector):
-                    problem = "; ".join(str(f) for f in faults)
-        if problem is not None:
-            _unregister(pm, name)
-            reports.append(PluginReport(name, "rejected", kind=kind, reason=problem, **origin))
-            continue
-        if kind == "capability":
-            connectors.setdefault(connector.id, connector)
-            loaded.append((name, plugin, manifest, connector))
-        else:
-            extensions.append(PluginReport(name, "loaded", kind="extension", title=getattr(plugin, "TITLE", None), **origin))
-    capability_plugins = [plugin for _, plugin, _, _ in loaded]
+    manifests = _Manifests()
+    entries = _inspect(pm, manifests, state, _impls_by_plugin(pm))
+    if state.selection is not None:  # a capability imported only because its entry-point name matched
+        for entry in entries:
+            if entry.problem is None and entry.manifest is not None and not state.selection.wants(entry.manifest):
+                _unregister(pm, entry.name)
+        entries = [e for e in entries if e.manifest is None or e.problem is not None or state.selection.wants(e.manifest)]
+    connectors = _resolve_connectors(entries, state, manifests, _owner_pins(owners), reports)
+    chosen = _assign(entries, connectors)
+    winners = {id(e) for e in chosen}
+    if state.conditional:  # keep only the extensions of distributions serving a loaded capability
+        serving = {e.dist for e in chosen}
+        serving.update(owner for e in chosen for owner in connectors[e.manifest.connector].owners)  # type: ignore[union-attr]
+        for entry in entries:
+            if entry.name in state.conditional and entry.dist not in serving:
+                _unregister(pm, entry.name)
+        entries = [e for e in entries if e.name not in state.conditional or e.dist in serving]
+    hook = pm.hook.execute
     capabilities = {}
-    for name, plugin, manifest, connector in loaded:
-        others = [p for p in capability_plugins if p is not plugin]
-        caller = pm.subset_hook_caller("execute", remove_plugins=others)
-        capabilities[name] = Capability(manifest, connectors[connector.id], plugin, caller)
-        reports.append(PluginReport(name, "loaded", kind="capability", title=manifest.title, **origins.get(name, {})))
-    reports.extend(extensions)
+    for entry in entries:
+        ep_name = entry.origin.get("entry_point", entry.name).split(" = ")[0]
+        manifest = entry.manifest
+        if entry.problem is not None:
+            _unregister(pm, entry.name)
+            extra = {"id": manifest.qualified_id, "connector": manifest.connector} if manifest is not None else {}
+            reports.append(PluginReport(ep_name, "rejected", kind=entry.kind, reason=entry.problem, **extra, **entry.origin))
+        elif entry.kind == "capability" and id(entry) in winners:
+            assert manifest is not None
+            connector = connectors[manifest.connector].manifest
+            caller = CapabilityCaller(hook, entry.impl)
+            capabilities[manifest.qualified_id] = Capability(manifest, connector, entry.plugin, caller, entry.origin.get("distribution"))  # type: ignore[arg-type]
+            reports.append(
+                PluginReport(ep_name, "loaded", kind="capability", title=manifest.title, id=manifest.qualified_id, connector=manifest.connector, **entry.origin)
+            )
+        elif entry.kind == "extension":
+            title = getattr(entry.plugin, "TITLE", None)
+            reports.append(PluginReport(ep_name, "loaded", kind="extension", title=title, connector=getattr(entry.plugin, "CONNECTOR", None), **entry.origin))
+    loaded_connectors = {cid: c.manifest for cid, c in connectors.items() if c.manifest is not None}
+    ordered = tuple(sorted(reports, key=lambda r: (r.status != "loaded", r.id or r.name, r.distribution or "", r.entry_point or "")))
     registry = Registry(
-        MappingProxyType(capabilities),
-        MappingProxyType(connectors),
-        tuple(sorted(reports, key=lambda r: (r.status != "loaded", r.name))),
+        CapabilityMap(capabilities, ordered),
+        MappingProxyType(dict(sorted(loaded_connectors.items()))),
+        ordered,
+        MappingProxyType({cid: c.owner_names for cid, c in connectors.items() if c.manifest is not None}),
     )
     if strict and registry.rejected:
         raise PluginLoadError(

@@ -18,7 +18,7 @@ import pytest
 
 from .engine import Engine
 from .manifest import CapabilityManifest
-from .registry import get_plugin_manager
+from .registry import declare_connector, get_plugin_manager
 
 
 def _plugin_name(plugin: Any) -> str:
@@ -36,15 +36,19 @@ def connector_pm():
 
 @pytest.fixture
 def make_engine():
-    """Factory: ``make_engine(*plugins, strict=True, **engine_kwargs) -> Engine``.
+    """Factory: ``make_engine(*plugins, connectors=(), strict=True, **engine_kwargs) -> Engine``.
 
     Plugins are objects or modules; capability plugins are registered under their
     manifest's id, others under their name. A mapping ``{id: plugin}`` names them itself.
+    ``connectors`` declares connector manifests (dicts, paths or resources) the plugins
+    attach to, as a connector package's ``connector_core.connectors`` entry point would.
     """
     engines: list[Engine] = []
 
-    def make(*plugins: Any, strict: bool = True, **kwargs: Any) -> Engine:
+    def make(*plugins: Any, connectors: Any = (), strict: bool = True, **kwargs: Any) -> Engine:
         pm = get_plugin_manager()
+        for connector in connectors:
+            declare_connector(pm, connector)
         for item in plugins:
             named = item.items() if isinstance(item, Mapping) else [(_plugin_name(item), item)]
             for name, plugin in named:

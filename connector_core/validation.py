@@ -3,11 +3,19 @@
 Validators are compiled once (``compile_schema``) and wrapped, not subclassed. A schema
 node may carry an ``errorMessage`` string: when that node fails, its message replaces
 jsonschema's (plugin authors use it to say how to fix a value).
+
+Checking a schema against the Draft 2020-12 meta-schema costs milliseconds, so
+``schema_faults`` and ``validator_for`` remember their answer per schema content: one
+schema shared by a thousand manifests is checked and compiled once. ``lint_schema``
+finds what the meta-schema allows but an author never means: unknown keywords (a typo
+such as ``requried`` is silently ignored by JSON Schema) and ``$`` anchors that let a
+trailing newline through.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -31,10 +39,130 @@ def compile_schema(schema: dict) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
+def _content_key(schema: Any) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+_META_VALIDATORS: dict[type, Any] = {}
+_SCHEMA_FAULTS: dict[str, list[Fault]] = {}
+_VALIDATORS: dict[str, Any] = {}
+
+
 def schema_faults(schema: Any, root: str = "$") -> list[Fault]:
-    """Every way ``schema`` breaks its meta-schema (``check_schema`` reports only one)."""
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return faults(cls(cls.META_SCHEMA), schema, root)
+    """Every way ``schema`` breaks its meta-schema (``check_schema`` reports only one).
+
+    The answer is remembered per schema content, so each distinct schema is checked once
+    per process.
+    """
+    key = _content_key(schema)
+    found = _SCHEMA_FAULTS.get(key)
+    if found is None:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        meta = _META_VALIDATORS.get(cls)
+        if meta is None:
+            meta = _META_VALIDATORS[cls] = cls(cls.META_SCHEMA)
+        found = _SCHEMA_FAULTS[key] = faults(meta, schema)
+    if root == "$":
+        return list(found)
+    return [Fault(root + f.path[1:], f.message) for f in found]
+
+
+def validator_for(schema: dict) -> jsonschema.protocols.Validator:
+    """A validator for a schema that ``schema_faults`` found valid, shared by equal schemas."""
+    key = _content_key(schema)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator = _VALIDATORS[key] = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return validator
+
+
+# Every keyword of JSON Schema Draft 2020-12 (all vocabularies), the few older ones that
+# validators still honour, and the annotations this framework reads.
+KNOWN_KEYWORDS = frozenset(
+    """$schema $id $ref $anchor $dynamicRef $dynamicAnchor $vocabulary $comment $defs
+    prefixItems items contains additionalProperties properties patternProperties dependentSchemas
+    propertyNames if then else allOf anyOf oneOf not unevaluatedItems unevaluatedProperties
+    type const enum multipleOf maximum exclusiveMaximum minimum exclusiveMinimum maxLength
+    minLength pattern maxItems minItems uniqueItems maxContains minContains maxProperties
+    minProperties required dependentRequired title description default deprecated readOnly
+    writeOnly examples format contentEncoding contentMediaType contentSchema
+    definitions dependencies $recursiveRef $recursiveAnchor additionalItems
+    errorMessage secret example""".split()
+)
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_VALUES = (
+    "items", "contains", "additionalProperties", "propertyNames", "if", "then", "else", "not",
+    "unevaluatedItems", "unevaluatedProperties", "contentSchema", "additionalItems",
+)
+_SCHEMA_LISTS = ("prefixItems", "allOf", "anyOf", "oneOf", "items")
+_NEWLINE_SAFE_END = "(?!\\n)"
+
+
+def lint_schema(schema: Any, root: str = "$") -> list[Fault]:
+    """What a valid schema most likely gets wrong: unknown keywords, newline-leaky ``$``.
+
+    Keys starting with ``x-`` are extensions and never reported.
+    """
+    found: list[Fault] = []
+    _lint(schema, [], found)
+    return [Fault(json_path(parts, root), message) for parts, message in found]
+
+
+def _lint(schema: Any, parts: list, found: list) -> None:
+    if not isinstance(schema, dict):
+        return
+    for key in schema:
+        if key not in KNOWN_KEYWORDS and not key.startswith("x-"):
+            match = difflib.get_close_matches(key, sorted(KNOWN_KEYWORDS), n=1, cutoff=0.7)
+            hint = f"; did you mean {match[0]!r}?" if match else "; prefix extensions with 'x-'"
+            found.append((parts + [key], f"unknown JSON Schema keyword {key!r} (JSON Schema ignores it){hint}"))
+    if isinstance(schema.get("pattern"), str) and leaky_end_anchor(schema["pattern"]):
+        found.append((parts + ["pattern"], _LEAKY_MESSAGE))
+    for key in _SCHEMA_MAPS:
+        value = schema.get(key)
+        if isinstance(value, dict):
+            for name, sub in value.items():
+                if key == "patternProperties" and leaky_end_anchor(name):
+                    found.append((parts + [key, name], _LEAKY_MESSAGE))
+                _lint(sub, parts + [key, name], found)
+    for key in _SCHEMA_VALUES:
+        if isinstance(schema.get(key), dict):
+            _lint(schema[key], parts + [key], found)
+    for key in _SCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                _lint(sub, parts + [key, i], found)
+
+
+_LEAKY_MESSAGE = (
+    "'$' also matches before a trailing newline (a value ending in \\n passes); "
+    "end the pattern with '$(?!\\n)', which Python and JavaScript read alike"
+)
+
+
+def leaky_end_anchor(pattern: str) -> bool:
+    """Whether ``pattern`` has a ``$`` anchor not followed by ``(?!\\n)``.
+
+    In Python's ``re`` (which jsonschema uses) ``$`` matches at the end *and* before a final
+    newline; ``\\Z`` would fix that but JavaScript does not know it.
+    """
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]":  # a leading ] is a literal inside a class
+                i += 1
+        elif char == "$" and not pattern.startswith(_NEWLINE_SAFE_END, i + 1) and not pattern.startswith("(?!\n)", i + 1):
+            return True
+        i += 1
+    return False
 
 
 def json_path(parts: Iterable[Any], root: str = "$") -> str:

@@ -28,6 +28,14 @@ PLUGINS = TESTS / "plugins"
 CONNECTOR = Path(sys.executable).parent / "connector"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _manifest_cache(tmp_path_factory):
+    """The content-keyed manifest cache lives in a temp dir, never in the user's home."""
+    os.environ["CONNECTOR_CORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("manifest-cache"))
+    yield
+    os.environ.pop("CONNECTOR_CORE_CACHE_DIR", None)
+
+
 @pytest.fixture(autouse=True)
 def _no_plugin_env(monkeypatch):
     """Tests start without the plugin-selection variables an operator may have set."""
@@ -119,16 +127,19 @@ def _can_build_without_isolation() -> bool:
     return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 
-def pip_install(package: Path, target: Path, workdir: Path) -> Path:
-    """``pip install --no-deps --target`` a copy of ``package`` (the source tree stays clean)."""
-    source = workdir / f"{package.name}-src"
-    shutil.copytree(package, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+def pip_install(package: Path | list[Path], target: Path, workdir: Path) -> Path:
+    """``pip install --no-deps --target`` copies of ``package`` (one or several; the source trees stay clean)."""
+    sources = []
+    for one in package if isinstance(package, list) else [package]:
+        source = workdir / f"{one.name}-src"
+        shutil.copytree(one, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        sources.append(str(source))
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
     if _can_build_without_isolation():
         command.append("--no-build-isolation")
-    command += ["--target", str(target), str(source)]
+    command += ["--target", str(target), *sources]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip install {package.name} failed:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"pip install {sources} failed:\n{done.stdout}\n{done.stderr}"
     return target
 
 
@@ -235,6 +246,7 @@ def cli_process(tmp_path):
         allow_traceback: bool = False,
     ) -> CliRun:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_") and k != "PYTHONPATH"}
+        environ["CONNECTOR_CORE_CACHE_DIR"] = os.environ.get("CONNECTOR_CORE_CACHE_DIR", "off")
         environ["PYTHONPATH"] = os.pathsep.join(str(s) for s in sites)
         environ["PYTHONIOENCODING"] = "utf-8"
         environ.update(env or {})

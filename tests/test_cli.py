@@ -63,7 +63,7 @@ def test_plugins_json_lists_every_plugin_with_its_origin(cli):
 def test_plugins_text_lists_one_line_per_plugin(sample):
     run = sample("plugins")
     assert run.code == 0
-    line = next(line for line in run.stdout.splitlines() if line.startswith("sampleGreet "))
+    line = next(line for line in run.stdout.splitlines() if line.startswith("sample.sampleGreet "))
     assert "capability" in line and "Greet someone" in line and "[connector-sample-plugin 1.4.0]" in line and line.endswith("loaded")
 
 
@@ -364,13 +364,17 @@ def test_check_invalid_config_exits_4(cli, write_json):
     assert [f["path"] for f in run.error()["faults"]] == ["$.clientSecret"]
 
 
-def test_check_needs_a_connector_when_several_are_installed(sample, write_json):
-    config = write_json("s.json", {"user": "ada"})
-    assert "pick one with --connector" in sample("check", "--config", str(config), "--offline").error()["message"]
-    run = sample("check", "--config", str(config), "--connector", "sample")
-    assert run.code == 0
-    report = run.json()
-    assert report["capabilities"] == {"sampleFetch": {"ready": False, "missing": ["token"]}, "sampleGreet": {"ready": True}}
+def test_check_with_several_connectors_picks_the_one_the_config_fits(sample, write_json):
+    config = write_json("s.json", {"user": "ada"})  # fits the sample connector's config only
+    for extra in ([], ["--connector", "sample"]):
+        run = sample("check", "--config", str(config), "--offline", *extra)
+        assert run.code == 0, run
+        report = run.json()
+        assert report["connector"] == "sample"
+        assert report["capabilities"] == {"sampleFetch": {"ready": False, "missing": ["token"]}, "sampleGreet": {"ready": True}}
+    neither = write_json("n.json", {"nobody": "knows"})
+    error = sample("check", "--config", str(neither), "--offline").error()
+    assert error["code"] == "invalid_config" and "fits none of their config schemas" in error["message"] and "--connector" in error["message"]
 
 
 # -- validate --------------------------------------------------------------------------

@@ -483,7 +483,8 @@ def test_a_capability_of_another_connector_is_refused():
         CONNECTOR_MANIFEST = variant(TOY_CONNECTOR, id="other", title="Other service")
 
     with Engine(toy_pm(Echo(), OtherEcho())) as engine:
-        with pytest.raises(InvalidConfig, match="several connectors are loaded"):
+        # The config fits both connectors' schemas (same config), so the connector must be named.
+        with pytest.raises(InvalidConfig, match=r"2 connector\(s\) loaded \(other, toy\) and the config fits several"):
             engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"})
         with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}, connector="toy") as connection:
             with pytest.raises(InvalidConfig) as caught:

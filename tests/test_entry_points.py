@@ -60,6 +60,8 @@ def test_plugins_lists_the_installed_sample_package(cli_process, sample_site, br
         "distribution": "connector-sample-plugin",
         "version": "1.4.0",
         "title": "Greet someone",
+        "id": "sample.sampleGreet",
+        "connector": "sample",
     }
     assert reports["sampleFetch = connector_sample.fetch"]["status"] == "loaded"
     for name, title in [("sample-audit", "Sample audit trail"), ("sample-commands", "Sample CLI commands"), ("sample-sandbox", "Sample sandbox")]:
@@ -74,7 +76,10 @@ def test_every_broken_plugin_is_rejected_with_its_origin_and_reason(both):
         "brokenHook = connector_broken.misspelled": ["unknown hook 'executee'", "did you mean 'execute'?"],
         "brokenManifest = connector_broken.bad_manifest": ["brokenManifest.json", "$.effect", "$.description: is required"],
         "brokenArgs = connector_broken.wrong_args": ["invalid hook implementation", "context", "props"],
-        "sampleGreet = connector_broken.dupe": ["id 'sampleGreet' is already taken by sampleGreet = connector_sample.greet"],
+        "sampleGreet = connector_broken.dupe": [
+            "capability 'sample.sampleGreet' is already provided by connector-sample-plugin, which owns connector 'sample'",
+            "(connector-broken-plugins) cannot replace it",
+        ],
     }
     for entry_point, words in expected.items():
         report = reports[entry_point]
@@ -88,8 +93,8 @@ def test_every_broken_plugin_is_rejected_with_its_origin_and_reason(both):
 
 def test_builtin_capabilities_still_load_next_to_broken_plugins(both):
     reports = both("plugins", "--json").json()
-    loaded = {r["name"] for r in reports if r["status"] == "loaded" and r["kind"] == "capability"}
-    assert BUILTIN | {"sampleGreet", "sampleFetch"} == loaded
+    loaded = {r["id"] for r in reports if r["status"] == "loaded" and r["kind"] == "capability"}
+    assert {f"mparticle.{name}" for name in BUILTIN} | {"sample.sampleGreet", "sample.sampleFetch"} == loaded
 
 
 def test_plugins_text_shows_the_reasons(both):
@@ -135,7 +140,7 @@ def test_plugin_subcommand_runs(sample):
     assert run.code == 0, run
     result = run.json()
     assert result["hello"] == "tests"
-    assert {"sampleGreet", "sampleFetch"} | BUILTIN <= set(result["capabilities"])
+    assert {"sample.sampleGreet", "sample.sampleFetch"} | {f"mparticle.{name}" for name in BUILTIN} <= set(result["capabilities"])
     helped = sample("sample-hello", "--help")
     assert helped.code == 0 and "--name" in helped.stdout
     assert "sample-hello" in sample("--help").stdout
@@ -188,16 +193,26 @@ def test_strict_run_refuses_to_start_with_broken_plugins(both, empty_config, how
 def test_load_plugins_selects_entry_points_by_name(both, empty_config):
     env = {"CONNECTOR_CORE_LOAD_PLUGINS": "sampleGreet"}
     reports = both("plugins", "--json", env=env).json()
-    assert [(r["name"], r["status"]) for r in reports] == [("sampleGreet", "loaded"), ("sampleGreet", "rejected")]
-    assert reports[0]["distribution"] == "connector-sample-plugin"
-    assert reports[1]["distribution"] == "connector-broken-plugins"  # the copycat has the same name
+    capabilities = [(r["name"], r["status"], r["distribution"]) for r in reports if r["kind"] == "capability"]
+    # The copycat has the same entry-point name: it loads too, and is rejected for the owner's id.
+    assert capabilities == [("sampleGreet", "loaded", "connector-sample-plugin"), ("sampleGreet", "rejected", "connector-broken-plugins")]
+    # The sample distribution's extensions stay: its sandbox and commands serve the selected capability.
+    extensions = {r["name"] for r in reports if r["kind"] == "extension"}
+    assert extensions == {"sample-audit", "sample-commands", "sample-sandbox"}
 
 
 def test_load_plugins_leaves_out_broken_plugins_for_strict_runs(sample, empty_config):
     env = {"CONNECTOR_CORE_LOAD_PLUGINS": "sampleGreet,sample-audit", "CONNECTOR_CORE_STRICT": "1"}
     reports = sample("plugins", "--json", env=env).json()
-    assert sorted(r["name"] for r in reports) == ["sample-audit", "sampleGreet"]
+    assert sorted(r["name"] for r in reports if r["kind"] != "connector") == ["sample-audit", "sample-commands", "sample-sandbox", "sampleGreet"]
     run = sample("run", "sampleGreet", "--config", empty_config, "--properties", '{"name": "x"}', env=env)
     assert run.code == 0, run
     assert "sample-audit: sampleGreet ok" in run.stderr
     assert sample("describe", "getAccount", env=env).code == 3  # not loaded
+
+
+def test_load_plugins_keeps_the_sandbox_of_a_selected_capability(sample):
+    env = {"CONNECTOR_CORE_LOAD_PLUGINS": "sample.sampleFetch"}
+    run = sample("run", "sampleFetch", "--sandbox", "--properties", '{"path": "/status"}', env=env)
+    assert run.code == 0, run
+    assert run.json() == {"status": 200, "body": {"ok": True, "sandbox": True}}

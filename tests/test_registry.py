@@ -115,7 +115,7 @@ def test_misspelled_hook_is_rejected_with_a_suggestion_and_others_keep_working(p
     assert rejected.status == "rejected"
     assert "'executee'" in rejected.reason and "did you mean 'execute'?" in rejected.reason
     assert not pm.is_registered(typo)
-    assert set(registry.capabilities) == {"toyEcho"}
+    assert set(registry.capabilities) == {"toy.toyEcho"}
     assert Engine(pm).execute("toyEcho", {"name": "x"}, CONFIG).output == {"echo": {"name": "x"}}
 
 
@@ -162,7 +162,7 @@ def test_entry_points_failing_to_import_or_validate_are_rejected_with_their_orig
     assert "context" in args.reason
     assert pm.get_plugin("toyArgs") is None  # not left half-registered
     registry = build_registry(pm, rejected)
-    assert set(registry.capabilities) == {"toyGood"}
+    assert set(registry.capabilities) == {"toy.toyGood"}
     good = report(registry, "toyGood")
     assert (good.status, good.distribution, good.version, good.entry_point) == ("loaded", "toy-extras", "2.3.4", "toyGood = toy_good_mod")
     assert {r.name for r in registry.rejected} == {"toyImport", "toyArgs"}
@@ -179,23 +179,25 @@ def test_pluggy_validation_failure_on_direct_registration_raises(pm):
     assert pm.get_plugin("wrong") is None
 
 
-def test_an_id_taken_by_an_earlier_plugin_is_rejected(pm, fake_distribution):
+def test_an_id_the_owner_provides_is_rejected_for_the_newcomer_whatever_the_order(pm, fake_distribution):
     fake_distribution(
         "toy-copycat",
         entry_points={"toyEcho": "toy_copycat_mod"},
         modules={
             "toy_copycat_mod": _toy_module(
-                "MANIFEST = capability_manifest('toyEcho')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "MANIFEST = capability_manifest('toyEcho')\n"
                 "@hookimpl\ndef execute(ctx, properties):\n    return {'copy': True}\n"
             )
         },
     )
     original = Echo()
-    pm.register(original, name="toyEcho")
-    rejected = load_entry_points(pm, only=["toyEcho"])
-    assert [r.reason for r in rejected] == ["id 'toyEcho' is already taken by a plugin registered directly"]
-    assert rejected[0].distribution == "toy-copycat"
-    assert pm.get_plugin("toyEcho") is original
+    pm.register(original, name="toyEcho")  # registered directly with the connector: the owner
+    assert load_entry_points(pm, only=["toyEcho"]) == []
+    registry = build_registry(pm)
+    (copy,) = registry.rejected
+    assert copy.distribution == "toy-copycat" and copy.id == "toy.toyEcho"
+    assert "already provided by registered directly, which owns connector 'toy'" in copy.reason
+    assert registry.get("toyEcho").plugin is original
 
 
 def test_invalid_manifest_is_rejected_with_file_and_path(pm, write_json):
@@ -210,7 +212,7 @@ def test_invalid_manifest_is_rejected_with_file_and_path(pm, write_json):
     registry = build_registry(pm)
     reason = report(registry, "toyBroken").reason
     assert str(path) in reason and "$.effect" in reason
-    assert set(registry.capabilities) == {"toyShout"}
+    assert set(registry.capabilities) == {"toy.toyShout"}
 
 
 def test_missing_manifest_attribute_is_rejected(pm):
@@ -230,7 +232,7 @@ def test_missing_manifest_attribute_is_rejected(pm):
 def test_manifest_id_must_match_the_plugin_name(pm):
     pm.register(Echo(), name="toyEcho2")
     reason = report(build_registry(pm), "toyEcho2").reason
-    assert reason == "manifest id 'toyEcho' does not match the plugin's id 'toyEcho2'"
+    assert reason == "manifest id 'toyEcho' does not match the plugin name 'toyEcho2' (use 'toyEcho' or 'toy.toyEcho')"
 
 
 def test_manifest_must_name_the_connector_it_ships(pm):
@@ -250,16 +252,16 @@ def test_required_config_unknown_to_the_connector_is_rejected(pm):
     assert "$.requiredConfig[0]" in reason and "'ghostField'" in reason
 
 
-def test_conflicting_connector_manifests_reject_the_second_plugin(pm):
+def test_conflicting_connector_manifests_refuse_the_connector_whatever_the_order(pm):
     class Rival(Shout):
         CONNECTOR_MANIFEST = variant(TOY_CONNECTOR, title="Another toy")
 
-    pm.register(Echo(), name="toyEcho")
     pm.register(Rival(), name="toyShout")
+    pm.register(Echo(), name="toyEcho")
     registry = build_registry(pm)
-    assert set(registry.capabilities) == {"toyEcho"}
-    assert "connector manifest 'toy' differs from the one already loaded" in report(registry, "toyShout").reason
-    assert registry.connectors["toy"].title == "Toy service"
+    assert dict(registry.capabilities) == {} and dict(registry.connectors) == {}
+    for name in ("toyEcho", "toyShout"):
+        assert "its connector 'toy' is refused: declared with different manifests" in report(registry, name).reason
 
 
 def test_identical_connector_manifests_are_shared(pm):
@@ -295,12 +297,12 @@ def test_strict_mode_from_the_environment(monkeypatch, value, raises):
         with pytest.raises(PluginLoadError):
             Engine(_pm_with_a_broken_plugin())
     else:
-        assert set(Engine(_pm_with_a_broken_plugin()).capabilities) == {"toyEcho"}
+        assert set(Engine(_pm_with_a_broken_plugin()).capabilities) == {"toy.toyEcho"}
 
 
 def test_explicit_strict_false_wins_over_the_environment(monkeypatch):
     monkeypatch.setenv("CONNECTOR_CORE_STRICT", "1")
-    assert set(Engine(_pm_with_a_broken_plugin(), strict=False).capabilities) == {"toyEcho"}
+    assert set(Engine(_pm_with_a_broken_plugin(), strict=False).capabilities) == {"toy.toyEcho"}
 
 
 # -- selecting which entry points load -------------------------------------------------
@@ -308,9 +310,10 @@ def test_explicit_strict_false_wins_over_the_environment(monkeypatch):
 
 def test_only_restricts_loading_to_the_named_entry_points(pm):
     assert load_entry_points(pm, only=["getAccount"]) == []
-    assert [name for name, _ in pm.list_name_plugin()] == ["getAccount"]
+    # The selected capability, and the extensions of its distribution (sandbox, CLI commands).
+    assert [name for name, _ in pm.list_name_plugin()] == ["connector-framework:getAccount", "connector-framework:mparticle-tools"]
     registry = build_registry(pm, strict=True)
-    assert set(registry.capabilities) == {"getAccount"}
+    assert set(registry.capabilities) == {"mparticle.getAccount"}
     loaded = report(registry, "getAccount")
     assert loaded.distribution == "connector-framework"
     assert loaded.entry_point == "getAccount = connector_mparticle.get_account"
@@ -319,18 +322,20 @@ def test_only_restricts_loading_to_the_named_entry_points(pm):
 def test_load_plugins_environment_variable_restricts_loading(pm, monkeypatch):
     monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", " getAccount , getAudiences,")
     assert load_entry_points(pm) == []
-    assert sorted(name for name, _ in pm.list_name_plugin()) == ["getAccount", "getAudiences"]
+    names = sorted(name for name, _ in pm.list_name_plugin())
+    assert names == ["connector-framework:getAccount", "connector-framework:getAudiences", "connector-framework:mparticle-tools"]
 
 
 def test_empty_load_plugins_loads_nothing(monkeypatch):
     monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", "")
     engine = Engine()
-    assert engine.capabilities == {} and engine.registry.reports == ()
+    assert dict(engine.capabilities) == {}
+    assert [(r.kind, r.name) for r in engine.registry.reports] == [("connector", "mparticle")]  # connectors always load
 
 
 def test_engine_only_argument():
-    engine = Engine(only=["getAccount"], strict=True)
-    assert set(engine.capabilities) == {"getAccount"}
+    engine = Engine(only=["mparticle.getAccount"], strict=True)
+    assert set(engine.capabilities) == {"mparticle.getAccount"}
 
 
 # -- lookups ---------------------------------------------------------------------------
@@ -351,6 +356,6 @@ def test_unknown_capability_suggests_a_close_id_and_is_a_key_error():
 
 def test_make_engine_fixture_registers_plugins_by_manifest_id_and_is_strict(make_engine):
     engine = make_engine(Echo(), {"toyShout": Shout()})
-    assert set(engine.capabilities) == {"toyEcho", "toyShout"}
+    assert set(engine.capabilities) == {"toy.toyEcho", "toy.toyShout"}
     with pytest.raises(PluginLoadError):
         make_engine({"wrongName": Echo()})

@@ -1,11 +1,10 @@
-"""Claims the id ``sampleGreet``, which the sample plugin package already provides."""
+"""Claims the id ``sampleGreet`` of the ``sample`` connector, which the sample package owns."""
 
 from connector_core import hookimpl
 
-from . import BROKEN_CONNECTOR, manifest
+from . import manifest
 
-MANIFEST = manifest("sampleGreet")
-CONNECTOR_MANIFEST = BROKEN_CONNECTOR
+MANIFEST = {**manifest("sampleGreet"), "connector": "sample"}
 
 
 @hookimpl

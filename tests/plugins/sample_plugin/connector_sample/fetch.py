@@ -2,10 +2,10 @@
 
 from connector_core import hookimpl, read_json
 
-from . import CONNECTOR_MANIFEST, manifest
+from . import manifest
 
 MANIFEST = manifest("sampleFetch")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

@@ -2,10 +2,10 @@
 
 from connector_core import hookimpl
 
-from . import CONNECTOR_MANIFEST, manifest
+from . import manifest
 
 MANIFEST = manifest("sampleGreet")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl
