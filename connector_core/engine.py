@@ -299,7 +299,7 @@ class Connection:
     def execute(self, capability_id: str, properties: Any) -> Result:
         """Run one capability on this connection; return a ``Result`` or raise a typed error.
 
-        ``capability_id`` is qualified (``mparticle.getAccount``) or bare (``getAccount``,
+        ``capability_id`` is qualified (``acme.getUser``) or bare (``getUser``,
         looked up among this connection's connector).
         """
         capability = self._capability(capability_id)
@@ -363,7 +363,7 @@ class Engine:
     default one is made and filled from the ``connector_core`` entry points (restricted by
     ``only`` or ``CONNECTOR_CORE_LOAD_PLUGINS``). ``strict`` turns any rejected plugin
     into a ``PluginLoadError``. ``owners`` pins which distribution owns a connector that
-    several declare (``{"mparticle": "connector-framework"}``; also
+    several declare (``{"acme": "acme-connector"}``; also
     ``CONNECTOR_CORE_OWNERS``). Connections opened by :meth:`execute` are cached by config
     (at most ``max_connections``), so repeated calls reuse pools and tokens.
     """
@@ -442,7 +442,7 @@ class Engine:
     def execute(self, capability_id: str, properties: Any, config: Mapping[str, Any]) -> Result:
         """Run one capability with ``config``; reuses a cached connection for the same config.
 
-        ``capability_id`` is qualified (``mparticle.getAccount``) or a bare id that exactly
+        ``capability_id`` is qualified (``acme.getUser``) or a bare id that exactly
         one loaded connector provides.
         """
         capability = self.registry.get(capability_id)

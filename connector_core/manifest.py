@@ -336,6 +336,8 @@ class CapabilityManifest:
         """What ``connector validate`` reports beyond load errors: unknown keywords, leaky ``$``."""
         raw_input = self.data["inputSchema"]
         found = lint_schema(raw_input, "$.inputSchema")
+        if self.seed_form:  # the seed form's schema sits in "default", which JSON Schema does not descend into
+            found += lint_schema(raw_input["default"], "$.inputSchema.default")
         return found + lint_schema(self.output_schema, "$.outputSchema")
 
     def input_faults(self, properties: Any) -> list[Fault]:

@@ -689,8 +689,8 @@ def build_registry(
 ) -> Registry:
     """Inspect every plugin registered on ``pm``; unregister and report the broken ones.
 
-    ``owners`` pins the owning distribution of connectors (``{"mparticle":
-    "connector-framework"}``), on top of ``CONNECTOR_CORE_OWNERS``. ``strict`` (default:
+    ``owners`` pins the owning distribution of connectors (``{"acme":
+    "acme-connector"}``), on top of ``CONNECTOR_CORE_OWNERS``. ``strict`` (default:
     ``CONNECTOR_CORE_STRICT`` set to a true value) raises :class:`PluginLoadError` listing
     every rejected plugin instead of carrying on.
     """

@@ -271,7 +271,7 @@ HAPPY = {
 
 
 def test_every_capability_is_installed(engine):
-    assert set(engine.capabilities) >= set(CAPABILITIES)
+    assert set(engine.capabilities) >= {f"mparticle.{c}" for c in CAPABILITIES}
     for capability in CAPABILITIES:
         assert engine.registry.get(capability).manifest.connector == "mparticle"
 
