@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import http.client
 import json
 import signal
@@ -534,11 +535,72 @@ def test_events_invalid_batch_is_400_listing_each_fault_with_its_path(sb):
     assert sb.batches == []
 
 
-def test_bulk_with_one_invalid_batch_is_400_and_keeps_nothing(sb):
-    response = upload(sb, [batch(), batch(), "not a batch"], "/bulkevents")
+def test_bulk_with_invalid_batches_is_202_keeping_the_valid_ones(sb):
+    # mParticle: "if some batches fail and others succeed, the response is still 202 Accepted".
+    good = [batch(1, source_request_id="g-0"), batch(2, source_request_id="g-1")]
+    bad = {"environment": "staging", "events": [{"event_type": "custom_event", "data": {"event_name": "x"}}]}
+    response = upload(sb, [good[0], "not a batch", good[1], bad], "/bulkevents")
+    assert response.status_code == 202 and response.content == b""
+    assert sb.batches == good
+    state = sb.state()
+    assert (state["batches_accepted"], state["events_accepted"], state["batches_rejected"], state["events_rejected"]) == (2, 3, 2, 1)
+    rejected = sb.rejected_batches
+    assert [(r["index"], r["batch"]) for r in rejected] == [(1, "not a batch"), (3, bad)]
+    assert [f["path"] for f in rejected[1]["faults"]] == ["$[3].environment", "$[3].events[0].data.custom_event_type"]
+    over_http = requests.get(sb.admin_url + "/rejected", timeout=TIMEOUT).json()
+    assert [r["index"] for r in over_http] == [1, 3] and over_http[1]["faults"] == rejected[1]["faults"]
+
+
+def test_bulk_with_only_invalid_batches_is_202_and_keeps_nothing(sb):
+    response = upload(sb, ["x", {"events": "y"}], "/bulkevents")
+    assert response.status_code == 202
+    assert sb.batches == [] and sb.state()["batches_rejected"] == 2
+
+
+def test_historical_bulk_with_an_invalid_batch_is_refused_whole(sb):
+    old = 1_600_000_000_000
+    valid = batch(1)
+    valid["events"][0]["data"]["timestamp_unixtime_ms"] = old
+    invalid = copy.deepcopy(valid)
+    invalid["events"][0]["data"]["custom_event_type"] = "nope"
+    response = upload(sb, [valid, invalid], "/bulkevents/historical")
     assert response.status_code == 400
-    assert [e["message"].split(":")[0] for e in response.json()["errors"]] == ["$[2]"]
-    assert sb.batches == [] and sb.state()["batches_accepted"] == 0
+    assert [e["message"].split(":")[0] for e in response.json()["errors"]] == ["$[1].events[0].data.custom_event_type"]
+    assert sb.batches == []
+
+
+def marked(n: int, start: int = 0, **fields) -> dict:
+    events = [{"event_type": "custom_event", "data": {"event_name": "Tap", "custom_event_type": "other",
+                                                       "custom_attributes": {"m": f"e{start + i}"}}} for i in range(n)]
+    return {"events": events, **fields}
+
+
+def test_event_markers_count_accepted_events_beyond_the_kept_batches():
+    with Sandbox(max_batches=2) as small:
+        small.configure(marker_attribute="m")
+        for i in range(5):
+            assert upload(small, marked(3, 3 * i, source_request_id=f"r{i}")).status_code == 202
+        assert upload(small, marked(3, 0, source_request_id="r0")).status_code == 202  # same id: dropped
+        assert upload(small, marked(2, 0, source_request_id="again")).status_code == 202  # e0, e1 doubled
+        assert len(small.batches) == 2
+        summary = small.event_markers()
+        assert (summary["events"], summary["distinct"], summary["doubled"]) == (17, 15, 2)
+        assert summary["doubled_examples"] == {"e0": 2, "e1": 2}
+        assert small.marker_counts["e14"] == 1
+        assert requests.get(small.admin_url + "/markers", timeout=TIMEOUT).json() == summary
+
+
+def test_event_markers_are_off_by_default_and_set_over_http(sb):
+    upload(sb, marked(2))
+    assert sb.event_markers()["events"] == 0
+    answer = requests.post(sb.admin_url + "/settings", json={"marker_attribute": "m"}, timeout=TIMEOUT)
+    assert answer.status_code == 200 and answer.json()["marker_attribute"] == "m"
+    upload(sb, [marked(2, 10), marked(1, 12)], "/bulkevents")
+    assert sb.event_markers()["distinct"] == 3
+    bad = requests.post(sb.admin_url + "/settings", json={"marker_attribute": ""}, timeout=TIMEOUT)
+    assert bad.status_code == 400 and "marker_attribute" in bad.json()["error"]
+    sb.reset()
+    assert sb.state()["settings"]["marker_attribute"] is None and sb.event_markers()["events"] == 0
 
 
 @pytest.mark.parametrize("body", [batch(), [], "text"])
@@ -1045,3 +1107,36 @@ def test_sandbox_process_is_driven_through_the_admin_api():
         child.reset()
         assert child.state()["requests_total"] == 0
     assert child.stop() is None  # already stopped
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-the-body", "after-the-effect"])
+def test_reset_aborts_the_connection(sb, after):
+    sb.fail_next("uploadBulkEvents", effect="reset", after=after)
+    big = [batch(50, source_request_id=f"x{i}") for i in range(20)]  # large enough to be still sending
+    with pytest.raises(requests.ConnectionError):
+        upload(sb, big, "/bulkevents")
+    (entry,) = [r for r in sb.requests if r["endpoint"] == "uploadBulkEvents"]
+    assert (entry["status"], entry["effect"]) == (None, "reset")
+    assert entry["body"] == ("" if not after else entry["body"]) and (entry["body"] != "") == after
+    assert sb.state()["batches_accepted"] == (20 if after else 0)
+    assert upload(sb, batch(), "/events").status_code == 202  # the sandbox serves on
+
+
+def test_random_resets_follow_the_seed(sb):
+    sb.set_faults("events", reset_rate=0.5)
+    outcomes = []
+    for i in range(20):
+        try:
+            outcomes.append(upload(sb, batch(source_request_id=f"r{i}")).status_code)
+        except requests.ConnectionError:
+            outcomes.append("reset")
+    assert 0 < outcomes.count("reset") < 20 and set(outcomes) == {202, "reset"}
+    sb.reset()
+    sb.set_faults("events", reset_rate=0.5)
+    again = []
+    for i in range(20):
+        try:
+            again.append(upload(sb, batch(source_request_id=f"r{i}")).status_code)
+        except requests.ConnectionError:
+            again.append("reset")
+    assert again == outcomes

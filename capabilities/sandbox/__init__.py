@@ -47,10 +47,20 @@ both sides; these are the sandbox's choices):
   client id/secret are accepted too (``client_credentials_for_events``, on by default),
   because the connector falls back to them when no API key is configured.
 * A request body over 256 KB → 413 ``REQUEST_TOO_LARGE`` (undocumented by mParticle).
-  Invalid JSON, an invalid batch, a bulk body that is not a non-empty array, or more than
-  100 batches → 400 ``{"errors": [{"code": "BAD_REQUEST", "message": "<json path>:
-  <message>"}]}`` listing up to 100 faults. A bulk request is checked as a whole: one
-  invalid batch rejects all (mParticle may accept part of a bulk with 202).
+  Invalid JSON, an invalid batch to ``/v2/events``, a bulk body that is not a non-empty
+  array, or more than 100 batches → 400 ``{"errors": [{"code": "BAD_REQUEST", "message":
+  "<json path>: <message>"}]}`` listing up to 100 faults.
+* ``/v2/bulkevents`` with some invalid batches → 202, as mParticle documents ("if some
+  batches fail and others succeed, the response is still 202 Accepted"): the valid batches
+  are accepted, the invalid ones dropped and kept for inspection (``rejected_batches``,
+  ``GET /_sandbox/rejected``, counters ``batches_rejected``/``events_rejected``). When every
+  batch is invalid the answer is 202 too: the documentation does not describe that case,
+  and the sandbox keeps one rule. ``/v2/bulkevents/historical`` refuses the whole request
+  (400) for any fault, as mParticle documents for its own rules.
+* Event markers: with ``configure(marker_attribute="m")`` the sandbox counts the values of
+  the custom attribute ``m`` over every accepted event (``event_markers()``,
+  ``GET /_sandbox/markers``), so tests count lost and doubled events however many batches
+  are kept.
 * Success is 202 with an empty body. A batch whose ``source_request_id`` was already
   accepted for the same API key is answered 202 but not stored again (counted as a
   duplicate dropped).

@@ -9,13 +9,15 @@ purpose; errors answer 400 ``{"error": "..."}``.
 ``GET  /_sandbox/state``    counters, accounts and active switches (``Sandbox.state()``)
 ``GET  /_sandbox/requests`` the request log (``Sandbox.requests``)
 ``GET  /_sandbox/batches``  accepted batches (``Sandbox.batches``)
+``GET  /_sandbox/rejected`` batches of bulk requests dropped as invalid (``Sandbox.rejected_batches``)
+``GET  /_sandbox/markers``  counts of the event marker attribute (``Sandbox.event_markers()``)
 ``GET  /_sandbox/config``   the connector config (``Sandbox.config``)
 ``POST /_sandbox/reset``    back to the seeded state (``Sandbox.reset()``)
 ``POST /_sandbox/faults``   ``{"group": "events", "error_rate": 0.5}`` (``set_faults``; a group or an endpoint)
 ``POST /_sandbox/rate-limits`` ``{"group": "getAccount", "limit": 5}`` (``set_rate_limit``; likewise)
 ``POST /_sandbox/fail-next``   ``{"target": "createAccount", "effect": "drop", "after": true}``
 ``POST /_sandbox/clock``    ``{"seconds": 28800}`` (``advance_clock``)
-``POST /_sandbox/settings`` ``{"token_lifetime": 60}`` (``configure``)
+``POST /_sandbox/settings`` ``{"token_lifetime": 60}``, ``{"marker_attribute": "m"}`` (``configure``)
 ``POST /_sandbox/latency``  ``{"ms": 20, "max_ms": 40}`` (``set_latency``)
 ==========================  ==============================================================
 """
@@ -38,6 +40,8 @@ _READS: dict[str, Callable[[Emulator], Any]] = {
     "state": lambda emulator: emulator.snapshot(),
     "requests": lambda emulator: emulator.state.request_log(),
     "batches": lambda emulator: list(emulator.state.batches),
+    "rejected": lambda emulator: list(emulator.state.rejected),
+    "markers": lambda emulator: emulator.state.marker_summary(),
     "config": lambda emulator: emulator.config,
 }
 # admin path -> Emulator method called with the body's fields as keyword arguments

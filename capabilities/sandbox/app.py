@@ -34,6 +34,7 @@ from .faults import (
     DROP,
     GARBAGE,
     GROUPS,
+    RESET,
     STATUS,
     TRUNCATE,
     Failure,
@@ -104,6 +105,7 @@ class Emulator:
         self._defaults = {
             "token_lifetime": _lifetime(token_lifetime),
             "client_credentials_for_events": client_credentials_for_events,
+            "marker_attribute": None,
         }
         self._clients = [Client(client_id, client_secret, seeded.DEMO_ORG), Client(*seeded.OTHER_CLIENT)]
         self._inputs = [Input(api_key, api_secret, seeded.DEMO_ORG)]
@@ -201,9 +203,23 @@ class Emulator:
             self.clock.advance(seconds)
             return self.clock.offset
 
-    def configure(self, token_lifetime: int | None = None, client_credentials_for_events: bool | None = None) -> dict[str, Any]:
-        """Change settings until the next ``reset``; returns all settings."""
+    def configure(
+        self,
+        token_lifetime: int | None = None,
+        client_credentials_for_events: bool | None = None,
+        marker_attribute: str | None = None,
+    ) -> dict[str, Any]:
+        """Change settings until the next ``reset``; returns all settings.
+
+        ``marker_attribute`` names an event custom attribute whose values the sandbox counts
+        in every accepted event (``event_markers``): with a unique value per event, a test
+        sees lost and doubled events however many batches are kept.
+        """
+        if marker_attribute is not None and (not isinstance(marker_attribute, str) or not marker_attribute):
+            raise ValueError(f"marker_attribute must be a non-empty string, got {marker_attribute!r}")
         with self._lock:
+            if marker_attribute is not None:
+                self.settings["marker_attribute"] = marker_attribute
             if token_lifetime is not None:
                 self.settings["token_lifetime"] = _lifetime(token_lifetime)
             if client_credentials_for_events is not None:
@@ -243,19 +259,40 @@ class Emulator:
             name = endpoint.name
         self.state.record(
             request.method, request.path, request.query_string, request.headers, request.body, name,
-            None if response.effect == server.DROP else response.status,
+            None if response.effect in (server.DROP, server.RESET) else response.status,
             injection.effect if injection else None,
         )
         return response
 
+    def on_head(self, method: str, path: str, headers: dict[str, str]) -> Any:
+        """The server's hook once a request's head is read: draw its fault now, so a reset
+        can abort the connection before the body is read (``server.RESET``); any other draw
+        reaches ``_serve`` as ``request.prelude``."""
+        if path.startswith(admin.PREFIX) or not (self.plan.configs or self.plan.failures):
+            return None
+        methods, _ = self._match(path)
+        endpoint = methods.get(method) if methods else None
+        if endpoint is None:
+            return None
+        with self._lock:
+            drawn = self.plan.draw(endpoint.name, endpoint.group)
+        injection = drawn[1]
+        if injection is not None and injection.effect == RESET and not injection.after:
+            self.state.record(method, path, "", headers, b"", endpoint.name, None, RESET)
+            return server.RESET
+        return drawn
+
     def _serve(self, endpoint: Endpoint, request: Request, args: tuple[str, ...]) -> tuple[Response, Injection | None]:
         injection = None
-        if self.plan.configs or self.plan.failures:
-            with self._lock:
-                latency, injection = self.plan.draw(endpoint.name, endpoint.group)
+        if request.prelude is not None or self.plan.configs or self.plan.failures:
+            if request.prelude is not None:
+                latency, injection = request.prelude
+            else:
+                with self._lock:
+                    latency, injection = self.plan.draw(endpoint.name, endpoint.group)
             if latency:
                 self._sleep(latency)
-            if injection is not None and not injection.after and injection.effect in (STATUS, DROP):
+            if injection is not None and not injection.after and injection.effect in (STATUS, DROP, RESET):
                 return self._injected(endpoint, injection), injection
         window = self.rate_windows.get(endpoint.name) or self.rate_windows.get(endpoint.group)
         try:
@@ -280,6 +317,8 @@ class Emulator:
     def _injected(self, endpoint: Endpoint, injection: Injection) -> Response:
         if injection.effect == DROP:
             return Response(0, effect=server.DROP)
+        if injection.effect == RESET:
+            return Response(0, effect=server.RESET)
         status = injection.status
         headers = []
         retry_after = injection.retry_after
@@ -298,7 +337,7 @@ class Emulator:
         if injection.effect == GARBAGE:
             headers = [(k, v) for k, v in response.headers if k != "Content-Type"]
             return Response(response.status, _GARBAGE_BODY, [("Content-Type", "text/html"), *headers])
-        return self._injected(endpoint, injection)  # STATUS or DROP after the request took effect
+        return self._injected(endpoint, injection)  # STATUS, DROP or RESET after the request took effect
 
     def _unrouted(self, request: Request, methods: dict[str, Endpoint] | None) -> Response:
         if not methods:
@@ -480,12 +519,20 @@ class Emulator:
         faults = check_batch(batch, "$")
         if faults:
             raise Rejected(400, "BAD_REQUEST", *_messages(faults))
-        self.state.accept_batches(key, [batch])
+        self.state.accept_batches(key, [batch], marker=self.settings["marker_attribute"])
         return Response(202)
 
     def _upload_bulk_events(self, request: Request) -> Response:
+        """``/v2/bulkevents``: mParticle documents a 202 even when some batches of the request
+        fail and others succeed, so invalid batches are dropped (and kept for inspection,
+        ``Sandbox.rejected_batches``) while the valid ones are accepted."""
         key = self._api_key(request)
-        self.state.accept_batches(key, self._bulk_batches(request))
+        batches = self._bulk_batches(request)
+        faults = [check_batch(batch, f"$[{i}]") for i, batch in enumerate(batches)]
+        self.state.reject_batches(key, [(i, batches[i], found) for i, found in enumerate(faults) if found])
+        self.state.accept_batches(
+            key, [batch for batch, found in zip(batches, faults) if not found], marker=self.settings["marker_attribute"],
+        )
         return Response(202)
 
     def _upload_historical_events(self, request: Request) -> Response:
@@ -506,9 +553,11 @@ class Emulator:
                     problems.append(f"$[{i}].events[{j}].data.timestamp_unixtime_ms: required on the historical endpoint.")
                 elif stamp > newest:
                     problems.append(f"$[{i}].events[{j}].data.timestamp_unixtime_ms: less than 72 hours old.")
+        faults = [fault for i, batch in enumerate(batches) for fault in check_batch(batch, f"$[{i}]")]
+        problems += _messages(faults) if faults else []
         if problems:
             raise Rejected(400, "BAD_REQUEST", *problems[:MAX_ERRORS])
-        self.state.accept_batches(key, batches, historical=True)
+        self.state.accept_batches(key, batches, historical=True, marker=self.settings["marker_attribute"])
         return Response(202)
 
     def _bulk_batches(self, request: Request) -> list:
@@ -522,9 +571,6 @@ class Emulator:
                 400, "BAD_REQUEST",
                 f"$: at most {MAX_BATCHES_PER_REQUEST} batches per request, got {len(batches)}.",
             )
-        faults = [fault for i, batch in enumerate(batches) for fault in check_batch(batch, f"$[{i}]")]
-        if faults:
-            raise Rejected(400, "BAD_REQUEST", *_messages(faults))
         return batches
 
 

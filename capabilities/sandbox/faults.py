@@ -21,7 +21,8 @@ STATUS = "status"  # answer with an error status instead of the real answer
 DROP = "drop"  # close the connection without answering
 TRUNCATE = "truncate"  # send the head and half the body (or half the status line), then close
 GARBAGE = "garbage"  # keep the status, replace the body with HTML
-EFFECTS = (STATUS, DROP, TRUNCATE, GARBAGE)
+RESET = "reset"  # abort the connection with a TCP reset: before reading the body, or after the effect
+EFFECTS = (STATUS, DROP, TRUNCATE, GARBAGE, RESET)
 
 # Default X-mp-rate-limit-exceeded value per group.
 DEFAULT_SCOPES = {"token": "org", "platform": "account", "events": "app"}
@@ -50,11 +51,12 @@ class FaultConfig:
 
     Each request draws one number: below ``error_rate`` it gets one of ``statuses``, in the
     next ``drop_rate`` its connection is closed unanswered, then ``truncate_rate`` (half
-    the answer, then close), then ``garbage_rate`` (an HTML body instead of JSON). The
-    rates must add up to at most 1. ``latency_ms`` delays every request of the group.
-    Errors and drops happen before the request takes effect, or after it when ``after``
-    is true (the write is done but the client cannot know); truncation and garbage always
-    spoil a real answer.
+    the answer, then close), then ``garbage_rate`` (an HTML body instead of JSON), then
+    ``reset_rate`` (the connection is aborted with a TCP reset). The rates must add up to
+    at most 1. ``latency_ms`` delays every request of the group. Errors, drops and resets
+    happen before the request takes effect (a reset before its body is even read), or
+    after it when ``after`` is true (the write is done but the client cannot know);
+    truncation and garbage always spoil a real answer.
     """
 
     error_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -63,15 +65,16 @@ class FaultConfig:
     drop_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     truncate_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     garbage_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    reset_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     after: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
-        if self.error_rate + self.drop_rate + self.truncate_rate + self.garbage_rate > 1.0 + 1e-9:
-            raise ValueError("error_rate + drop_rate + truncate_rate + garbage_rate must not exceed 1")
+        if self.error_rate + self.drop_rate + self.truncate_rate + self.garbage_rate + self.reset_rate > 1.0 + 1e-9:
+            raise ValueError("error_rate + drop_rate + truncate_rate + garbage_rate + reset_rate must not exceed 1")
 
     @property
     def draws(self) -> bool:
-        return bool(self.error_rate or self.drop_rate or self.truncate_rate or self.garbage_rate)
+        return bool(self.error_rate or self.drop_rate or self.truncate_rate or self.garbage_rate or self.reset_rate)
 
     def to_dict(self) -> dict[str, Any]:
         out = attrs.asdict(self)
@@ -197,4 +200,7 @@ class FaultPlan:
         roll -= config.truncate_rate
         if roll < config.garbage_rate:
             return latency, Injection(GARBAGE, after=True)
+        roll -= config.garbage_rate
+        if roll < config.reset_rate:
+            return latency, Injection(RESET, after=config.after)
         return latency, None

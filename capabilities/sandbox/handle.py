@@ -89,7 +89,7 @@ class Sandbox:
         """Bind the port and serve in background threads; returns ``self``."""
         if self._server is not None:
             raise RuntimeError("the sandbox is already running")
-        self._server = HTTPServer(self.emulator, self._bind_host, self._port)
+        self._server = HTTPServer(self.emulator, self._bind_host, self._port, on_head=self.emulator.on_head)
         self._server.start()
         self.emulator.config = self.config
         return self
@@ -159,6 +159,27 @@ class Sandbox:
             return list(self.emulator.state.batches)
 
     @property
+    def rejected_batches(self) -> list[dict[str, Any]]:
+        """Batches a bulk request carried that failed validation, oldest first: ``index`` in
+        the request, ``batch``, ``faults`` (path, message). mParticle answers such a request
+        202 and drops them, as the sandbox does."""
+        with self.emulator.state.lock:
+            return list(self.emulator.state.rejected)
+
+    def event_markers(self) -> dict[str, Any]:
+        """Counts of the marker attribute set with ``configure(marker_attribute=...)`` over
+        every accepted event (duplicates dropped by ``source_request_id`` not counted):
+        ``events`` carrying a marker, ``distinct`` markers, ``doubled`` markers seen more
+        than once (with up to 100 ``doubled_examples``). Not limited by ``max_batches``."""
+        return self.emulator.state.marker_summary()
+
+    @property
+    def marker_counts(self) -> dict[Any, int]:
+        """Every marker value with the number of accepted events that carried it."""
+        with self.emulator.state.lock:
+            return dict(self.emulator.state.markers)
+
+    @property
     def events(self) -> list[dict[str, Any]]:
         """Every event of the accepted batches, in order."""
         return [event for batch in self.batches for event in batch.get("events") or ()]
@@ -173,7 +194,7 @@ class Sandbox:
         """Random faults for ``group`` (``token``, ``platform``, ``events`` or ``all``).
 
         Fields of ``FaultConfig``: ``error_rate``, ``statuses``, ``latency_ms``,
-        ``drop_rate``, ``truncate_rate``, ``garbage_rate``, ``after``. Replaces the group's
+        ``drop_rate``, ``truncate_rate``, ``garbage_rate``, ``reset_rate``, ``after``. Replaces the group's
         previous faults; no fields clears them.
         """
         return self.emulator.set_faults(group, **fields)
@@ -205,6 +226,7 @@ class Sandbox:
         ``createAccount`` or ``uploadEvents``, or a group), after letting ``skip`` pass.
 
         ``effect``: ``status`` (answer ``status``), ``drop`` (close unanswered),
+        ``reset`` (abort with a TCP reset, before the body is read unless ``after``),
         ``truncate`` or ``garbage``. ``after=True`` processes the request first, so a write
         takes effect while its answer is lost.
         """
@@ -222,7 +244,11 @@ class Sandbox:
         return self.emulator.set_latency(ms, max_ms)
 
     def configure(
-        self, token_lifetime: int | None = None, client_credentials_for_events: bool | None = None,
+        self,
+        token_lifetime: int | None = None,
+        client_credentials_for_events: bool | None = None,
+        marker_attribute: str | None = None,
     ) -> dict[str, Any]:
-        """Change the token lifetime or the Events API credential rule until ``reset``."""
-        return self.emulator.configure(token_lifetime, client_credentials_for_events)
+        """Change the token lifetime, the Events API credential rule or the event marker
+        attribute (see ``event_markers``) until ``reset``."""
+        return self.emulator.configure(token_lifetime, client_credentials_for_events, marker_attribute)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs
 
 MAX_LINE = 64 * 1024
@@ -28,6 +30,7 @@ MAX_BODY = 16 * 1024 * 1024
 
 DROP = "drop"
 TRUNCATE = "truncate"
+RESET = "reset"
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -37,14 +40,15 @@ _BLANK = (b"\r\n", b"\n")
 class Request:
     """One parsed request. Header names are lower-case; ``query`` keeps each first value."""
 
-    __slots__ = ("method", "path", "query_string", "headers", "body", "_query")
+    __slots__ = ("method", "path", "query_string", "headers", "body", "prelude", "_query")
 
-    def __init__(self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes):
+    def __init__(self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes, prelude: Any = None):
         self.method = method
         self.path = path
         self.query_string = query_string
         self.headers = headers
         self.body = body
+        self.prelude = prelude  # what the server's on_head hook decided before the body was read
         self._query: dict[str, str] | None = None
 
     @property
@@ -63,9 +67,9 @@ class Request:
 class Response:
     """A status, a body and extra headers; ``effect`` asks the server to misbehave on purpose.
 
-    ``effect`` is None (answer normally), ``DROP`` (close the connection without answering)
-    or ``TRUNCATE`` (send the head and half the body, then close; half the status line
-    when there is no body).
+    ``effect`` is None (answer normally), ``DROP`` (close the connection without answering),
+    ``RESET`` (abort it with a TCP reset, without answering) or ``TRUNCATE`` (send the head
+    and half the body, then close; half the status line when there is no body).
     """
 
     __slots__ = ("status", "body", "headers", "effect")
@@ -84,6 +88,9 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+# Called with (method, path, headers) once the head of a request is read, before its body:
+# RESET aborts the connection there; anything else reaches the handler as ``request.prelude``.
+HeadHook = Callable[[str, str, dict], Any]
 
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -105,8 +112,11 @@ class _BadRequest(Exception):
 class HTTPServer:
     """Serve ``handler`` on ``host:port`` (port 0 picks a free one) until ``stop()``."""
 
-    def __init__(self, handler: Handler, host: str, port: int = 0, *, idle_timeout: float = 120.0):
+    def __init__(
+        self, handler: Handler, host: str, port: int = 0, *, idle_timeout: float = 120.0, on_head: HeadHook | None = None,
+    ):
         self._handler = handler
+        self._on_head = on_head
         self._idle_timeout = idle_timeout
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.create_server((host, port), family=family, backlog=128)
@@ -188,6 +198,9 @@ class HTTPServer:
             return False
         if request is None:
             return False
+        if request is RESET:
+            _abort(conn)
+            return False
         try:
             response = self._handler(request)
         except Exception:  # a sandbox bug must not kill the connection thread silently
@@ -232,6 +245,11 @@ class HTTPServer:
 
         if "transfer-encoding" in headers:
             raise _BadRequest(411, "chunked request bodies are not supported; send Content-Length")
+        prelude = None
+        if self._on_head is not None:
+            prelude = self._on_head(method, target.partition("?")[0], headers)
+            if prelude is RESET:  # abort before reading the body: the client may still be sending it
+                return RESET, False
         length = headers.get("content-length")
         if length is None:
             if method in _BODY_METHODS:
@@ -254,10 +272,13 @@ class HTTPServer:
                 raise _BadRequest(400, "unsupported request target")
             target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
         path, _, query_string = target.partition("?")
-        return Request(method, path, query_string, headers, body), keep_alive
+        return Request(method, path, query_string, headers, body, prelude), keep_alive
 
     def _send(self, conn: socket.socket, method: str, response: Response, keep_alive: bool) -> bool:
         if response.effect == DROP:
+            return False
+        if response.effect == RESET:
+            _abort(conn)
             return False
         body = response.body
         head = [
@@ -278,3 +299,11 @@ class HTTPServer:
             return False
         conn.sendall(data if method == "HEAD" else data + body)
         return keep_alive
+
+
+def _abort(conn: socket.socket) -> None:
+    """Make the coming close send a TCP reset (RST) instead of an orderly FIN."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass

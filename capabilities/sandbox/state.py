@@ -122,11 +122,14 @@ class State:
         self.calculated_attributes = seed.calculated_attributes()
         self.tokens: dict[str, tuple[Client, float]] = {}
         self.batches: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_batches)
+        # Batches a bulk request carried that failed validation: dropped, kept for inspection.
+        self.rejected: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_batches)
+        self.markers: collections.Counter[Any] = collections.Counter()  # marker value -> accepted events
         self.seen_request_ids: set[tuple[str, str]] = set()
         self.log: collections.deque[tuple] = collections.deque(maxlen=max_logged_requests)
         self.counters = collections.Counter(
             token_requests=0, tokens_issued=0, batches_accepted=0, events_accepted=0, duplicates_dropped=0,
-            requests_total=0, historical_batches=0,
+            requests_total=0, historical_batches=0, batches_rejected=0, events_rejected=0,
         )
         self.by_status: collections.Counter[str] = collections.Counter()
         self.by_endpoint: collections.Counter[str] = collections.Counter()
@@ -232,8 +235,11 @@ class State:
             return secrets.compare_digest(item.api_secret, secret)
         return client_credentials and self.authenticate_client(key, secret) is not None
 
-    def accept_batches(self, api_key: str, batches: list[dict[str, Any]], historical: bool = False) -> None:
-        """Keep each batch unless its ``source_request_id`` was already seen for this key."""
+    def accept_batches(
+        self, api_key: str, batches: list[dict[str, Any]], historical: bool = False, marker: str | None = None,
+    ) -> None:
+        """Keep each batch unless its ``source_request_id`` was already seen for this key;
+        count the ``marker`` custom attribute of the events of each batch kept."""
         with self.lock:
             if historical:
                 self.counters["historical_batches"] += len(batches)
@@ -247,6 +253,35 @@ class State:
                 self.batches.append(batch)
                 self.counters["batches_accepted"] += 1
                 self.counters["events_accepted"] += len(batch.get("events") or ())
+                if marker is not None:
+                    self.markers.update(_markers(batch, marker))
+
+    def reject_batches(self, api_key: str, rejected: list[tuple[int, Any, list]]) -> None:
+        """Drop batches of an accepted bulk request that failed validation, keeping
+        ``(index in the request, batch, faults)`` for inspection."""
+        if not rejected:
+            return
+        with self.lock:
+            for index, batch, faults in rejected:
+                events = batch.get("events") if isinstance(batch, dict) else None
+                self.rejected.append({
+                    "time": self.clock(), "api_key": api_key, "index": index, "batch": batch,
+                    "faults": [{"path": fault.path, "message": fault.message} for fault in faults],
+                })
+                self.counters["batches_rejected"] += 1
+                self.counters["events_rejected"] += len(events) if isinstance(events, list) else 0
+
+    def marker_summary(self, limit: int = 100) -> dict[str, Any]:
+        """Accepted events carrying a marker, distinct markers, and up to ``limit`` doubled ones."""
+        with self.lock:
+            events = sum(self.markers.values())
+            doubled = {str(value): count for value, count in self.markers.items() if count > 1}
+            return {
+                "events": events,
+                "distinct": len(self.markers),
+                "doubled": len(doubled),
+                "doubled_examples": dict(list(doubled.items())[:limit]),
+            }
 
     # -- Bookkeeping ---------------------------------------------------------------------
 
@@ -297,6 +332,7 @@ class State:
                 "clients": [{"client_id": c.client_id, "org": c.org} for c in self.clients.values()],
                 "inputs": [{"api_key": i.api_key, "org": i.org} for i in self.inputs.values()],
                 "batches_kept": len(self.batches),
+                "rejected_kept": len(self.rejected),
             }
 
 
@@ -323,3 +359,15 @@ def _body_view(body: bytes, secret_field: str | None) -> dict[str, Any]:
             pairs = [(k, REDACTED if k == secret_field else v) for k, v in parse_qsl(text, keep_blank_values=True)]
             text = "&".join(f"{k}={v}" for k, v in pairs)
     return {"body": text, "json": parsed}
+
+
+def _markers(batch: dict[str, Any], attribute: str) -> list[Any]:
+    """The values of ``attribute`` among the custom attributes of the batch's events."""
+    found = []
+    for event in batch.get("events") or ():
+        data = event.get("data") if isinstance(event, dict) else None
+        attributes = data.get("custom_attributes") if isinstance(data, dict) else None
+        if isinstance(attributes, dict) and attribute in attributes:
+            value = attributes[attribute]
+            found.append(value if isinstance(value, (str, int, float, bool)) or value is None else repr(value))
+    return found
