@@ -15,10 +15,11 @@ batches:
     closed after sending, a read timeout, a cut-off answer. mParticle may have the batches.
     Resending them with the *same* ids is safe: mParticle drops batches whose id it has.
 ``failed``
-    mParticle did not take the batches for a reason other than their content: every attempt
-    was answered with an error status (429, 401/403, 5xx, ...), or the request was never sent
-    because an earlier one stopped the upload (``code: not_sent``). Resend with the same ids
-    once the cause is gone.
+    mParticle answered every attempt with an error status other than 400 (429, 401/403,
+    5xx, ...), or the request was never sent because an earlier one stopped the upload
+    (``code: not_sent``). A 429 or a credentials error means mParticle did not take them; a
+    5xx says nothing certain. Either way, resending them with the same ids once the cause is
+    gone is safe.
 
 :class:`UploadReport` collects the fates and gives the output of ``uploadEventBatch``
 (:meth:`UploadReport.output`) or, when a batch is neither acknowledged nor refused, the
