@@ -793,12 +793,12 @@ def test_latency_delays_each_request_of_the_group():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"error_rate": 0.6, "drop_rate": 0.6}, "error_rate + drop_rate + truncate_rate + garbage_rate must not exceed 1"),
+    ({"error_rate": 0.6, "drop_rate": 0.6}, "error_rate + drop_rate + truncate_rate + garbage_rate + reset_rate must not exceed 1"),
     ({"error_rate": 2}, "error_rate must be between 0 and 1, got 2.0"),
     ({"statuses": [200]}, "statuses must be HTTP error codes (400-599), got [200]"),
     ({"latency_ms": -1}, "'latency_ms' must be >= 0: -1.0"),
     ({"bogus": 1, "error_rate": 0.1}, "unknown fault setting(s) 'bogus'; known: error_rate, statuses, latency_ms, drop_rate, "
-                                      "truncate_rate, garbage_rate, after"),
+                                      "truncate_rate, garbage_rate, reset_rate, after"),
 ])
 def test_invalid_fault_settings_are_refused_with_what_is_wrong(sb, fields, message):
     with pytest.raises(ValueError) as caught:
