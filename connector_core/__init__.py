@@ -8,6 +8,7 @@ import logging as _logging
 
 from .engine import Connection, Context, Engine, Result
 from .errors import (
+    AmbiguousCapability,
     AuthenticationFailed,
     Conflict,
     ConnectorError,
@@ -21,6 +22,7 @@ from .errors import (
     PermissionDenied,
     PluginError,
     PluginLoadError,
+    PluginRejected,
     RateLimited,
     UnknownCapability,
     UpstreamError,
@@ -30,9 +32,11 @@ from .http import HttpClient, RetryPolicy, read_json
 from .manifest import CapabilityManifest, ConnectorManifest
 from .registry import (
     Capability,
+    CapabilityMap,
     PluginReport,
     Registry,
     build_registry,
+    declare_connector,
     get_plugin_manager,
     load_entry_points,
 )
@@ -43,8 +47,10 @@ __version__ = "0.1.0"
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AmbiguousCapability",
     "AuthenticationFailed",
     "Capability",
+    "CapabilityMap",
     "CapabilityManifest",
     "Conflict",
     "Connection",
@@ -63,6 +69,7 @@ __all__ = [
     "PermissionDenied",
     "PluginError",
     "PluginLoadError",
+    "PluginRejected",
     "PluginReport",
     "RateLimited",
     "Registry",
@@ -71,6 +78,7 @@ __all__ = [
     "UnknownCapability",
     "UpstreamError",
     "build_registry",
+    "declare_connector",
     "get_plugin_manager",
     "hookimpl",
     "hookspec",

@@ -19,7 +19,7 @@ import hashlib
 import os
 import tempfile
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 CACHE_ENV = "CONNECTOR_CORE_CACHE_DIR"
@@ -39,14 +39,16 @@ def cache_dir() -> Path | None:
 @cache
 def _salt() -> str:
     """What the meaning of a marker depends on besides the manifest text."""
+    import jsonschema
+
     from . import __version__
 
-    try:
-        versions = f"{metadata.version('jsonschema')}:{__version__}"
-    except metadata.PackageNotFoundError:
-        versions = f"unknown:{__version__}"
+    # jsonschema's own files stand for its version (asking importlib.metadata scans every
+    # installed distribution, a noticeable part of a start).
+    package = Path(jsonschema.__file__).parent
+    stamps = [f"{(s := (package / name).stat()).st_size}:{s.st_mtime_ns}" for name in ("__init__.py", "validators.py", "_keywords.py")]
     schemas = resources.files("connector_core.schemas")
-    digest = hashlib.sha256(f"{CHECKS_REVISION}:{versions}".encode())
+    digest = hashlib.sha256(f"{CHECKS_REVISION}:{__version__}:{':'.join(stamps)}".encode())
     for kind in ("connector", "capability"):
         digest.update(schemas.joinpath(f"{kind}.schema.json").read_bytes())
     return digest.hexdigest()

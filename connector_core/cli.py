@@ -340,7 +340,17 @@ def cmd_validate(args, engine: Engine) -> int:
 # -- parser and main -------------------------------------------------------------------
 
 
-def build_parser(engine: Engine) -> argparse.ArgumentParser:
+BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate"})
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (global flags take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(engine: Engine, *, plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The ``connector`` parser; ``plugin_commands=False`` leaves out the commands plugins add
+    (importing them can cost more than the rest of a start, and a built-in command needs none)."""
     parser = _Parser(prog="connector", description="Run connector capabilities (JSON in, JSON out).")
     parser.add_argument("--version", action="version", version=f"connector-framework {__version__}")
     # The global flags work before or after the command; SUPPRESS keeps a subcommand's
@@ -391,7 +401,7 @@ def build_parser(engine: Engine) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(handler=cmd_validate)
 
-    for impl in engine.pm.hook.register_commands.get_hookimpls():
+    for impl in engine.pm.hook.register_commands.get_hookimpls() if plugin_commands else ():
         try:
             impl.function(subparsers=sub)
         except Exception as exc:  # one broken plugin must not take the CLI down
@@ -470,7 +480,7 @@ def _main(argv: list[str]) -> int:
         try:
             # Strictness is applied after parsing, so `connector plugins` can still list the rejects.
             engine = Engine(strict=False)
-            args = build_parser(engine).parse_args(argv)
+            args = build_parser(engine, plugin_commands=_command_of(argv) not in BUILTIN_COMMANDS).parse_args(argv)
             args.strict = _strict(args)
             if args.strict and engine.registry.rejected and args.handler is not cmd_plugins:
                 raise PluginLoadError(

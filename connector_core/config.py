@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from .errors import Fault, InvalidConfig
-from .validation import compile_schema, faults
+from .validation import faults, validator_for
 
 _CONNECTIONS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -47,7 +47,6 @@ _CONNECTIONS_SCHEMA = {
         }
     },
 }
-_connections_validator = compile_schema(_CONNECTIONS_SCHEMA)
 
 
 def resolve_env(config: Any, environ: Mapping[str, str] | None = None, _path: str = "$") -> Any:
@@ -98,7 +97,7 @@ class ConnectionSpec:
 def load_connections(path: str | Path) -> dict[str, ConnectionSpec]:
     """Read and validate a connections file."""
     data = read_json_file(path, "connections file")
-    found = faults(_connections_validator, data)
+    found = faults(validator_for(_CONNECTIONS_SCHEMA), data)
     if found:
         raise InvalidConfig(f"connections file {path} is invalid", faults=found, file=str(path))
     return {

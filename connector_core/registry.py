@@ -153,21 +153,37 @@ def _normalise(name: str | None) -> str:
     return re.sub(r"[-_.]+", "-", name).lower() if name else ""
 
 
-def _origin_of(ep: metadata.EntryPoint) -> dict[str, Any]:
+# id(distribution) -> (distribution, name, version); holding the object keeps its id unique.
+_DISTRIBUTIONS: dict[int, tuple[Any, str | None, str | None]] = {}
+
+
+def _distribution(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
+    """Name and version of the entry point's distribution; its metadata is parsed once."""
     dist = getattr(ep, "dist", None)
-    return {
-        "entry_point": f"{ep.name} = {ep.value}",
-        "distribution": dist.name if dist else None,
-        "version": dist.version if dist else None,
-    }
+    if dist is None:
+        return None, None
+    known = _DISTRIBUTIONS.get(id(dist))
+    if known is None or known[0] is not dist:
+        meta = dist.metadata  # parses the METADATA file: once per distribution, not per access
+        known = _DISTRIBUTIONS[id(dist)] = (dist, meta["Name"], meta["Version"])
+    return known[1], known[2]
+
+
+def _origin_of(ep: metadata.EntryPoint) -> dict[str, Any]:
+    name, version = _distribution(ep)
+    return {"entry_point": f"{ep.name} = {ep.value}", "distribution": name, "version": version}
+
+
+def _entry_points(group: str, every: Any = None) -> list[metadata.EntryPoint]:
+    """The group's entry points in the documented processing order (install order never matters):
+    by normalised distribution name, then entry-point name, then value."""
+    every = metadata.entry_points() if every is None else every
+    return sorted(every.select(group=group), key=lambda ep: (_normalise(_distribution(ep)[0]), ep.name, ep.value))
 
 
 def sorted_entry_points(group: str) -> list[metadata.EntryPoint]:
     """The group's entry points in the documented processing order (install order never matters)."""
-    return sorted(
-        metadata.entry_points(group=group),
-        key=lambda ep: (_normalise(getattr(getattr(ep, "dist", None), "name", None)), ep.name, ep.value),
-    )
+    return _entry_points(group)
 
 
 def _unregister(pm: pluggy.PluginManager, name: str) -> None:
@@ -243,7 +259,8 @@ def load_entry_points(
     state = _state(pm)
     selection = state.selection = _Selection(only) if only is not None else None
     rejected: list[PluginReport] = []
-    for ep in sorted_entry_points(CONNECTOR_GROUP):
+    every = metadata.entry_points()  # one scan of the installed distributions for both groups
+    for ep in _entry_points(CONNECTOR_GROUP, every):
         origin = _origin_of(ep)
         try:
             loaded = ep.load()
@@ -258,7 +275,7 @@ def load_entry_points(
             continue
         state.declarations.append(_Declaration(ep.name, source, origin))
 
-    entry_points = sorted_entry_points(group)
+    entry_points = _entry_points(group, every)
     if selection is None:
         for ep in entry_points:
             _register_entry_point(pm, ep, rejected)
@@ -286,8 +303,8 @@ def _connector_named_by(plugin: Any) -> str | None:
 
 def _pluggy_name(ep: metadata.EntryPoint) -> str:
     # Unique per distribution and entry point: two connectors' `createAccount` both register.
-    dist = getattr(ep, "dist", None)
-    return f"{dist.name}:{ep.name}" if dist else ep.name
+    dist = _distribution(ep)[0]
+    return f"{dist}:{ep.name}" if dist else ep.name
 
 
 def _register_entry_point(pm: pluggy.PluginManager, ep: metadata.EntryPoint, rejected: list, extensions_only: bool = False) -> bool:

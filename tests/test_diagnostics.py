@@ -1,0 +1,277 @@
+"""What authors and hosts are told, and what loading does once: qualified ids, ambiguity,
+rejected plugins, validate's lint, the content-keyed cache, routing."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from toy import TOY_CONNECTOR, Echo, capability_manifest, toy_pm, variant
+
+from connector_core import (
+    AmbiguousCapability,
+    CapabilityManifest,
+    ConnectorManifest,
+    Engine,
+    ManifestError,
+    PluginRejected,
+    build_registry,
+    hookimpl,
+    load_entry_points,
+)
+from connector_core import cache as manifest_cache
+from connector_core import declare_connector
+from connector_core.validation import leaky_end_anchor, lint_schema
+
+CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class OtherEcho(Echo):
+    """``toyEcho`` of a second connector, ``other``."""
+
+    MANIFEST = {**Echo.MANIFEST, "connector": "other"}
+    CONNECTOR_MANIFEST = variant(TOY_CONNECTOR, id="other", title="Other service")
+
+
+# -- qualified ids and ambiguity -------------------------------------------------------
+
+
+def test_two_connectors_with_the_same_capability_both_load_and_run():
+    toy, other = Echo(), OtherEcho()
+    pm = toy_pm(toy)
+    pm.register(other, name="other.toyEcho")
+    with Engine(pm, strict=True) as engine:
+        assert set(engine.capabilities) == {"other.toyEcho", "toy.toyEcho"}
+        assert engine.execute("toy.toyEcho", {"name": "a"}, CONFIG).output == {"echo": {"name": "a"}}
+        assert engine.execute("other.toyEcho", {"name": "b"}, CONFIG).connector == "other"
+        assert (len(toy.calls), len(other.calls)) == (1, 1)
+        with pytest.raises(AmbiguousCapability) as caught:
+            engine.execute("toyEcho", {"name": "c"}, CONFIG)
+        error = caught.value
+        assert (error.code, error.category, error.exit_code) == ("ambiguous_capability", "input", 3)
+        assert error.details["candidates"] == ["other.toyEcho", "toy.toyEcho"]
+        assert "toyEcho" not in engine.capabilities and "toy.toyEcho" in engine.capabilities
+        # On a connection, a bare id is looked up among the connection's connector.
+        with engine.connect(CONFIG, connector="other") as connection:
+            assert connection.execute("toyEcho", {"name": "d"}).connector == "other"
+        assert (len(toy.calls), len(other.calls)) == (1, 2)
+
+
+def test_a_dotted_id_is_refused_by_the_meta_schema():
+    with pytest.raises(ManifestError) as caught:
+        CapabilityManifest.from_dict(capability_manifest("toy.echo"))
+    assert [f.path for f in caught.value.faults] == ["$.id"]
+    with pytest.raises(ManifestError):  # `$` must not let a trailing newline through
+        CapabilityManifest.from_dict(capability_manifest("toyEcho\n"))
+    with pytest.raises(ManifestError) as caught:
+        ConnectorManifest.from_dict(variant(TOY_CONNECTOR, id="acme.crm"))
+    assert "$.id" in [f.path for f in caught.value.faults]
+
+
+# -- rejected plugins are named ---------------------------------------------------------
+
+
+def test_running_a_rejected_capability_says_it_was_rejected_and_why(pm):
+    pm.register(Echo(), name="toyEcho")
+
+    class Renamed(Echo):
+        MANIFEST = capability_manifest("toyRenamed", requiredConfig=["clientID"])
+
+    pm.register(Renamed(), name="toyRenamed")
+    engine = Engine(pm)
+    with pytest.raises(PluginRejected) as caught:
+        engine.execute("toyRenamed", {}, CONFIG)
+    error = caught.value
+    assert (error.code, error.category) == ("plugin_rejected", "plugin")
+    assert "is installed (registered directly) but was rejected" in error.message
+    assert "config field 'clientID' is not declared by connector 'toy'; did you mean 'clientId'?" in error.details["reason"]
+
+
+def test_an_entry_point_module_without_hookimpl_is_rejected_with_a_hint(pm, fake_distribution):
+    fake_distribution(
+        "toy-forgetful",
+        entry_points={"toyForgot": "toy_forgot_mod"},
+        modules={
+            "toy_forgot_mod": "from toy import capability_manifest\nMANIFEST = capability_manifest('toyForgot')\n"
+            "def execute(ctx, properties):\n    return {}\n"
+        },
+    )
+    rejected = load_entry_points(pm, only=["toyForgot"])
+    registry = build_registry(pm, rejected)
+    (report,) = [r for r in registry.rejected if r.name == "toyForgot"]
+    assert "defines execute without @hookimpl" in report.reason and "from connector_core import hookimpl" in report.reason
+    assert report.distribution == "toy-forgetful"
+
+
+def test_the_host_pins_the_owner_of_a_connector_two_distributions_declare():
+    class Plain(Echo):
+        CONNECTOR_MANIFEST = None
+
+    def plugins():
+        pm = toy_pm(Plain())
+        declare_connector(pm, TOY_CONNECTOR, origin={"distribution": "toy-official"})
+        declare_connector(pm, variant(TOY_CONNECTOR, title="Toy fork"), origin={"distribution": "toy-fork"})
+        return pm
+
+    refused = build_registry(plugins())
+    assert dict(refused.connectors) == {}
+    reasons = [r.reason for r in refused.rejected if r.kind == "connector"]
+    assert len(reasons) == 2 and all("declared with different manifests by toy-fork and toy-official" in r for r in reasons)
+    engine = Engine(plugins(), owners={"toy": "toy-official"})
+    assert engine.registry.connectors["toy"].title == "Toy service"
+    assert engine.registry.owners["toy"] == ("toy-official",)
+    assert engine.execute("toyEcho", {"name": "pinned"}, CONFIG).output == {"echo": {"name": "pinned"}}
+    (pinned_out,) = engine.registry.rejected
+    assert (pinned_out.distribution, pinned_out.reason) == ("toy-fork", "connector 'toy' is pinned to 'toy-official'")
+
+
+# -- each manifest read and checked once -----------------------------------------------
+
+
+class CountingFile:
+    """A manifest source that counts its reads (like an ``importlib.resources`` traversable)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reads = 0
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        self.reads += 1
+        return self.path.read_text(encoding)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def test_a_connector_manifest_shared_by_many_plugins_is_read_once(pm, write_json):
+    shared = CountingFile(write_json("toy.json", TOY_CONNECTOR))
+    plugins = []
+    for i in range(50):
+
+        class One(Echo):
+            MANIFEST = capability_manifest(f"toyEcho{i}")
+            CONNECTOR_MANIFEST = shared
+
+        plugins.append(One())
+        pm.register(plugins[-1], name=f"toyEcho{i}")
+    registry = build_registry(pm, strict=True)
+    assert len(registry.capabilities) == 50
+    assert shared.reads == 1
+
+
+def test_passed_checks_are_remembered_by_content_and_failures_never(tmp_path, monkeypatch, write_json):
+    monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", str(tmp_path / "cache"))
+    markers = lambda: sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())  # noqa: E731
+    path = write_json("echo.json", capability_manifest("toyEcho"))
+    CapabilityManifest.load(path)
+    (first,) = markers()
+    assert manifest_cache.verified(first)
+    CapabilityManifest.load(path)
+    assert markers() == [first]  # the same text: found, nothing new written
+    broken = write_json("echo.json", capability_manifest("toyEcho", inputSchema={"type": "no-such-type"}))
+    for _ in range(2):  # checked and rejected every time, never recorded
+        with pytest.raises(ManifestError):
+            CapabilityManifest.load(broken)
+    assert markers() == [first]
+    monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", "off")
+    assert manifest_cache.cache_dir() is None and not manifest_cache.verified(first)
+
+
+# -- routing ---------------------------------------------------------------------------
+
+
+def test_a_wrapper_registered_after_the_engine_still_wraps_every_call():
+    pm = toy_pm(Echo())
+    engine = Engine(pm)
+    assert engine.execute("toyEcho", {"name": "a"}, CONFIG).output == {"echo": {"name": "a"}}
+
+    class Late:
+        @hookimpl(wrapper=True)
+        def execute(self, ctx, properties):
+            output = yield
+            return {**output, "late": True}
+
+    late = Late()
+    pm.register(late, name="late")
+    assert engine.execute("toyEcho", {"name": "b"}, CONFIG).output == {"echo": {"name": "b"}, "late": True}
+    pm.unregister(late)
+    assert engine.execute("toyEcho", {"name": "c"}, CONFIG).output == {"echo": {"name": "c"}}
+
+
+# -- validate's lint -------------------------------------------------------------------
+
+
+def test_lint_finds_unknown_keywords_with_a_suggestion_and_knows_the_framework_annotations():
+    schema = {
+        "type": "object",
+        "requried": ["name"],
+        "x-ui": {"order": 1},
+        "properties": {
+            "name": {"typ": "string", "errorMesage": "x", "errorMessage": "say a name", "secret": True},
+            "tags": {"type": "array", "items": {"type": "string", "patern": "^a"}},
+        },
+        "allOf": [{"minLenght": 1}],
+    }
+    assert [(f.path, f.message.split(";")[1].strip()) for f in lint_schema(schema, "$.inputSchema")] == [
+        ("$.inputSchema.requried", "did you mean 'required'?"),
+        ("$.inputSchema.properties.name.typ", "did you mean 'type'?"),
+        ("$.inputSchema.properties.name.errorMesage", "did you mean 'errorMessage'?"),
+        ("$.inputSchema.properties.tags.items.patern", "did you mean 'pattern'?"),
+        ("$.inputSchema.allOf[0].minLenght", "did you mean 'minLength'?"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "pattern, leaky",
+    [("^a$", True), ("^(a|b)$", True), ("^a$(?!\\n)", False), ("^[$]$(?!\\n)", False), ("^\\$", False), ("\\S", False), ("a$|b$(?!\\n)", True)],
+)
+def test_leaky_end_anchors(pattern, leaky):
+    assert leaky_end_anchor(pattern) is leaky
+
+
+def test_validate_reports_typos_auth_fields_required_config_and_leaky_patterns(cli, write_json):
+    bad_auth = variant(
+        TOY_CONNECTOR,
+        id="toyBad",
+        auth={
+            "oauth": TOY_CONNECTOR["auth"]["oauth"],
+            "basic": {"type": "basic", "usernameField": ["apiKey"], "passwordFields": ["apiSecret"]},
+        },
+    )
+    leaky = variant(TOY_CONNECTOR)
+    leaky["config"]["properties"]["region"]["pattern"] = "^[a-z]{2}$"
+    capability = capability_manifest(
+        "toyTypo",
+        requiredConfig=["clientID"],
+        input_schema={"type": "object", "requried": ["name"], "properties": {"name": {"type": "string", "pattern": "^[a-z]+$"}}},
+    )
+    good = capability_manifest("toyGood", input_schema={"type": "object", "properties": {"name": {"pattern": "^[a-z]+$(?!\\n)"}}})
+    names = {"bad.json": bad_auth, "toy.json": leaky, "typo.json": capability, "good.json": good}
+    run = cli("validate", *[str(write_json(name, data)) for name, data in names.items()])
+    assert run.code == 12
+    files = {Path(f["file"]).name: f for f in run.json()["files"]}
+    assert files["bad.json"]["faults"] == [
+        {"path": "$.auth.basic.usernameField", "message": "is not an allowed property (did you mean 'usernameFields'?)"},
+        {"path": "$.auth.basic.usernameFields", "message": "is required"},
+    ]
+    (region,) = files["toy.json"]["faults"]
+    assert region["path"] == "$.config.properties.region.pattern" and "trailing newline" in region["message"]
+    typo = {f["path"]: f["message"] for f in files["typo.json"]["faults"]}
+    assert set(typo) == {"$.inputSchema.requried", "$.inputSchema.properties.name.pattern", "$.requiredConfig[0]"}
+    assert "did you mean 'required'?" in typo["$.inputSchema.requried"]
+    assert "$(?!\\n)" in typo["$.inputSchema.properties.name.pattern"]
+    assert typo["$.requiredConfig[0]"] == "config field 'clientID' is not declared by connector 'toy'; did you mean 'clientId'?"
+    assert files["good.json"]["valid"] is True
+
+
+def test_the_frameworks_own_schemas_and_manifests_lint_clean():
+    for kind in ("connector", "capability"):
+        schema = json.loads(resources.files("connector_core.schemas").joinpath(f"{kind}.schema.json").read_text("utf-8"))
+        assert lint_schema(schema) == [], kind
+    for path in sorted((ROOT / "manifests").glob("*.json")):
+        data = json.loads(path.read_text("utf-8"))
+        manifest = CapabilityManifest.from_dict(data, str(path)) if "inputSchema" in data else ConnectorManifest.from_dict(data, str(path))
+        assert manifest.lint() == [], path.name
