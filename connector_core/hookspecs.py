@@ -1,9 +1,10 @@
 """The hooks a plugin can implement, with their contracts.
 
-Plugins are found through the ``connector_core`` entry-point group. A *capability* plugin
-implements :func:`execute` and carries a ``MANIFEST`` (its capability manifest) and a
-``CONNECTOR_MANIFEST`` (the manifest of the connector it belongs to). Any other plugin is
-an *extension*: it may wrap every call (``execute`` with ``wrapper=True``), add CLI
+Plugins are found through the ``connector_core`` entry-point group; connectors are declared
+through the ``connector_core.connectors`` group (see :mod:`connector_core.registry`). A
+*capability* plugin implements :func:`execute` and carries a ``MANIFEST`` (its capability
+manifest, whose ``"connector"`` names the connector it belongs to). Any other plugin is an
+*extension*: it may wrap every call (``execute`` with ``wrapper=True``), add CLI
 subcommands or provide a local sandbox for a connector. Always call hooks with keywords.
 """
 
