@@ -1,0 +1,330 @@
+"""Mutation testing of connector_core and the mParticle capabilities with cosmic-ray.
+
+    python -m pip install -e '.[test,mutation]'
+    python tools/mutation.py                    # every module below, smallest first
+    python tools/mutation.py redact http        # some of them
+    python tools/mutation.py --list             # the modules and the tests each one runs
+
+Each module's mutants run only the tests that exercise the mutated line: a coverage run
+of the module's tests (``MODULES``) records which test executed which line, and each
+mutant runs those tests with ``-x`` (a killed mutant costs one failing test). A line only
+run at import time or in a thread other than the test's runs all of the module's tests.
+Results go to ``.mutation/`` (one
+cosmic-ray session per module, kept, so an interrupted run resumes with ``--resume``)
+and the summary to ``tools/mutation-report.md`` (score per module, the commit measured,
+and every surviving mutant with its diff, marked where ``tools/mutation-accepted.json``
+explains why it is equivalent or accepted).
+
+cosmic-ray mutates the source files in place and puts them back after each mutant; run
+this in a checkout you are not editing (this script refuses to start on a modified
+module and restores the original bytes if it is interrupted). It is not part of the
+default test run: a campaign over everything takes hours of CPU.
+
+The operators: every cosmic-ray core operator, with the replacement sets cut to a
+sufficient subset (one replacement for ``==``, ``!=``, ``in``, ``is``, ``+``, ``-``,
+``*``, ``/``, ``**``: its opposite; two for each ordering comparison: its boundary and its
+negation), so ten mutants of one ``+`` that fail the same tests become one. Left out: the
+mutants of ``|`` (here it is almost only the ``X | None`` of annotations, never evaluated
+under ``from __future__ import annotations``) and the random variable inserter/replacer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutation"
+REPORT = ROOT / "tools" / "mutation-report.md"
+ACCEPTED = ROOT / "tools" / "mutation-accepted.json"
+
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header"]
+
+# module name -> (source file, tests that exercise it, fastest and most direct first)
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "redact": ("connector_core/redact.py", ["tests/test_redact.py", "tests/test_engine.py"]),
+    "config": ("connector_core/config.py", ["tests/test_engine.py", "tests/test_cli.py"]),
+    "errors": ("connector_core/errors.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_cli.py"]),
+    "validation": ("connector_core/validation.py", ["tests/test_manifest.py", "tests/test_engine.py"]),
+    "common": ("capabilities/common.py", ["tests/test_mparticle_answers.py", "tests/test_mparticle.py"]),
+    "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle.py"]),
+    "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_engine.py", "tests/test_entry_points.py"]),
+    "manifest": ("connector_core/manifest.py", ["tests/test_manifest.py", "tests/test_registry.py"]),
+    "cli": ("connector_core/cli.py", ["tests/test_cli.py", "tests/test_entry_points.py", "tests/test_mparticle_cli.py"]),
+    "engine": ("connector_core/engine.py", ["tests/test_engine.py", "tests/test_http.py", "tests/test_registry.py"]),
+    "http": ("connector_core/http.py", ["tests/test_http.py", "tests/test_engine.py"]),
+    "batches": ("capabilities/batches.py", ["tests/test_batches.py", "tests/test_mparticle_uploads.py"]),
+}
+
+KEPT_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|FloorDiv_Div|Mod_FloorDiv"
+KEPT_COMPARISON = "Eq_NotEq|NotEq_Eq|In_NotIn|NotIn_In|Is_IsNot|IsNot_Is|Lt_LtE|Lt_GtE|LtE_Lt|LtE_Gt|Gt_GtE|Gt_LtE|GtE_Gt|GtE_Lt"
+EXCLUDED_OPERATORS = [
+    rf"core/ReplaceBinaryOperator_(?!({KEPT_BINARY})$)",
+    rf"core/ReplaceComparisonOperator_(?!({KEPT_COMPARISON})$)",
+    r"core/Variable(Inserter|Replacer)$",
+]
+
+
+def _config(name: str, source: str, tests: list[str], timeout: float) -> Path:
+    command = " ".join([sys.executable, str(Path(__file__).resolve()), "--run-tests", name])
+    excluded = ", ".join(json.dumps(pattern) for pattern in EXCLUDED_OPERATORS)
+    text = f"""[cosmic-ray]
+module-path = {json.dumps(source)}
+timeout = {timeout}
+excluded-modules = []
+test-command = {json.dumps(command)}
+
+[cosmic-ray.distributor]
+name = "local"
+
+[cosmic-ray.filters.operators-filter]
+exclude-operators = [{excluded}]
+"""
+    path = WORK / f"{name}.toml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def _commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return head or "unknown"
+
+
+def _modified(source: str) -> bool:
+    status = subprocess.run(["git", "status", "--porcelain", "--", source], cwd=ROOT, capture_output=True, text=True).stdout
+    return bool(status.strip())
+
+
+def _coverage_map(name: str) -> None:
+    """Run the module's tests once under coverage; keep which tests ran each line of it."""
+    source, tests = MODULES[name]
+    data = WORK / f"{name}.coverage"
+    folder = str(Path(source).parent)
+    done = subprocess.run(
+        PYTEST[:3] + ["-q", "-p", "no:cacheprovider", f"--cov={folder}", "--cov-context=test", "--cov-report=", *tests],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COVERAGE_FILE": str(data)},
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the tests of {name} fail without any mutation:\n{done.stdout[-3000:]}")
+    report = WORK / f"{name}.coverage.json"
+    _run(sys.executable, "-m", "coverage", "json", f"--data-file={data}", "--show-contexts", "-o", str(report))
+    files = json.loads(report.read_text("utf-8"))["files"]
+    (contexts,) = [f["contexts"] for path, f in files.items() if Path(path).resolve() == (ROOT / source).resolve()]
+    lines = {}
+    for line, names in contexts.items():
+        nodeids = sorted({n.rsplit("|", 1)[0] for n in names if n})
+        lines[line] = nodeids if nodeids and len(nodeids) == len([n for n in names if n]) else None
+    (WORK / f"{name}.lines.json").write_text(json.dumps(lines), "utf-8")
+
+
+def _changed_lines(source: str) -> list[int]:
+    """Lines of the committed file that the mutant on disk changed (from ``git diff``)."""
+    diff = subprocess.run(["git", "diff", "-U0", "--", source], cwd=ROOT, capture_output=True, text=True).stdout
+    lines = []
+    for match in re.finditer(r"^@@ -(\d+)(?:,(\d+))? ", diff, re.MULTILINE):
+        start, count = int(match.group(1)), int(match.group(2) or 1)
+        lines += range(start, start + max(count, 1))
+    return lines
+
+
+def run_tests(name: str) -> int:
+    """cosmic-ray's test command: the tests that ran the mutated line (all of the module's
+    tests when a line ran outside any test function, such as at import time)."""
+    source, tests = MODULES[name]
+    covered = json.loads((WORK / f"{name}.lines.json").read_text("utf-8"))
+    selected: set[str] = set()
+    for line in _changed_lines(source):
+        nodeids = covered.get(str(line), [])
+        if nodeids is None:  # ran outside a test function too: run everything
+            return subprocess.run(PYTEST + tests, cwd=ROOT).returncode
+        selected.update(nodeids)
+    if not selected:
+        return 0  # no test runs this line: the mutant survives
+    return subprocess.run(PYTEST + sorted(selected), cwd=ROOT).returncode
+
+
+def _accepted() -> list[dict]:
+    return json.loads(ACCEPTED.read_text("utf-8")) if ACCEPTED.exists() else []
+
+
+def _line(source: str, mutation: dict) -> str:
+    lines = (ROOT / source).read_text("utf-8").splitlines()
+    return lines[mutation["start_pos"][0] - 1].strip()
+
+
+def _why(name: str, operator: str, line: str, accepted: list[dict]) -> str | None:
+    for entry in accepted:
+        if entry["module"] == name and entry["line"] == line and entry["operator"] in (operator, "*"):
+            return entry["why"]
+    return None
+
+
+def _sample(session: Path, name: str, fraction: float) -> int:
+    """Leave a seeded random ``fraction`` of the pending mutants to run; skip the others."""
+    import random
+
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session)) as db:
+        pending = sorted(item.job_id for item in db.pending_work_items)
+        keep = set(random.Random(name).sample(pending, round(len(pending) * fraction)))
+        for job_id in pending:
+            if job_id not in keep:
+                db.set_result(job_id, WorkResult(output="not in the sample", worker_outcome=WorkerOutcome.SKIPPED))
+    return len(pending)
+
+
+def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0) -> dict:
+    """Run (or resume) one module's session; return its counts and survivors."""
+    source, tests = MODULES[name]
+    if _modified(source):
+        raise SystemExit(f"{source} has uncommitted changes; commit or stash them first (cosmic-ray edits it in place)")
+    WORK.mkdir(exist_ok=True)
+    config = _config(name, source, tests, timeout)
+    session = WORK / f"{name}.sqlite"
+    started = time.monotonic()
+    if not (resume and session.exists()):
+        session.unlink(missing_ok=True)
+        _coverage_map(name)
+        _run("cosmic-ray", "init", str(config), str(session))
+        _run("cr-filter-operators", str(session), str(config))
+        _run("cr-filter-pragma", str(session))
+        population = _sample(session, name, fraction)
+        (WORK / f"{name}.population").write_text(str(population), "utf-8")
+    original = (ROOT / source).read_bytes()
+    try:
+        _run("cosmic-ray", "exec", str(config), str(session))
+    finally:
+        if (ROOT / source).read_bytes() != original:  # interrupted in the middle of a mutant
+            (ROOT / source).write_bytes(original)
+    dump = _run("cosmic-ray", "dump", str(session)).stdout
+    accepted = _accepted()
+    counts = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0, "accepted": 0, "skipped": 0, "incompetent": 0, "pending": 0}
+    survivors = []
+    for row in dump.splitlines():
+        item, result = json.loads(row)
+        if result is None:
+            counts["pending"] += 1
+            continue
+        if result["worker_outcome"] == "skipped":
+            counts["skipped"] += 1
+            continue
+        counts["mutants"] += 1
+        if result["worker_outcome"] == "abnormal":
+            counts["incompetent"] += 1  # the mutant does not even import
+        elif result["test_outcome"] == "killed":
+            counts["killed"] += 1
+            if result["worker_outcome"] == "timeout":
+                counts["timeout"] += 1
+        elif result["worker_outcome"] == "timeout":
+            counts["killed"] += 1
+            counts["timeout"] += 1
+        else:
+            mutation = item["mutations"][0]
+            line = _line(source, mutation)
+            why = _why(name, mutation["operator_name"], line, accepted)
+            counts["accepted" if why else "survived"] += 1
+            survivors.append({
+                "line_number": mutation["start_pos"][0],
+                "line": line,
+                "operator": mutation["operator_name"],
+                "diff": result.get("diff", ""),
+                "why": why,
+            })
+    population_file = WORK / f"{name}.population"
+    counts["population"] = int(population_file.read_text()) if population_file.exists() else counts["mutants"]
+    decided = counts["mutants"] - counts["incompetent"]
+    counts["score"] = round(100.0 * counts["killed"] / max(1, decided - counts["accepted"]), 1)
+    return {
+        "module": name,
+        "source": source,
+        "tests": tests,
+        "commit": _commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": round(time.monotonic() - started),
+        **counts,
+        "survivors": sorted(survivors, key=lambda s: s["line_number"]),
+    }
+
+
+def write_report(results: dict[str, dict]) -> None:
+    lines = [
+        "# Mutation score",
+        "",
+        "Written by `python tools/mutation.py` (cosmic-ray). Score = killed / (mutants - accepted - incompetent):",
+        "a mutant counts as killed when a test fails or times out; *accepted* mutants are equivalent or",
+        "deliberately left alive, each with its reason in `tools/mutation-accepted.json`; *incompetent* ones",
+        "do not import. Survivors without a reason are listed last: each is a test to write.",
+        "",
+        "| module | commit | mutants run (of) | killed | accepted | survived | score | tests run per mutant |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in MODULES:
+        if name in results:
+            r = results[name]
+            lines.append(
+                f"| `{r['source']}` | {r['commit']} ({r['date']}) | {r['mutants']} ({r['population']}) | {r['killed']} | {r['accepted']} | "
+                f"{r['survived']} | {r['score']}% | {', '.join(t.removeprefix('tests/') for t in r['tests'])} |"
+            )
+    for name in MODULES:
+        r = results.get(name)
+        if not r or not r["survivors"]:
+            continue
+        lines += ["", f"## `{r['source']}` survivors", ""]
+        for s in r["survivors"]:
+            status = f"accepted: {s['why']}" if s["why"] else "**not killed yet**"
+            lines.append(f"- line {s['line_number']} `{s['operator']}`: {status}")
+            lines.append(f"  `{s['line']}`")
+    REPORT.write_text("\n".join(lines) + "\n", "utf-8")
+    (WORK / "results.json").write_text(json.dumps(results, indent=2), "utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--list", action="store_true", help="list the modules and their tests")
+    parser.add_argument("--resume", action="store_true", help="continue the sessions in .mutation/ instead of starting anew")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a mutant's test run counts as hung (killed)")
+    parser.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
+                        help="run a seeded random fraction of each module's mutants (default 1: all of them)")
+    parser.add_argument("--run-tests", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
+    args = parser.parse_args(argv)
+    if args.run_tests:
+        return run_tests(args.run_tests)
+    if args.list:
+        for name, (source, tests) in MODULES.items():
+            print(f"{name:20} {source:40} {' '.join(tests)}")
+        return 0
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; see --list")
+    WORK.mkdir(exist_ok=True)
+    previous = WORK / "results.json"
+    results = json.loads(previous.read_text("utf-8")) if previous.exists() else {}
+    for name in args.modules or list(MODULES):
+        print(f"{name}: mutating {MODULES[name][0]} ...", flush=True)
+        results[name] = measure(name, args.timeout, args.resume, args.sample)
+        r = results[name]
+        print(f"{name}: {r['killed']}/{r['mutants']} (of {r['population']}) killed, {r['accepted']} accepted, {r['survived']} survived: "
+              f"{r['score']}% ({r['seconds']} s)", flush=True)
+        write_report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
