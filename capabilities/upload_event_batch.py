@@ -17,7 +17,7 @@ Exactly once rests on mParticle's de-duplication by ``source_request_id``:
   what to resend.
 """
 
-from connector_core import AuthenticationFailed, InvalidInput, hookimpl
+from connector_core import AuthenticationFailed, ConnectorError, InvalidInput, hookimpl
 
 from .batches import check_batches, chunk_batches, encode_single, parse_batches
 from .common import CONNECTOR_MANIFEST, manifest
@@ -30,22 +30,11 @@ __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
 
 @hookimpl
 def execute(ctx, properties):
-    batches, single = parse_batches(properties["jsonBody"])
-    faults = check_batches(batches, single=single)
-    if faults:
-        raise InvalidInput(f"{len(faults)} problem(s) in the event batches; nothing was sent", faults=faults)
-    key = properties.get("idempotencyKey") or None  # "" is how a flow passes an unset field
-    batches = assign_ids(batches, key)
-    faults = duplicate_id_faults(batches)
-    if faults:
-        raise InvalidInput("different batches share a source_request_id; nothing was sent", faults=faults)
-    if len(batches) == 1:
-        requests = [("/events", range(1), encode_single(batches[0]))]
-    else:
-        requests, start = [], 0
-        for members, body in chunk_batches(batches):
-            requests.append(("/bulkevents", range(start, start + len(members)), body))
-            start += len(members)
+    try:
+        batches, single, key, requests = _prepare(properties)
+        client = ctx.http("events")
+    except ConnectorError as exc:  # nothing went out: say so, so the host knows repeating is safe
+        raise exc if "nothing was sent" in exc.message else exc.copy(f"{exc.message}; nothing was sent") from None
 
     report = UploadReport(
         [b["source_request_id"] for b in batches],
@@ -53,7 +42,6 @@ def execute(ctx, properties):
         keyed=key is not None,
         single=single,
     )
-    client = ctx.http("events")
     hooks = ctx.connection.session.hooks.get("response", ())
     for n, (path, indexes, body) in enumerate(requests):
         sent = post_batches(client, path, body, indexes, lambda: ctx.stats.requests, hooks)
@@ -68,6 +56,26 @@ def execute(ctx, properties):
     if error is not None:
         raise error
     return report.output()
+
+
+def _prepare(properties):
+    """Parse, check, identify and pack the batches: ``(batches, single, key, requests)``."""
+    batches, single = parse_batches(properties["jsonBody"])
+    faults = check_batches(batches, single=single)
+    if faults:
+        raise InvalidInput(f"{len(faults)} problem(s) in the event batches; nothing was sent", faults=faults)
+    key = properties.get("idempotencyKey") or None  # "" is how a flow passes an unset field
+    batches = assign_ids(batches, key)
+    faults = duplicate_id_faults(batches)
+    if faults:
+        raise InvalidInput("different batches share a source_request_id; nothing was sent", faults=faults)
+    if len(batches) == 1:
+        return batches, single, key, [("/events", range(1), encode_single(batches[0]))]
+    requests, start = [], 0
+    for members, body in chunk_batches(batches):
+        requests.append(("/bulkevents", range(start, start + len(members)), body))
+        start += len(members)
+    return batches, single, key, requests
 
 
 def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:

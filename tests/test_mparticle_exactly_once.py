@@ -299,3 +299,57 @@ def test_an_error_before_anything_was_taken_says_the_call_can_be_repeated(sb, en
     assert error.category == "auth"
     assert "took none of the batches" in error.message
     assert error.details["report"]["failed"]["count"] == 3
+
+
+@pytest.mark.parametrize("body", ["{not json", [], {"events": [{"event_type": "nope"}]}])
+def test_every_error_before_sending_says_nothing_was_sent(sb, engine, body):
+    error = fails(engine, sb, body, error_type=InvalidInput)
+    assert error.message.count("nothing was sent") == 1
+    assert sb.requests == []
+
+
+def test_a_bad_pod_says_nothing_was_sent(sb, engine):
+    with pytest.raises(ConnectorError) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": batch(0)}, {**sb.config, "pod": "XX9", "eventsUrl": None})
+    assert caught.value.category == "config"
+    assert sb.requests == []
+
+
+# --------------------------------------------------------------------------- which category wins
+
+
+def test_the_error_category_is_the_first_that_applies_in_the_documented_order():
+    from connector_mparticle.upload_report import CATEGORY_ORDER, FAILED, REFUSED, UNKNOWN, Sent, UploadReport
+
+    from connector_core import (
+        AuthenticationFailed,
+        InvalidConfig,
+        NetworkError,
+        RateLimited,
+        UpstreamError,
+    )
+
+    documented = re.search(r"category is the first of (.*?) that applies", " ".join(README.split())).group(1)
+    assert tuple(re.findall(r"`(\w+)`", documented)) == CATEGORY_ORDER
+    by_category = {
+        "outcome_unknown": lambda i: Sent([i], UNKNOWN, NetworkError("reset")),
+        "network": lambda i: Sent([i], FAILED, NetworkError("refused")),
+        "upstream": lambda i: Sent([i], FAILED, UpstreamError("503", status=503)),
+        "rate_limited": lambda i: Sent([i], FAILED, RateLimited("429", status=429)),
+        "auth": lambda i: Sent([i], FAILED, AuthenticationFailed("401", status=401)),
+        "config": lambda i: Sent([i], FAILED, InvalidConfig("bad pod"), attempts=0),
+        "input": lambda i: Sent([i], REFUSED, InvalidInput("400", status=400)),
+    }
+    for a, first in enumerate(CATEGORY_ORDER):
+        for second in CATEGORY_ORDER[a:]:
+            for order in ((first, second), (second, first)):
+                report = UploadReport(["id-0", "id-1", "id-2"], [1, 1, 1], keyed=True)
+                report.add(Sent([0], "acknowledged"))
+                for i, category in enumerate(order, start=1):
+                    report.add(by_category[category](i))
+                error = report.error()
+                if order == ("input", "input"):
+                    assert error is None  # acknowledged and refused only: the output says partial
+                    continue
+                assert error.category == first, (order, error.category)
+                assert error.details["report"]["acknowledged"]["sourceRequestIds"] == ["id-0"]
