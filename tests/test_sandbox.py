@@ -1123,20 +1123,17 @@ def test_reset_aborts_the_connection(sb, after):
 
 
 def test_random_resets_follow_the_seed(sb):
-    sb.set_faults("events", reset_rate=0.5)
-    outcomes = []
-    for i in range(20):
-        try:
-            outcomes.append(upload(sb, batch(source_request_id=f"r{i}")).status_code)
-        except requests.ConnectionError:
-            outcomes.append("reset")
+    def twenty_uploads() -> list:
+        sb.reset()
+        sb.set_faults("events", reset_rate=0.5)
+        outcomes = []
+        for i in range(20):
+            try:
+                outcomes.append(upload(sb, batch(source_request_id=f"r{i}")).status_code)
+            except requests.ConnectionError:
+                outcomes.append("reset")
+        return outcomes
+
+    outcomes = twenty_uploads()
     assert 0 < outcomes.count("reset") < 20 and set(outcomes) == {202, "reset"}
-    sb.reset()
-    sb.set_faults("events", reset_rate=0.5)
-    again = []
-    for i in range(20):
-        try:
-            again.append(upload(sb, batch(source_request_id=f"r{i}")).status_code)
-        except requests.ConnectionError:
-            again.append("reset")
-    assert again == outcomes
+    assert twenty_uploads() == outcomes
