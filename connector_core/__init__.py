@@ -30,6 +30,8 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .http import HttpClient, RetryPolicy, read_json
 from .manifest import CapabilityManifest, ConnectorManifest
+from .policy import HostPolicy
+from .redact import RedactingFormatter, Redactor
 from .registry import (
     Capability,
     CapabilityMap,
@@ -59,6 +61,7 @@ __all__ = [
     "Context",
     "Engine",
     "Fault",
+    "HostPolicy",
     "HttpClient",
     "InvalidConfig",
     "InvalidInput",
@@ -72,6 +75,8 @@ __all__ = [
     "PluginRejected",
     "PluginReport",
     "RateLimited",
+    "RedactingFormatter",
+    "Redactor",
     "Registry",
     "Result",
     "RetryPolicy",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .config import load_connections, read_json_file
+from .config import decode_json, load_connections, read_json_file
 from .engine import Engine
 from .errors import (
     EXIT_CODES,
@@ -33,6 +33,7 @@ from .errors import (
     UnknownCapability,
 )
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
+from .redact import RedactingFormatter, Redactor
 from .registry import LOAD_PLUGINS_ENV, STRICT_ENV
 
 CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
@@ -54,25 +55,44 @@ def _dump(data: Any, stream=None) -> None:
     stream.flush()
 
 
+class _RedactingStream:
+    """stdout or stderr of the CLI: every write goes through the redactor first.
+
+    Text the stream cannot encode (a lone surrogate from an upstream answer) is written
+    with backslash escapes instead of failing after the work was done.
+    """
+
+    def __init__(self, stream: Any, redactor: Redactor) -> None:
+        self._stream = stream
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        text = self._redactor.text(text)
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _read_properties(value: str | None) -> Any:
     if value is None:
         return {}
     source = "--properties"
-    if value == "-":
-        text, source = sys.stdin.read(), "standard input"
-    elif value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text("utf-8")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read properties file {value[1:]}: {exc.strerror or exc}") from None
-        source = value[1:]
-    else:
-        text = value
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"invalid JSON in {source} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        raise InvalidInput(message, faults=[Fault("$", message)]) from None
+        if value == "-":
+            data, source = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read(), "standard input"
+        elif value.startswith("@"):
+            source = value[1:]
+            data = Path(source).read_bytes()
+        else:
+            data = value
+    except OSError as exc:
+        raise InvalidInput(f"cannot read properties file {source}: {exc.strerror or exc}") from None
+    return decode_json(data, source, InvalidInput)
 
 
 def _connection_spec(args) -> tuple[dict, str | None, tuple[str, ...] | None]:
@@ -261,10 +281,12 @@ def cmd_run(args, engine: Engine) -> int:
 
 def cmd_check(args, engine: Engine) -> int:
     config, connector_id, allow = _connection_spec(args)
-    connector_id = connector_id or args.connector or engine._connector_for(config)
+    connector_id = connector_id or args.connector or engine._connector_for(config, engine.host_policy)
     connector = engine.registry.connector(connector_id)
     report: dict[str, Any] = {"connector": connector_id, "config": "valid", "capabilities": {}, "credentials": {}}
     with engine.connect(config, connector=connector_id, allow=allow) as connection:
+        # A token endpoint that echoes the request would put the secret in the report.
+        redact = connection.redact
         auths = set()
         for capability in engine.registry.of_connector(connector_id):
             cap_id = capability.name
@@ -292,7 +314,7 @@ def cmd_check(args, engine: Engine) -> int:
             except ConnectorError as exc:
                 status = {"ok": False, "code": exc.code, "message": exc.message}
                 exit_code = exit_code or exc.exit_code
-            report["credentials"][endpoint] = status
+            report["credentials"][endpoint] = redact(status)
     _dump(report)
     if not any(c["ready"] for c in report["capabilities"].values()):
         return exit_code or EXIT_CODES["config"]
@@ -414,21 +436,23 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True) -> argparse.Ar
 
 
 @contextlib.contextmanager
-def _verbose_logging(verbose: bool) -> Iterator[None]:
-    """``--verbose``: the framework's INFO records (one per HTTP attempt) and every plugin's warnings.
+def _logging(verbose: bool, redactor: Redactor) -> Iterator[None]:
+    """One stderr handler on the root logger whose output is redacted, whichever logger wrote.
 
-    The handler writes to the ``sys.stderr`` of this call and is removed afterwards, so
+    ``--verbose``: the framework's INFO records (one per HTTP attempt) and every plugin's
+    warnings, with time and logger name; otherwise warnings only, as bare messages. The
+    handler writes to the ``sys.stderr`` of this call and is removed afterwards, so
     ``main`` can run many times in one process (tests, hosts embedding the CLI).
     """
-    if not verbose:
-        yield
-        return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"
+    handler.setFormatter(RedactingFormatter(redactor, fmt))
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
     root, framework = logging.getLogger(), logging.getLogger("connector_core")
     level = framework.level
     root.addHandler(handler)
-    framework.setLevel(logging.INFO)
+    if verbose:
+        framework.setLevel(logging.INFO)
     try:
         yield
     finally:
@@ -476,10 +500,17 @@ def _redirect_stdin(stream: TextIO) -> Iterator[None]:
 
 def _main(argv: list[str]) -> int:
     verbose = "-v" in argv or "--verbose" in argv
-    with _verbose_logging(verbose):
+    # Everything the CLI prints or logs passes this redactor, which learns the secrets of
+    # every connection the engine opens (tokens and Basic credentials included).
+    redactor = Redactor()
+    with (
+        contextlib.redirect_stdout(_RedactingStream(sys.stdout, redactor)),
+        contextlib.redirect_stderr(_RedactingStream(sys.stderr, redactor)),
+        _logging(verbose, redactor),
+    ):
         try:
             # Strictness is applied after parsing, so `connector plugins` can still list the rejects.
-            engine = Engine(strict=False)
+            engine = Engine(strict=False, redactor=redactor)
             args = build_parser(engine, plugin_commands=_command_of(argv) not in BUILTIN_COMMANDS).parse_args(argv)
             args.strict = _strict(args)
             if args.strict and engine.registry.rejected and args.handler is not cmd_plugins:

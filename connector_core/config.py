@@ -22,8 +22,8 @@ from typing import Any
 
 import attrs
 
-from .errors import Fault, InvalidConfig
-from .validation import faults, validator_for
+from .errors import ConnectorError, Fault, InvalidConfig
+from .validation import MAX_DEPTH, faults, validator_for
 
 _CONNECTIONS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -71,17 +71,38 @@ def resolve_env(config: Any, environ: Mapping[str, str] | None = None, _path: st
     return config
 
 
+def decode_json(data: bytes | str, source: str, error: type[ConnectorError] = InvalidConfig) -> Any:
+    """Parse JSON text or UTF-8 bytes from ``source``; every failure is an ``error`` at ``$``.
+
+    Invalid UTF-8 and nesting too deep for the parser are refused like a syntax error,
+    never as a crash. (Lone surrogates and over-deep data that parse are caught later, by
+    :func:`~connector_core.validation.data_faults`.)
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            message = f"{source} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+            raise error(message, faults=[Fault("$", message)]) from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON in {source} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    except RecursionError:
+        message = f"{source} nests objects and arrays too deeply (at most {MAX_DEPTH} levels are accepted)"
+    raise error(message, faults=[Fault("$", message)])
+
+
 def read_json_file(path: str | Path, what: str) -> Any:
     """Parse a JSON file, turning every failure into ``InvalidConfig`` naming the file."""
     try:
-        text = Path(path).read_text("utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise InvalidConfig(f"cannot read {what} {path}: {exc.strerror or exc}", file=str(path)) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        raise InvalidConfig(f"{what} {path}: {message}", faults=[Fault("$", message)], file=str(path)) from None
+        return decode_json(data, f"{what} {path}")
+    except InvalidConfig as exc:
+        raise exc.copy(file=str(path)) from None
 
 
 @attrs.frozen

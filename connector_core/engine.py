@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -41,9 +42,10 @@ from .http import (
     check_url,
 )
 from .manifest import CapabilityManifest, ConnectorManifest
-from .redact import Redactor
+from .policy import HostPolicy
+from .redact import MIN_SECRET_LENGTH, Redactor
 from .registry import Registry, build_registry, get_plugin_manager, load_entry_points
-from .validation import faults
+from .validation import MAX_DEPTH, data_faults, faults
 
 log = logging.getLogger("connector_core.engine")
 
@@ -89,27 +91,78 @@ class Context:
 
 
 class _RedactingAdapter(logging.LoggerAdapter):
+    """``ctx.log``: formats each record itself (arguments, traceback, stack) and redacts the whole text.
+
+    Handlers then receive a finished, redacted message and no exception to format again.
+    """
+
     def __init__(self, logger: logging.Logger, redactor: Redactor, capability: str) -> None:
         super().__init__(logger, {"capability": capability})
         self._redact = redactor
 
-    def process(self, msg, kwargs):
-        return self._redact(str(msg)), kwargs
+    def log(self, level, msg, *args, exc_info=None, stack_info=False, stacklevel=1, extra=None, **kwargs):
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg)
+        if args:
+            try:
+                text = text % args
+            except (TypeError, ValueError, KeyError):
+                text = f"{text} {args!r}"
+        if exc_info:
+            if isinstance(exc_info, BaseException):
+                exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif not isinstance(exc_info, tuple):
+                exc_info = sys.exc_info()
+            if exc_info[0] is not None:
+                text += "\n" + "".join(traceback.format_exception(*exc_info)).rstrip()
+        if stack_info:
+            text += "\nStack (most recent call last):\n" + "".join(traceback.format_stack()[:-1]).rstrip()
+        self.logger.log(level, self._redact.text(text), extra={**(extra or {}), **self.extra}, stacklevel=stacklevel + 1)
 
-    def log(self, level, msg, *args, **kwargs):
-        if self.isEnabledFor(level):
-            msg = msg % args if args else msg
-            super().log(level, msg, **kwargs)
 
+def _redacted(error: ConnectorError, redact: Redactor, max_body: int | None = None) -> ConnectorError:
+    """A copy of ``error`` with secrets masked, an upstream ``body`` cut to ``max_body``
+    characters, and no ``__cause__``/``__context__`` chain.
 
-def _redacted(error: ConnectorError, redact: Redactor) -> ConnectorError:
+    Raise it outside any ``except`` block, or Python chains the original back on.
+    """
+    details = redact(dict(error.details))
+    body = details.get("body")
+    if max_body is not None and isinstance(body, str) and len(body) > max_body:
+        details["body"] = body[:max_body] + "..."
     clone = error.copy(
         redact(error.message),
         faults=[Fault(f.path, redact(f.message)) for f in error.faults],
-        **redact(dict(error.details)),
+        **details,
     )
-    clone.__traceback__ = error.__traceback__
+    if isinstance(error, PluginError) and error.plugin_traceback is not None:
+        clone.plugin_traceback = redact(error.plugin_traceback)
+    clone.__cause__ = clone.__context__ = None
+    clone.__suppress_context__ = True
     return clone
+
+
+def _short_secrets(connector: ConnectorManifest, config: Mapping[str, Any]) -> list[Fault]:
+    """Faults for secret fields too short to redact without garbling messages (a rule of the core)."""
+    return [
+        Fault(f"$.{field}", f"is too short for a secret: use at least {MIN_SECRET_LENGTH} characters")
+        for field in sorted(connector.secret_fields)
+        if config.get(field) not in (None, "") and len(str(config[field])) < MIN_SECRET_LENGTH
+    ]
+
+
+def _prepare_config(connector: ConnectorManifest, config: Any, host_policy: HostPolicy) -> dict[str, Any]:
+    """The host policy's checks, JSON-data checks and ``$env`` resolution, in that order."""
+    if not isinstance(config, Mapping):
+        raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be an object")])
+    config = dict(config)
+    found = data_faults(config)
+    if found:
+        # A broken value may be a secret: show where, not what.
+        raise InvalidConfig(f"the config for connector {connector.id!r} is not valid JSON data", faults=found)
+    host_policy.check_config(connector, config)
+    return resolve_env(config)
 
 
 class Connection:
@@ -129,14 +182,17 @@ class Connection:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         policy: RetryPolicy | None = None,
+        host_policy: HostPolicy | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.registry = registry
         self.connector = connector
-        if not isinstance(config, Mapping):
-            raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be an object")])
-        config = resolve_env(dict(config))
-        self._redact = Redactor(str(config[f]) for f in connector.secret_fields if config.get(f))
+        self.host_policy = host_policy or HostPolicy()
+        config = _prepare_config(connector, config, self.host_policy)
+        self._redact = Redactor((str(config[f]) for f in connector.secret_fields if config.get(f)), parent=redactor)
         found = faults(connector.config_validator, config)
+        faulty = {f.path for f in found}
+        found = sorted(found + [f for f in _short_secrets(connector, config) if f.path not in faulty], key=lambda f: f.path)
         if found:
             raise _redacted(InvalidConfig(f"invalid config for connector {connector.id!r}", faults=found), self._redact)
         self.config: Mapping[str, Any] = MappingProxyType(config)
@@ -182,6 +238,11 @@ class Connection:
                 f"capability {capability_id!r} belongs to connector {other.connector.id!r}, "
                 f"but this connection is for {self.connector.id!r}"
             ) from None
+
+    @property
+    def redact(self) -> Redactor:
+        """The redactor that knows this connection's secrets (config fields, tokens, Basic credentials)."""
+        return self._redact
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -316,7 +377,7 @@ class Connection:
                 f"{capability_id} needs config field(s) {', '.join(missing)}",
                 faults=[Fault(f"$.{f}", f"is required by {capability_id}") for f in missing],
             )
-        found = manifest.input_faults(properties)
+        found = data_faults(properties) or manifest.input_faults(properties)
         if found:
             raise _redacted(
                 InvalidInput(f"invalid input for {capability_id} ({len(found)} problem(s))", faults=found), self._redact
@@ -329,10 +390,11 @@ class Connection:
             connection=self,
         )
         started = time.perf_counter()
+        error: ConnectorError | None = None
         try:
             output = capability.caller(ctx=ctx, properties=properties)
         except ConnectorError as exc:
-            raise _redacted(exc, self._redact) from None
+            error = _redacted(exc, self._redact, self.host_policy.max_error_body)
         except Exception as exc:  # a bug in a plugin must reach the host as a typed error
             error = PluginError(
                 f"capability {capability_id!r} failed with {type(exc).__name__}: {self._redact(str(exc))}; "
@@ -341,9 +403,13 @@ class Connection:
                 exception=type(exc).__name__,
             )
             error.plugin_traceback = self._redact("".join(traceback.format_exception(exc)))
-            raise error from None
+            error.__suppress_context__ = True
+        if error is not None:
+            # Raised here, outside the except blocks, so no unredacted original is chained on.
+            raise error
         duration = (time.perf_counter() - started) * 1000
-        found = manifest.output_faults(output)
+        # Deep or non-JSON output is the plugin's fault; odd text a service answered is passed on.
+        found = data_faults(output, max_depth=4 * MAX_DEPTH, unicode=False) or manifest.output_faults(output)
         if found:
             raise PluginError(
                 f"capability {capability_id!r} returned output that does not match its output schema; "
@@ -353,7 +419,7 @@ class Connection:
                 capability=capability_id,
             )
         log.info("%s done in %.1f ms (%d HTTP request(s), %d retries)", capability_id, duration, ctx.stats.requests, ctx.stats.retries)
-        return Result(capability_id, output, duration, ctx.stats.requests, ctx.stats.retries, manifest.connector)
+        return Result(capability_id, self._redact(output), duration, ctx.stats.requests, ctx.stats.retries, manifest.connector)
 
 
 class Engine:
@@ -365,7 +431,13 @@ class Engine:
     into a ``PluginLoadError``. ``owners`` pins which distribution owns a connector that
     several declare (``{"acme": "acme-connector"}``; also
     ``CONNECTOR_CORE_OWNERS``). Connections opened by :meth:`execute` are cached by config
-    (at most ``max_connections``), so repeated calls reuse pools and tokens.
+    and host policy (at most ``max_connections``), so repeated calls reuse pools and tokens.
+
+    ``host_policy`` (default ``HostPolicy()``, trusting configs) limits what configs may
+    do; ``HostPolicy.untrusted()`` is for configs end users supply. :meth:`connect` and
+    :meth:`execute` take a ``host_policy`` that replaces it for one config. ``redactor``,
+    when given, learns the secrets of every connection opened (the CLI redacts all it
+    prints with it).
     """
 
     def __init__(
@@ -379,6 +451,8 @@ class Engine:
         session_factory: Callable[[], requests.Session] | None = None,
         max_connections: int = 16,
         owners: Mapping[str, str] | None = None,
+        host_policy: HostPolicy | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         rejected = []
         if pm is None:
@@ -390,7 +464,9 @@ class Engine:
         self._clock = clock
         self._session_factory = session_factory
         self._max_connections = max_connections
-        self._connections: collections.OrderedDict[str, Connection] = collections.OrderedDict()
+        self.host_policy = host_policy or HostPolicy()
+        self._redactor = redactor
+        self._connections: collections.OrderedDict[tuple[str, HostPolicy], Connection] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -400,14 +476,23 @@ class Engine:
     def capabilities(self) -> Mapping[str, Any]:
         return self.registry.capabilities
 
-    def connect(self, config: Mapping[str, Any], *, connector: str | None = None, allow: Iterable[str] | None = None) -> Connection:
+    def connect(
+        self,
+        config: Mapping[str, Any],
+        *,
+        connector: str | None = None,
+        allow: Iterable[str] | None = None,
+        host_policy: HostPolicy | None = None,
+    ) -> Connection:
         """Open a connection (validated config, HTTP session, token cache) for many calls.
 
         ``connector`` may be left out while it is unambiguous: when one connector is loaded,
-        or when the config fits the config schema of exactly one of them.
+        or when the config fits the config schema of exactly one of them. ``host_policy``
+        replaces the engine's policy for this config.
         """
+        host_policy = host_policy or self.host_policy
         if connector is None:
-            connector = self._connector_for(config)
+            connector = self._connector_for(config, host_policy)
         return Connection(
             self.registry,
             self.registry.connector(connector),
@@ -416,9 +501,11 @@ class Engine:
             session=self._session_factory() if self._session_factory else None,
             sleep=self._sleep,
             clock=self._clock,
+            host_policy=host_policy,
+            redactor=self._redactor,
         )
 
-    def _connector_for(self, config: Mapping[str, Any]) -> str:
+    def _connector_for(self, config: Mapping[str, Any], host_policy: HostPolicy) -> str:
         connectors = self.registry.connectors
         refused = sorted({r.id for r in self.registry.rejected if r.kind == "connector" and r.id} - set(connectors))
         if len(connectors) == 1 and not refused:
@@ -428,7 +515,8 @@ class Engine:
             raise InvalidConfig(f"no connector is loaded{detail}")
         fits = []
         if isinstance(config, Mapping):
-            resolved = resolve_env(dict(config))
+            # A policy that refuses $env must not read the environment even to pick a connector.
+            resolved = resolve_env(dict(config)) if host_policy.allow_env else dict(config)
             fits = [cid for cid, manifest in connectors.items() if manifest.config_validator.is_valid(resolved)]
         if len(fits) == 1:
             return fits[0]
@@ -439,29 +527,29 @@ class Engine:
             connectors=list(connectors),
         )
 
-    def execute(self, capability_id: str, properties: Any, config: Mapping[str, Any]) -> Result:
-        """Run one capability with ``config``; reuses a cached connection for the same config.
+    def execute(
+        self, capability_id: str, properties: Any, config: Mapping[str, Any], *, host_policy: HostPolicy | None = None
+    ) -> Result:
+        """Run one capability with ``config``; reuses a cached connection for the same config and policy.
 
         ``capability_id`` is qualified (``acme.getUser``) or a bare id that exactly
         one loaded connector provides.
         """
         capability = self.registry.get(capability_id)
-        return self._cached(capability.connector.id, config).execute(capability.id, properties)
+        return self._cached(capability.connector.id, config, host_policy or self.host_policy).execute(capability.id, properties)
 
-    def _cached(self, connector: str, config: Mapping[str, Any]) -> Connection:
-        if not isinstance(config, Mapping):
-            raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be an object")])
-        config = resolve_env(dict(config))
-        try:
-            key = hashlib.sha256(json.dumps([connector, config], sort_keys=True, default=str).encode()).hexdigest()
-        except (TypeError, ValueError):
-            raise InvalidConfig("the connection config must be a JSON object", faults=[Fault("$", "must be JSON data")]) from None
+    def _cached(self, connector: str, config: Mapping[str, Any], host_policy: HostPolicy) -> Connection:
+        # The policy judges the raw config before $env is resolved or the cache is consulted,
+        # and is part of the key: a config accepted under one policy is never reused under another.
+        config = _prepare_config(self.registry.connector(connector), config, host_policy)
+        digest = hashlib.sha256(json.dumps([connector, config], sort_keys=True).encode("utf-8")).hexdigest()
+        key = (digest, host_policy)
         with self._lock:
             connection = self._connections.get(key)
             if connection is not None:
                 self._connections.move_to_end(key)
                 return connection
-        opened = self.connect(config, connector=connector)
+        opened = self.connect(config, connector=connector, host_policy=host_policy)
         evicted: list[Connection] = []
         with self._lock:
             connection = self._connections.setdefault(key, opened)

@@ -59,6 +59,8 @@ def _read(source: Any) -> tuple[dict, str, str]:
         raise ManifestError(f"{name}: cannot read manifest: {reason}", file=name) from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ManifestError(f"{name}: objects and arrays nest too deeply", faults=[Fault("$", "nests too deeply")], file=name) from None
     except json.JSONDecodeError as exc:
         raise ManifestError(
             f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",

@@ -228,3 +228,64 @@ def _close_match(name: str, known: Iterable[str]) -> str:
 
 def _shorten(message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+
+
+# Deepest nesting of objects and arrays accepted in inputs and configs. Real payloads
+# stay far below it; deeper data would exhaust recursion in the validators.
+MAX_DEPTH = 32
+_MAX_DATA_FAULTS = 20
+
+
+def data_faults(value: Any, root: str = "$", max_depth: int = MAX_DEPTH, *, unicode: bool = True) -> list[Fault]:
+    """Faults of ``value`` as JSON data, before any schema looks at it.
+
+    Strings must be valid Unicode (no lone surrogates; ``unicode=False`` lets them pass,
+    for data a service answered), object keys strings, numbers finite, containers at
+    most ``max_depth`` deep, and nothing but dicts, lists, strings, numbers, booleans and
+    ``None``. Walks without recursion, so any depth is safe.
+    """
+    found: list[Fault] = []
+    stack: list[tuple[Any, tuple, int]] = [(value, (), 0)]
+    while stack and len(found) < _MAX_DATA_FAULTS:
+        item, parts, depth = stack.pop()
+        if item is None or isinstance(item, (bool, int)):
+            continue
+        if isinstance(item, str):
+            problem = _unicode_problem(item) if unicode else None
+            if problem:
+                found.append(Fault(json_path(parts, root), problem))
+            continue
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                found.append(Fault(json_path(parts, root), "must be a finite number (NaN and Infinity are not JSON)"))
+            continue
+        if isinstance(item, (dict, list, tuple)):
+            if depth >= max_depth:
+                found.append(Fault(json_path(parts, root), f"nests deeper than {max_depth} levels of objects and arrays"))
+                continue
+            if isinstance(item, dict):
+                children = []
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        found.append(Fault(json_path(parts, root), f"has a key that is not a string ({type(key).__name__} {key!r}); object keys must be strings"))
+                        continue
+                    problem = _unicode_problem(key)
+                    if problem:
+                        found.append(Fault(json_path(parts, root), f"has a key that {problem}"))
+                        continue
+                    children.append((child, parts + (key,), depth + 1))
+                stack.extend(reversed(children))
+            else:
+                stack.extend(reversed([(child, parts + (i,), depth + 1) for i, child in enumerate(item)]))
+            continue
+        found.append(Fault(json_path(parts, root), f"is a {type(item).__name__}, which is not JSON data"))
+    return sorted(found, key=lambda f: f.path)
+
+
+def _unicode_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}; "
+                "strings must be valid Unicode")
+    return None

@@ -165,7 +165,8 @@ def test_plugin_exception_becomes_a_plugin_error_without_secrets(engine, caplog)
     assert error.code == "plugin_error" and error.exit_code == 12
     assert "'toyCrash'" in error.message and "ValueError" in error.message and "***" in error.message
     assert error.details == {"capability": "toyCrash", "exception": "ValueError"}
-    assert error.__cause__ is None and error.__suppress_context__  # no plugin traceback chained to the host's
+    # No plugin traceback chained to the host's, not even as an implicit __context__.
+    assert error.__cause__ is None and error.__context__ is None and error.__suppress_context__
     assert "ValueError: could not parse ***" in error.plugin_traceback
     assert_no_secret(error, SECRET)
     assert "about to fail with secret ***" in caplog.text
