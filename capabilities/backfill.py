@@ -497,6 +497,8 @@ class _Upload:
         self.stop = threading.Event()
         self.started = time.perf_counter()
         self.queue: queue.Queue[_Request | None] = queue.Queue(maxsize=2 * concurrency)
+        # A request's hooks replace the session's: keep the session's own after the pacer's.
+        self.hooks = {"response": [pacer.hook, *connection.session.hooks.get("response", [])]}
         self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
 
     # -- outcomes (any thread) --------------------------------------------------------
@@ -599,7 +601,7 @@ class _Upload:
             with self.lock:
                 self.report.requests += 1
             try:
-                client.post(request.path, data=request.body, headers=_JSON, hooks={"response": self.pacer.hook})
+                client.post(request.path, data=request.body, headers=_JSON, hooks=self.hooks)
             except InvalidInput as exc:  # 400: mParticle refused the whole request
                 self._refused(client, request, exc)
                 return

@@ -5,10 +5,11 @@ not grow with the input. The format is decided by the content, not the name:
 
 * gzip (magic bytes ``1f 8b``) is decompressed on the fly, whatever the name;
 * text starting with ``[`` is a JSON array of batches;
-* anything else is a sequence of JSON values: NDJSON (one batch per line), concatenated or
-  pretty-printed objects alike.
+* text whose first line is a whole JSON object is NDJSON (one batch per line), each line
+  parsed with orjson;
+* anything else is a sequence of JSON values (concatenated or pretty-printed objects).
 
-Parsing is ijson's incremental parser (its C backend, yajl2_c, when available) with
+Arrays and multi-line values are parsed by ijson's incremental parser (its C backend, yajl2_c, when available) with
 ``use_float=True``: numbers with a fraction or exponent become ``float`` (ijson's default
 ``Decimal`` would not serialise with orjson), integers stay exact ``int``.
 """
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import ijson
+import orjson
 
 from connector_core import Fault, InvalidInput
 
@@ -56,10 +58,37 @@ def _first_byte(stream: BinaryIO) -> bytes:
         stream.read(len(head))
 
 
-def _values(stream: BinaryIO) -> Iterator[Any]:
-    if _first_byte(stream) == b"[":
+def _values(stream: BinaryIO, where: str) -> Iterator[Any]:
+    first = _first_byte(stream)
+    if first == b"[":
         return ijson.items(stream, "item", use_float=True)
+    if first == b"{" and _is_json(stream.peek(_CHUNK).split(b"\n", 1)[0]):
+        return _lines(stream, where)
     return ijson.items(stream, "", multiple_values=True, use_float=True)
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _lines(stream: BinaryIO, where: str) -> Iterator[Any]:
+    """NDJSON, one line at a time: orjson parses a line several times faster than ijson."""
+    loads = orjson.loads
+    count = 0
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            value = loads(line)
+        except orjson.JSONDecodeError as exc:
+            message = f"{where} line {number} is not valid JSON: {exc}"
+            raise InvalidInput(message, faults=[Fault(f"$.files[{where!r}][{count}]", f"line {number}: {exc}")]) from None
+        yield value
+        count += 1
 
 
 def check_readable(paths: Iterable[str]) -> None:
@@ -82,12 +111,14 @@ def iter_batches(paths: Iterable[str]) -> Iterator[Any]:
             if raw.peek(2)[:2] == b"\x1f\x8b":
                 stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), _CHUNK)  # type: ignore[arg-type]
             count = 0
+            where = "standard input" if path == STDIN else path
             try:
-                for value in _values(stream):
+                for value in _values(stream, where):
                     yield value
                     count += 1
+            except InvalidInput:
+                raise
             except (ijson.JSONError, ValueError, OSError, EOFError) as exc:
-                where = "standard input" if path == STDIN else path
                 reason = _reason(exc)
                 message = f"{where} is not valid JSON or NDJSON after {count} batch(es): {reason}"
                 raise InvalidInput(message, faults=[Fault(f"$.files[{where!r}][{count}]", reason)]) from None

@@ -376,3 +376,18 @@ def test_the_sandbox_adds_fixed_or_random_latency(sb, connection):
             sb.set_latency(30, 10)
     finally:
         sb.set_latency(0)
+
+
+def test_batch_files_read_pretty_printed_objects_and_name_the_bad_ndjson_line(tmp_path):
+    from connector_mparticle.batch_files import iter_batches, iter_text_batches
+
+    (tmp_path / "pretty.json").write_text(json.dumps(make_batch(0), indent=2) + "\n" + json.dumps(make_batch(1), indent=2))
+    assert [b["user_identities"]["customer_id"] for b in iter_batches([str(tmp_path / "pretty.json")])] == ["user-0", "user-1"]
+    (tmp_path / "bad.ndjson").write_text(json.dumps(make_batch(0)) + "\n\n" + '{"events": [}\n')
+    with pytest.raises(InvalidInput) as err:
+        list(iter_batches([str(tmp_path / "bad.ndjson")]))
+    assert "line 3" in err.value.message and err.value.faults[0].path.endswith("[1]")
+    text = json.dumps([make_batch(i) for i in range(3)] + [{"price": 1.5, "big": 2**62}])
+    parsed = list(iter_text_batches(text))
+    assert parsed[3] == {"price": 1.5, "big": 2**62} and type(parsed[3]["price"]) is float
+    assert [b["user_identities"]["customer_id"] for b in parsed[:3]] == ["user-0", "user-1", "user-2"]

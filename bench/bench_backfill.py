@@ -1,0 +1,150 @@
+"""``connector upload-events`` against the sandbox: throughput, peak memory, concurrency, pacing.
+
+One command (after ``pip install -e .``)::
+
+    python bench/bench_backfill.py                 # everything, about 3 minutes on 2 cores
+    python bench/bench_backfill.py --only memory   # one part: memory, latency, concurrency, budget
+
+The input is an NDJSON file of 1,000,000 realistic events (``--events``), 10 per batch, each
+with a unique marker attribute, about 360 MB, written once to ``--data`` (default the system
+temporary directory) and reused. Every upload runs ``connector upload-events`` in a fresh
+process (so its peak RSS, read with ``os.wait4``, is that of a process that reads the file),
+against the sandbox in another child process (``SandboxProcess``), which checks every batch.
+The sandbox counts accepted events; every run must end with all events accepted once.
+
+1. ``memory``: the whole file at 0 ms latency with the budget raised (``--rate 1e9``):
+   events/s and peak RSS (target: under 200 MB).
+2. ``latency``: the whole file with the sandbox 20 ms away, budget raised.
+3. ``concurrency``: 20 ms away, budget raised, the first ``--subset`` events (default 200,000)
+   with ``--concurrency 1`` and with the default concurrency, side by side (target: >= 5x).
+4. ``budget``: the default budget (270 batches/s) against a sandbox 20 ms away that itself
+   enforces 270 per second, for ``--budget-seconds`` (default 20 s) worth of batches
+   (target: within 10% of 270 batches/s, and no 429).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from connector_mparticle.sandbox import SandboxProcess
+
+CONNECTOR = str(Path(sys.executable).parent / "connector")
+EVENTS_PER_BATCH = 10
+
+
+def make_file(path: Path, events: int) -> Path:
+    """NDJSON of ``events`` events, ``EVENTS_PER_BATCH`` per batch (one user each), about 360 bytes per event."""
+    if path.exists():
+        return path
+    rng = random.Random(7)
+    names = ["Viewed product", "Added to cart", "Searched", "Opened app", "Shared"]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for b in range(events // EVENTS_PER_BATCH):
+            stamp = 1_700_000_000_000 + b * 1000
+            batch = {
+                "environment": "production",
+                "user_identities": {"customer_id": f"customer-{b:08d}", "email": f"user{b}@example.com"},
+                "user_attributes": {"plan": rng.choice(["free", "pro", "team"]), "country": "FR"},
+                "device_info": {"platform": "web"},
+                "events": [
+                    {"event_type": "custom_event", "data": {
+                        "event_name": rng.choice(names), "custom_event_type": "navigation",
+                        "timestamp_unixtime_ms": stamp + j,
+                        "custom_attributes": {"marker": f"{b}.{j}", "sku": f"SKU-{rng.randrange(10**6):06d}",
+                                              "price": round(rng.uniform(1, 500), 2), "category": "shoes",
+                                              "campaign": "spring-sale-2025", "referrer": "https://example.com/landing"},
+                    }}
+                    for j in range(EVENTS_PER_BATCH)
+                ],
+            }
+            f.write(json.dumps(batch, separators=(",", ":")) + "\n")
+    tmp.rename(path)
+    return path
+
+
+def head(path: Path, events: int) -> Path:
+    out = path.with_name(f"{path.stem}-first{events}.ndjson")
+    if not out.exists():
+        with open(path, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+            for _ in range(events // EVENTS_PER_BATCH):
+                dst.write(src.readline())
+    return out
+
+
+def run_upload(sandbox: SandboxProcess, source: Path, *options: str) -> dict:
+    """One ``connector upload-events`` in a fresh process: its summary, wall time and peak RSS."""
+    sandbox.reset()
+    config = Path(tempfile.gettempdir()) / f"bench-backfill-{os.getpid()}.json"
+    config.write_text(json.dumps(sandbox.config))
+    started = time.perf_counter()
+    child = subprocess.Popen([CONNECTOR, "upload-events", str(source), "--config", str(config), *options],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = child.stdout.read()
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        raise SystemExit(f"upload-events failed ({child.returncode}): {err.decode()[-2000:]}")
+    summary = json.loads(out)
+    state = sandbox.state()
+    assert state["events_accepted"] == summary["events"] == summary["acknowledged"]["events"], (state, summary)
+    return {"summary": summary, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "sandbox": state}
+
+
+def line(name: str, result: dict) -> str:
+    s = result["summary"]
+    return (f"{name:<44} {s['events']:>9,} events {result['wall']:7.1f} s  "
+            f"{s['events'] / result['wall']:>9,.0f} events/s  {s['acknowledged']['batches'] / result['wall']:>8,.0f} batches/s  "
+            f"peak RSS {result['rss_mb']:6.1f} MB  429s {s['rateLimited']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--subset", type=int, default=200_000)
+    parser.add_argument("--budget-seconds", type=float, default=20.0)
+    parser.add_argument("--data", default=tempfile.gettempdir())
+    parser.add_argument("--only", choices=["memory", "latency", "concurrency", "budget"])
+    args = parser.parse_args()
+    source = make_file(Path(args.data) / f"bench-backfill-{args.events}.ndjson", args.events)
+    print(f"input: {source} ({source.stat().st_size / 1e6:.0f} MB, {args.events:,} events, "
+          f"{EVENTS_PER_BATCH} per batch); sandbox in a child process", flush=True)
+    fast = ("--rate", "1e9")
+    with SandboxProcess("--max-batches", "1000") as sandbox:
+        if args.only in (None, "memory"):
+            print(line("whole file, 0 ms", run_upload(sandbox, source, *fast)), flush=True)
+        sandbox.set_latency(20)
+        if args.only in (None, "latency"):
+            print(line("whole file, 20 ms", run_upload(sandbox, source, *fast)), flush=True)
+        if args.only in (None, "concurrency"):
+            subset = head(source, args.subset)
+            one = run_upload(sandbox, subset, *fast, "--concurrency", "1")
+            many = run_upload(sandbox, subset, *fast)
+            print(line("subset, 20 ms, --concurrency 1", one))
+            print(line("subset, 20 ms, default concurrency", many))
+            print(f"default concurrency / one connection: {one['wall'] / many['wall']:.2f}x (target >= 5x)", flush=True)
+        if args.only in (None, "budget"):
+            subset = head(source, int(270 * args.budget_seconds) * EVENTS_PER_BATCH)
+            sandbox.set_rate_limit("events", 270, window_seconds=1)
+            paced = run_upload(sandbox, subset)
+            sandbox.set_rate_limit("events", None)
+            batches = paced["summary"]["acknowledged"]["batches"]
+            seconds = paced["summary"]["durationSeconds"]
+            print(line("default budget, 20 ms, sandbox limit 270/s", paced))
+            print(f"paced upload: {batches / seconds:.1f} batches/s over {seconds:.1f} s of sending "
+                  f"({batches / seconds / 270:.1%} of 270; target within 10%)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
