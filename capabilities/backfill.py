@@ -66,6 +66,7 @@ __all__ = [
     "Progress",
     "StateFile",
     "UploadReport",
+    "combine_reports",
     "derive_request_id",
     "historical_faults",
     "upload",
@@ -405,6 +406,28 @@ class UploadReport:
         if self.error is not None:
             out["error"] = self.error.to_dict()
         return out
+
+
+def combine_reports(reports: Iterable[UploadReport]) -> UploadReport:
+    """One report for several uploads of consecutive parts of one input (e.g. partitions).
+
+    Counts are summed; positions (refusals, unknown batches) are shifted by the batches of
+    the parts before, so they are positions in the whole input; the first error is kept.
+    """
+    total = UploadReport()
+    offset = 0
+    for report in reports:
+        for name in ("batches", "events", "acknowledged_batches", "acknowledged_events", "refused_batches",
+                     "refused_events", "unknown_events", "unsent_batches", "skipped_batches",
+                     "historical_batches", "requests", "retries", "rate_limited"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.refusals += [{**r, "index": r["index"] + offset} for r in report.refusals][: _MAX_LISTED - len(total.refusals)]
+        total.unknown.update({i + offset: rid for i, rid in report.unknown.items()})
+        total.duration = max(total.duration, report.duration)
+        total.interrupted = total.interrupted or report.interrupted
+        total.error = total.error or report.error
+        offset += report.batches
+    return total
 
 
 # --------------------------------------------------------------------------- requests

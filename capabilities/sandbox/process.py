@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -79,6 +80,9 @@ class SandboxProcess:
     @property
     def batches(self) -> list[dict[str, Any]]:
         return self._admin("batches")
+
+    def markers(self, attribute: str) -> dict[str, Any]:
+        return self._admin(f"markers?attribute={urllib.parse.quote(attribute)}")
 
     def reset(self) -> None:
         self._admin("reset", {})
