@@ -89,6 +89,16 @@ def test_wheel_declares_exactly_the_runtime_dependencies(wheel):
             assert requirement.specifier.contains(metadata.version(requirement.name), prereleases=True), requirement
 
 
+# Modules of optional extras (module -> extra), declared in setup.cfg as `dask = dask[...]`.
+OPTIONAL = {"dask": "dask", "distributed": "dask"}
+
+
+def test_the_dask_extra_is_declared_with_its_marker(wheel):
+    declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+    dask = [r for r in declared if r.name == "dask" and r.marker and r.marker.evaluate({"extra": "dask"})]
+    assert dask and {"distributed", "dataframe"} <= dask[0].extras
+
+
 def _third_party_imports() -> set[str]:
     """Top-level modules imported by the installed packages that are not theirs or the standard library."""
     ours = {"connector_core", "connector_mparticle"}
@@ -109,8 +119,10 @@ def test_every_third_party_import_is_a_declared_dependency():
     imported = _third_party_imports()
     assert imported >= {"pluggy", "requests", "jsonschema"}
     undeclared = {module: providers.get(module) for module in imported if not set(providers.get(module, ())) & set(REQUIREMENTS)}
-    # urllib3 comes with requests, which the HTTP layer builds on (its exception types).
-    assert undeclared == {"urllib3": ["urllib3"]}
+    # urllib3 comes with requests, which the HTTP layer builds on (its exception types);
+    # dask and distributed only with the dask extra, imported only by backfill_dask.
+    assert undeclared == {"urllib3": ["urllib3"], **{m: providers.get(m) for m in OPTIONAL if m in imported}}
+    assert set(OPTIONAL) <= imported
 
 
 def test_wheel_contains_packages_and_manifests(installed):
