@@ -156,7 +156,7 @@ def run(args, engine) -> int:
     config, connector, allow = _connection_spec(args)
     if connector is not None and connector != CONNECTOR:
         raise InvalidConfig(f"connection {args.connection!r} is for connector {connector!r}, not {CONNECTOR!r}")
-    if allow is not None and "uploadEventBatch" not in allow:
+    if allow is not None and not {"uploadEventBatch", f"{CONNECTOR}.uploadEventBatch"} & set(allow):
         raise InvalidConfig(f"connection {args.connection!r} does not allow uploadEventBatch", code="capability_not_allowed")
     with engine.connect(config, connector=CONNECTOR, allow=allow) as connection:
         return _upload(args, connection)

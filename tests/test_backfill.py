@@ -333,6 +333,20 @@ def test_upload_events_bad_files_are_typed_errors(sb, config_file, tmp_path, cap
     assert code == 3 and json.loads(err)["faults"][0]["path"] == "$.state"
 
 
+def test_upload_events_with_a_named_connection_needs_upload_allowed(sb, tmp_path, capsys):
+    (tmp_path / "in.ndjson").write_text(json.dumps(make_batch(0)))
+    connections = {"connections": {
+        "reader": {"connector": "mparticle", "config": sb.config, "capabilities": ["mparticle.getAccount"]},
+        "loader": {"connector": "mparticle", "config": sb.config, "capabilities": ["mparticle.uploadEventBatch"]},
+    }}
+    (tmp_path / "connections.json").write_text(json.dumps(connections))
+    base = ["upload-events", str(tmp_path / "in.ndjson"), "--connections", str(tmp_path / "connections.json")]
+    code, _, err = run_cli([*base, "--connection", "reader"], capsys)
+    assert code == 4 and json.loads(err)["code"] == "capability_not_allowed"
+    code, summary, _ = run_cli([*base, "--connection", "loader"], capsys)
+    assert code == 0 and summary["acknowledged"]["events"] == 3
+
+
 def test_a_killed_upload_rerun_delivers_every_event_exactly_once(tmp_path):
     """Kill -9 a real ``connector upload-events`` mid-upload, rerun it, count markers."""
     n = 1000
