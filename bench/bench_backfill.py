@@ -138,7 +138,7 @@ def main() -> int:
             sandbox.set_rate_limit("events", 270, window_seconds=1)
             paced = run_upload(sandbox, subset)
             sandbox.set_rate_limit("events", None)
-            batches = paced["summary"]["acknowledged"]["batches"]
+            batches = paced["summary"]["acknowledged"]["count"]
             seconds = paced["summary"]["durationSeconds"]
             print(line("default budget, 20 ms, sandbox limit 270/s", paced))
             print(f"paced upload: {batches / seconds:.1f} batches/s over {seconds:.1f} s of sending "

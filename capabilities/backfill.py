@@ -55,6 +55,7 @@ from connector_core import (
 from connector_core.http import CallStats, parse_retry_after
 
 from .batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch, encode
+from .upload_report import ACKNOWLEDGED, REFUSED, UNKNOWN, post_batches
 from .request_ids import canonical_json
 from .request_ids import id_from_canonical as derive_request_id
 
@@ -361,6 +362,8 @@ class UploadReport:
     unknown: dict[int, str] = attrs.Factory(dict)
     unknown_events: int = 0
     unsent_batches: int = 0
+    failed: dict[int, str] = attrs.Factory(dict)
+    failed_events: int = 0
     skipped_batches: int = 0
     historical_batches: int = 0
     requests: int = 0
@@ -381,22 +384,29 @@ class UploadReport:
         return "accepted"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON summary: ``uploadEventBatch``'s report (``upload_report``), summed.
+
+        ``acknowledged``, ``refused``, ``unknown`` and ``failed`` each give a ``count`` and
+        ``events``; the last three also list (the first 1,000) ``batches`` by position and,
+        for unknown and failed, the ``sourceRequestIds`` to resend them with.
+        """
         seconds = max(self.duration, 1e-9)
-        unknown = sorted(self.unknown.items())
+        unknown = sorted(self.unknown.items())[:_MAX_LISTED]
+        failed = sorted(self.failed.items())[:_MAX_LISTED]
         out: dict[str, Any] = {
             "status": self.status,
             "batches": self.batches,
             "events": self.events,
-            "acknowledged": {"batches": self.acknowledged_batches, "events": self.acknowledged_events},
-            "refused": {"batches": self.refused_batches, "events": self.refused_events,
-                        "first": self.refusals[:_MAX_LISTED]},
-            "unknown": {"batches": len(unknown), "events": self.unknown_events,
-                        "indexes": [i for i, _ in unknown[:_MAX_LISTED]],
-                        "sourceRequestIds": [r for _, r in unknown[:_MAX_LISTED]]},
-            "unsent": {"batches": self.unsent_batches},
-            "skipped": {"batches": self.skipped_batches},
-            "historical": {"batches": self.historical_batches},
             "requests": self.requests,
+            "acknowledged": {"count": self.acknowledged_batches, "events": self.acknowledged_events},
+            "refused": {"count": self.refused_batches, "events": self.refused_events,
+                        "batches": [r["index"] for r in self.refusals], "reasons": self.refusals},
+            "unknown": {"count": len(self.unknown), "events": self.unknown_events,
+                        "batches": [i for i, _ in unknown], "sourceRequestIds": [r for _, r in unknown]},
+            "failed": {"count": self.unsent_batches, "events": self.failed_events,
+                       "batches": [i for i, _ in failed], "sourceRequestIds": [r for _, r in failed]},
+            "skipped": {"count": self.skipped_batches},
+            "historical": {"count": self.historical_batches},
             "retries": self.retries,
             "rateLimited": self.rate_limited,
             "durationSeconds": round(self.duration, 3),
@@ -423,6 +433,8 @@ def combine_reports(reports: Iterable[UploadReport]) -> UploadReport:
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.refusals += [{**r, "index": r["index"] + offset} for r in report.refusals][: _MAX_LISTED - len(total.refusals)]
         total.unknown.update({i + offset: rid for i, rid in report.unknown.items()})
+        total.failed.update({i + offset: rid for i, rid in report.failed.items()})
+        total.failed_events += report.failed_events
         total.duration = max(total.duration, report.duration)
         total.interrupted = total.interrupted or report.interrupted
         total.error = total.error or report.error
@@ -521,7 +533,7 @@ class _Upload:
         self.started = time.perf_counter()
         self.queue: queue.Queue[_Request | None] = queue.Queue(maxsize=2 * concurrency)
         # A request's hooks replace the session's: keep the session's own after the pacer's.
-        self.hooks = {"response": [pacer.hook, *connection.session.hooks.get("response", [])]}
+        self.hooks = [pacer.hook, *connection.session.hooks.get("response", [])]
         self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
 
     # -- outcomes (any thread) --------------------------------------------------------
@@ -572,8 +584,12 @@ class _Upload:
                 self.state.save(force=True)
 
     def unsent(self, request: _Request) -> None:
+        """Batches mParticle did not take (never sent, or every attempt answered an error)."""
         with self.lock:
             self.report.unsent_batches += len(request.indexes)
+            self.report.failed_events += sum(request.events)
+            if len(self.report.failed) < _MAX_LISTED:
+                self.report.failed.update(zip(request.indexes, request.ids))
 
     def fail(self, error: ConnectorError) -> None:
         with self.lock:
@@ -594,12 +610,12 @@ class _Upload:
         stats = CallStats()
         client = self.connection.client("events", retry_safe=True, stats=stats)
         try:
-            self._loop(client)
+            self._loop(client, stats)
         finally:
             with self.lock:
                 self.report.retries += stats.retries
 
-    def _loop(self, client) -> None:
+    def _loop(self, client, stats: CallStats) -> None:
         while True:
             request = self.queue.get()
             if request is None:
@@ -608,13 +624,14 @@ class _Upload:
                 self.unsent(request)
                 continue
             try:
-                self._send(client, request)
+                self._send(client, stats, request)
             except Exception as exc:  # a bug must not leave the reading loop waiting forever
                 log.exception("backfill sender failed")
                 self.sent_unanswered(request)
                 self.fail(OutcomeUnknown(f"the upload stopped on an unexpected error: {type(exc).__name__}: {exc}"))
 
-    def _send(self, client, request: _Request) -> None:
+    def _send(self, client, stats: CallStats, request: _Request) -> None:
+        """Send one request until mParticle settles it (the fate as ``upload_report`` tells it)."""
         rounds = 0
         while True:
             if self.stop.is_set():
@@ -623,42 +640,39 @@ class _Upload:
             self.pacer.acquire(len(request.items))
             with self.lock:
                 self.report.requests += 1
-            try:
-                client.post(request.path, data=request.body, headers=_JSON, hooks=self.hooks)
-            except InvalidInput as exc:  # 400: mParticle refused the whole request
-                self._refused(client, request, exc)
+            sent = post_batches(client, request.path, request.body, request.indexes, lambda: stats.requests, self.hooks)
+            if sent.fate == ACKNOWLEDGED:
+                self.acknowledged(request)
                 return
-            except ConnectorError as exc:
-                status = exc.details.get("status")
-                if status == 413 and len(request.items) > 1:
-                    for half in request.split():
-                        self._send(client, half)
-                    return
-                if isinstance(exc, AuthenticationFailed) or status in (404, 413) or exc.category in ("config", "plugin"):
-                    self.unsent(request)  # refused before processing: nothing landed
-                    self.fail(exc)
-                    return
-                rounds += 1
-                if rounds > self.max_rounds:
-                    if isinstance(exc, RateLimited):
-                        self.unsent(request)
-                    else:
-                        self.sent_unanswered(request)
-                    self.fail(exc if isinstance(exc, RateLimited) else _unknown(exc))
-                    return
-                with self.lock:
-                    self.report.retries += 1
-                if not isinstance(exc, RateLimited):  # the pacer already waits out a 429's Retry-After
-                    self.sleep(min(30.0, 2.0 ** rounds))
-                continue
-            self.acknowledged(request)
-            return
+            exc = sent.error
+            if sent.fate == REFUSED:  # 400: mParticle refused the whole request
+                self._refused(client, stats, request, exc)
+                return
+            status = exc.details.get("status")
+            if status == 413 and len(request.items) > 1:
+                for half in request.split():
+                    self._send(client, stats, half)
+                return
+            settle = self.sent_unanswered if sent.fate == UNKNOWN else self.unsent
+            if isinstance(exc, AuthenticationFailed) or status in (404, 413) or exc.category in ("config", "plugin"):
+                settle(request)
+                self.fail(exc)
+                return
+            rounds += 1
+            if rounds > self.max_rounds:
+                settle(request)
+                self.fail(_unknown(exc) if sent.fate == UNKNOWN else exc)
+                return
+            with self.lock:
+                self.report.retries += 1
+            if not isinstance(exc, RateLimited):  # the pacer already waits out a 429's Retry-After
+                self.sleep(min(30.0, 2.0 ** rounds))
 
-    def _refused(self, client, request: _Request, exc: ConnectorError) -> None:
+    def _refused(self, client, stats: CallStats, request: _Request, exc: ConnectorError) -> None:
         """A 400 for a request: halve it until the refused batches are alone, send the rest."""
         if len(request.items) > 1:
             for half in request.split():
-                self._send(client, half)
+                self._send(client, stats, half)
             return
         batch = json.loads(request.items[0])
         self.refuse(request.indexes[0], batch, request.events[0],

@@ -37,7 +37,9 @@ _WHITESPACE = b" \t\r\n\xef\xbb\xbf"  # the UTF-8 BOM too
 
 def _open(path: str) -> BinaryIO:
     if path == STDIN:
-        stdin = sys.stdin.buffer
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text stream standing in for stdin (a host running the CLI in-process)
+            return io.BufferedReader(io.BytesIO(sys.stdin.read().encode("utf-8")), _CHUNK)
         return stdin if hasattr(stdin, "peek") else io.BufferedReader(stdin, _CHUNK)
     try:
         return open(path, "rb", buffering=_CHUNK)
@@ -123,7 +125,7 @@ def iter_batches(paths: Iterable[str]) -> Iterator[Any]:
                 message = f"{where} is not valid JSON or NDJSON after {count} batch(es): {reason}"
                 raise InvalidInput(message, faults=[Fault(f"$.files[{where!r}][{count}]", reason)]) from None
         finally:
-            if raw is not sys.stdin.buffer:
+            if path != STDIN:
                 raw.close()
 
 

@@ -97,7 +97,7 @@ def test_every_event_arrives_once_and_a_refused_batch_goes_to_the_dead_letter(sb
     assert "custom_event_type" in dead[0]["reasons"][0]["message"]
     assert_each_once(sb.batches, {f"m{i}.{j}" for i in range(300) if i != 7 for j in range(3)})
     summary = report.to_dict()
-    assert summary["refused"]["first"][0]["index"] == 7 and summary["unknown"]["batches"] == 0
+    assert summary["refused"]["batches"] == [7] and summary["unknown"]["count"] == 0
 
 
 def test_fail_fast_stops_at_the_first_refused_batch(sb, connection):
@@ -294,6 +294,13 @@ def run_cli(argv, capsys, stdin: bytes | None = None, monkeypatch=None):
     return code, (json.loads(out) if out.strip() else None), err
 
 
+def test_upload_events_in_process_with_text_streams(sb, config_file):
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.StringIO("".join(json.dumps(make_batch(i)) + "\n" for i in range(5)))
+    code = main(["upload-events", "-", "--config", str(config_file)], stdin=stdin, stdout=out, stderr=err)
+    assert code == 0 and json.loads(out.getvalue())["status"] == "accepted" and err.getvalue() == ""
+
+
 def test_upload_events_reads_json_arrays_ndjson_gzip_and_stdin(sb, config_file, tmp_path, capsys, monkeypatch):
     (tmp_path / "a.json").write_text(json.dumps([make_batch(i) for i in range(0, 40)], indent=2))
     (tmp_path / "b.ndjson").write_text("\n".join(json.dumps(make_batch(i)) for i in range(40, 80)) + "\n")
@@ -305,7 +312,7 @@ def test_upload_events_reads_json_arrays_ndjson_gzip_and_stdin(sb, config_file, 
          "--config", str(config_file), "--rate", "100000"], capsys, stdin, monkeypatch)
     assert code == 0, err
     assert err == ""  # no progress bar on a pipe
-    assert summary["status"] == "accepted" and summary["acknowledged"] == {"batches": 130, "events": 390}
+    assert summary["status"] == "accepted" and summary["acknowledged"] == {"count": 130, "events": 390}
     assert_each_once(sb.batches, {f"m{i}.{j}" for i in range(130) for j in range(3)})
 
 
@@ -316,7 +323,7 @@ def test_upload_events_writes_the_dead_letter_and_exits_3(sb, config_file, tmp_p
     dead = tmp_path / "dead.ndjson"
     code, summary, _ = run_cli(["upload-events", str(tmp_path / "in.ndjson"), "--config", str(config_file),
                                 "--dead-letter", str(dead)], capsys)
-    assert code == 3 and summary["status"] == "partial" and summary["refused"]["batches"] == 1
+    assert code == 3 and summary["status"] == "partial" and summary["refused"]["count"] == 1
     record = json.loads(dead.read_text())
     assert record["index"] == 4 and record["batch"] == {"events": [], "mpid": "12"}
     assert record["reasons"][0]["path"] == "$[4].mpid"
@@ -369,8 +376,8 @@ def test_a_killed_upload_rerun_delivers_every_event_exactly_once(tmp_path):
         finished = subprocess.run(argv, capture_output=True, timeout=120)
         assert finished.returncode == 0, finished.stderr
         summary = json.loads(finished.stdout)
-        assert summary["skipped"]["batches"] > 0  # the state file spared what was acknowledged
-        assert summary["skipped"]["batches"] + summary["acknowledged"]["batches"] == n
+        assert summary["skipped"]["count"] > 0  # the state file spared what was acknowledged
+        assert summary["skipped"]["count"] + summary["acknowledged"]["count"] == n
         assert sandbox.markers("marker") == {"events": 2 * n, "distinct": 2 * n, "repeated": {}}
         assert sandbox.state()["batches_accepted"] == n
 
@@ -405,3 +412,19 @@ def test_batch_files_read_pretty_printed_objects_and_name_the_bad_ndjson_line(tm
     parsed = list(iter_text_batches(text))
     assert parsed[3] == {"price": 1.5, "big": 2**62} and type(parsed[3]["price"]) is float
     assert [b["user_identities"]["customer_id"] for b in parsed[:3]] == ["user-0", "user-1", "user-2"]
+
+
+@pytest.mark.parametrize("fault, status, fate", [
+    ({"error_rate": 1.0, "statuses": [503]}, "stopped", "failed"),  # every attempt answered: not taken
+    ({"drop_rate": 1.0, "after": True}, "unknown", "unknown"),  # no answer: may have landed
+])
+def test_an_upload_the_service_keeps_failing_says_what_to_resend(sb, engine, fault, status, fate):
+    sb.set_faults("events", **fault)
+    with engine.connect({**sb.config, "maxRetries": 0}, connector="mparticle") as conn:
+        report = upload(conn, [make_batch(i) for i in range(30)], rate=100_000, concurrency=1, max_rounds=0)
+    summary = report.to_dict()
+    assert summary["status"] == status and summary["acknowledged"]["count"] == 0
+    assert summary[fate]["count"] == 30 and len(summary[fate]["sourceRequestIds"]) == 30
+    assert summary["error"]["category"] == ("outcome_unknown" if fate == "unknown" else "upstream")
+    if fate == "unknown":
+        assert "rerun the same upload" in summary["error"]["message"]
