@@ -360,6 +360,7 @@ def test_a_killed_upload_rerun_delivers_every_event_exactly_once(tmp_path):
     source = tmp_path / "events.ndjson"
     source.write_text("".join(json.dumps(make_batch(i, 2)) + "\n" for i in range(n)))
     with SandboxProcess("--latency", "5-15") as sandbox:
+        sandbox.configure(marker_attribute="marker")
         config = tmp_path / "config.json"
         config.write_text(json.dumps(sandbox.config))
         state = tmp_path / "state.json"
@@ -378,7 +379,7 @@ def test_a_killed_upload_rerun_delivers_every_event_exactly_once(tmp_path):
         summary = json.loads(finished.stdout)
         assert summary["skipped"]["count"] > 0  # the state file spared what was acknowledged
         assert summary["skipped"]["count"] + summary["acknowledged"]["count"] == n
-        assert sandbox.markers("marker") == {"events": 2 * n, "distinct": 2 * n, "repeated": {}}
+        assert sandbox.event_markers() == {"events": 2 * n, "distinct": 2 * n, "doubled": 0, "doubled_examples": {}}
         assert sandbox.state()["batches_accepted"] == n
 
 

@@ -12,8 +12,6 @@ purpose; errors answer 400 ``{"error": "..."}``.
 ``GET  /_sandbox/rejected`` batches of bulk requests dropped as invalid (``Sandbox.rejected_batches``)
 ``GET  /_sandbox/markers``  counts of the event marker attribute (``Sandbox.event_markers()``)
 ``GET  /_sandbox/config``   the connector config (``Sandbox.config``)
-``GET  /_sandbox/markers?attribute=NAME`` kept events counted by the value of one custom
-                            attribute (``Sandbox.markers``): ``{"events", "distinct", "repeated"}``
 ``POST /_sandbox/reset``    back to the seeded state (``Sandbox.reset()``)
 ``POST /_sandbox/faults``   ``{"group": "events", "error_rate": 0.5}`` (``set_faults``; a group or an endpoint)
 ``POST /_sandbox/rate-limits`` ``{"group": "getAccount", "limit": 5}`` (``set_rate_limit``; likewise)
@@ -66,8 +64,6 @@ def handle(emulator: Emulator, request: Request) -> Response:
     action = request.path[len(PREFIX):]
     if request.method == "GET" and action in _READS:
         return _answer(200, _READS[action](emulator))
-    if request.method == "GET" and action == "markers":
-        return _answer(200, emulator.state.markers(request.query.get("attribute", "")))
     if request.method == "POST" and action in _WRITES:
         try:
             body = json.loads(request.body) if request.body.strip() else {}
@@ -83,5 +79,5 @@ def handle(emulator: Emulator, request: Request) -> Response:
     if action in _READS or action in _WRITES:
         allowed = "GET" if action in _READS else "POST"
         return Response(405, b'{"error":"method not allowed"}', [("Content-Type", "application/json"), ("Allow", allowed)])
-    known = ", ".join(PREFIX + name for name in [*_READS, "markers", *_WRITES])
+    known = ", ".join(PREFIX + name for name in [*_READS, *_WRITES])
     return _answer(404, {"error": f"unknown admin path {request.path}; known: {known}"})

@@ -158,10 +158,6 @@ class Sandbox:
         with self.emulator.state.lock:
             return list(self.emulator.state.batches)
 
-    def markers(self, attribute: str) -> dict[str, Any]:
-        """Kept events counted by a per-event marker attribute: ``{"events", "distinct", "repeated"}``."""
-        return self.emulator.state.markers(attribute)
-
     @property
     def rejected_batches(self) -> list[dict[str, Any]]:
         """Batches a bulk request carried that failed validation, oldest first: ``index`` in

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import threading
-import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -81,8 +80,8 @@ class SandboxProcess:
     def batches(self) -> list[dict[str, Any]]:
         return self._admin("batches")
 
-    def markers(self, attribute: str) -> dict[str, Any]:
-        return self._admin(f"markers?attribute={urllib.parse.quote(attribute)}")
+    def event_markers(self) -> dict[str, Any]:
+        return self._admin("markers")
 
     def reset(self) -> None:
         self._admin("reset", {})

@@ -283,25 +283,6 @@ class State:
                 "doubled_examples": dict(list(doubled.items())[:limit]),
             }
 
-    def markers(self, attribute: str) -> dict[str, Any]:
-        """Kept events counted by the value of the custom attribute ``attribute`` (a test's
-        per-event marker): how many events, how many distinct values, and the values seen
-        more than once with their counts (doubled events)."""
-        with self.lock:
-            batches = list(self.batches)
-        counts: collections.Counter[str] = collections.Counter()
-        for batch in batches:
-            for event in batch.get("events") or ():
-                data = event.get("data") if isinstance(event, dict) else None
-                attributes = data.get("custom_attributes") if isinstance(data, dict) else None
-                if isinstance(attributes, dict) and attribute in attributes:
-                    counts[str(attributes[attribute])] += 1
-        return {
-            "events": sum(counts.values()),
-            "distinct": len(counts),
-            "repeated": {value: n for value, n in counts.items() if n > 1},
-        }
-
     # -- Bookkeeping ---------------------------------------------------------------------
 
     def record(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
