@@ -23,7 +23,7 @@ import attrs
 
 from . import cache as verified_cache
 from .errors import Fault, ManifestError
-from .validation import faults, json_path, lint_schema, schema_faults, validator_for
+from .validation import fast_check, faults, json_path, lint_schema, schema_faults, validator_for
 
 
 @cache
@@ -342,8 +342,18 @@ class CapabilityManifest:
             found += lint_schema(raw_input["default"], "$.inputSchema.default")
         return found + lint_schema(self.output_schema, "$.outputSchema")
 
+    def _fast(self, kind: str):
+        check = self._validators.get(kind + "-fast")
+        if check is None:
+            schema = (self.data["inputSchema"]["default"] if self.seed_form else self.input_schema) if kind == "input" else self.output_schema
+            check = self._validators[kind + "-fast"] = fast_check(schema) or False
+        return check
+
     def input_faults(self, properties: Any) -> list[Fault]:
         """Every fault of ``properties`` against the input schema (paths relative to the properties)."""
+        fast = self._fast("input")
+        if fast and fast({"properties": properties} if self.seed_form else properties):
+            return []  # valid: the faults below would be none (see validation.fast_check)
         if not self.seed_form:
             return faults(self.input_validator, properties)
         found = faults(self.input_validator, {"properties": properties})
@@ -352,6 +362,9 @@ class CapabilityManifest:
 
     def output_faults(self, output: Any) -> list[Fault]:
         """Every fault of ``output`` against the output schema."""
+        fast = self._fast("output")
+        if fast and fast(output):
+            return []
         return faults(self.output_validator, output)
 
     def check_connector(self, connector: ConnectorManifest) -> list[Fault]:

@@ -289,3 +289,130 @@ def _unicode_problem(text: str) -> str | None:
         return (f"contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}; "
                 "strings must be valid Unicode")
     return None
+
+
+# -- a fast yes/no for the common subset of JSON Schema ------------------------------------
+#
+# jsonschema walks a schema through generic machinery (evolve, descend, referencing) on every
+# call; for the small schemas of a capability that is most of the client-side cost of a call.
+# ``fast_check`` compiles a schema that uses only the keywords below into plain Python
+# closures that answer "valid or not" with jsonschema's semantics. Only a valid instance is
+# settled by it: an invalid one is handed to jsonschema for the faults and messages. A schema
+# with any other keyword (format, $ref, allOf, uniqueItems, ...) gets no fast check.
+
+_ANNOTATIONS = frozenset(
+    "title description default examples example errorMessage secret $comment deprecated readOnly writeOnly $schema".split()
+)
+_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+}
+_FAST: dict[str, Any] = {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def fast_check(schema: Any):
+    """A ``check(instance) -> bool`` for ``schema`` that agrees with jsonschema, or ``None``
+    when the schema uses a keyword it does not handle. Compiled once per schema content."""
+    key = _content_key(schema)
+    if key not in _FAST:
+        try:
+            _FAST[key] = _compile_fast(schema)
+        except _Unsupported:
+            _FAST[key] = None
+    return _FAST[key]
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _compile_fast(schema: Any):
+    if schema is True or schema == {}:
+        return lambda value: True
+    if not isinstance(schema, dict):
+        raise _Unsupported
+    checks: list = []
+    for keyword, arg in schema.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        if keyword == "type":
+            names = [arg] if isinstance(arg, str) else arg
+            if not isinstance(names, list) or not all(n in _TYPES for n in names):
+                raise _Unsupported
+            tests = [_TYPES[n] for n in names]
+            checks.append(lambda v, tests=tests: any(t(v) for t in tests))
+        elif keyword in ("enum", "const"):
+            options = arg if keyword == "enum" else [arg]
+            # Strings, null and booleans (compared by identity: 1 == True in Python, not in JSON
+            # Schema) are exact; numbers, arrays and objects are left to jsonschema.
+            if not isinstance(options, list) or not all(o is None or isinstance(o, (str, bool)) for o in options):
+                raise _Unsupported
+            allowed = frozenset(o for o in options if not isinstance(o, bool))
+            flags = tuple(o for o in options if isinstance(o, bool))
+            checks.append(
+                lambda v, allowed=allowed, flags=flags: any(v is f for f in flags) or ((v is None or isinstance(v, str)) and v in allowed)
+            )
+        elif keyword in ("minLength", "maxLength"):
+            if not isinstance(arg, int) or isinstance(arg, bool):
+                raise _Unsupported
+            if keyword == "minLength":
+                checks.append(lambda v, n=arg: not isinstance(v, str) or len(v) >= n)
+            else:
+                checks.append(lambda v, n=arg: not isinstance(v, str) or len(v) <= n)
+        elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if not _is_number(arg):
+                raise _Unsupported
+            compare = {
+                "minimum": lambda v, n: v >= n,
+                "maximum": lambda v, n: v <= n,
+                "exclusiveMinimum": lambda v, n: v > n,
+                "exclusiveMaximum": lambda v, n: v < n,
+            }[keyword]
+            checks.append(lambda v, n=arg, compare=compare: not _is_number(v) or compare(v, n))
+        elif keyword == "pattern":
+            if not isinstance(arg, str):
+                raise _Unsupported
+            search = re.compile(arg).search
+            checks.append(lambda v, search=search: not isinstance(v, str) or search(v) is not None)
+        elif keyword == "required":
+            if not isinstance(arg, list) or not all(isinstance(n, str) for n in arg):
+                raise _Unsupported
+            names = tuple(arg)
+            checks.append(lambda v, names=names: not isinstance(v, dict) or all(n in v for n in names))
+        elif keyword == "properties":
+            if not isinstance(arg, dict):
+                raise _Unsupported
+            subs = tuple((name, _compile_fast(sub)) for name, sub in arg.items())
+            checks.append(lambda v, subs=subs: not isinstance(v, dict) or all(name not in v or check(v[name]) for name, check in subs))
+        elif keyword == "additionalProperties":
+            if "patternProperties" in schema:
+                raise _Unsupported
+            known = frozenset(schema.get("properties", {}))
+            if arg is False:
+                checks.append(lambda v, known=known: not isinstance(v, dict) or all(k in known for k in v))
+            else:
+                extra = _compile_fast(arg)
+                checks.append(lambda v, known=known, extra=extra: not isinstance(v, dict) or all(k in known or extra(x) for k, x in v.items()))
+        elif keyword == "items":
+            item = _compile_fast(arg)  # a list here is the older tuple form: unsupported
+            checks.append(lambda v, item=item: not isinstance(v, list) or all(item(x) for x in v))
+        elif keyword in ("minItems", "maxItems"):
+            if not isinstance(arg, int) or isinstance(arg, bool):
+                raise _Unsupported
+            if keyword == "minItems":
+                checks.append(lambda v, n=arg: not isinstance(v, list) or len(v) >= n)
+            else:
+                checks.append(lambda v, n=arg: not isinstance(v, list) or len(v) <= n)
+        else:
+            raise _Unsupported
+    checks_t = tuple(checks)
+    return lambda value: all(check(value) for check in checks_t)
