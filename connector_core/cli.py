@@ -304,15 +304,16 @@ def cmd_check(args, engine: Engine) -> int:
         for endpoint, auth_name in sorted(auths, key=str):
             status: dict[str, Any]
             try:
-                connection.base_url(endpoint)
+                client = connection.client(endpoint, retry_safe=True)
                 auth = connection.auth(auth_name)
-                if args.offline or not hasattr(auth, "token"):
-                    status = {"ok": None, "message": "not checked" if args.offline else "cannot be checked without sending data"}
+                if args.offline:
+                    status = {"ok": None, "message": "not checked"}
+                elif auth is None:
+                    status = {"ok": None, "message": "the endpoint needs no credentials"}
                 else:
-                    auth.token()
-                    status = {"ok": True, "message": "token obtained"}
+                    status = auth.check(client)  # each scheme knows how its credentials are tested
             except ConnectorError as exc:
-                status = {"ok": False, "code": exc.code, "message": exc.message}
+                status = {"ok": False, "code": exc.code, "message": connection.http.redactor(exc.message)}
                 exit_code = exit_code or exc.exit_code
             report["credentials"][endpoint] = redact(status)
     _dump(report)
@@ -336,7 +337,7 @@ def cmd_validate(args, engine: Engine) -> int:
                 capabilities.append((entry, manifest))
             elif "endpoints" in data or "config" in data:
                 entry["kind"] = "connector"
-                manifest = ConnectorManifest.from_dict(data, path)
+                manifest = ConnectorManifest.from_dict(data, path, engine.registry.auth_schemes)
                 loaded[manifest.id] = manifest
             else:
                 raise ManifestError(f"{path}: neither a capability manifest (inputSchema) nor a connector manifest (endpoints)")

@@ -5,7 +5,7 @@ connector manifest (only the fields this capability needs are required), the pro
 against the capability's input schema, calls exactly that capability's ``execute`` hook
 (wrapper hooks of extension plugins included), validates the output and returns a frozen
 ``Result``. ``Engine.connect(config)`` opens a ``Connection`` that many calls and threads
-share: one ``requests.Session`` (connection pool) and one token cache.
+share; its ``HttpLayer`` holds one ``requests.Session`` (connection pool) and one token cache.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import collections
 import hashlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -22,7 +21,6 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import pluggy
@@ -32,15 +30,7 @@ import requests.utils
 
 from .config import resolve_env
 from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError, PluginRejected, UnknownCapability
-from .http import (
-    BasicAuth,
-    CallStats,
-    HttpClient,
-    OAuth2ClientCredentials,
-    RetryPolicy,
-    Transport,
-    check_url,
-)
+from .http import Attempt, CallStats, HttpClient, HttpLayer, RetryPolicy, new_session
 from .manifest import CapabilityManifest, ConnectorManifest
 from .policy import HostPolicy
 from .redact import MIN_SECRET_LENGTH, Redactor
@@ -48,10 +38,6 @@ from .registry import Registry, build_registry, get_plugin_manager, load_entry_p
 from .validation import MAX_DEPTH, data_faults, faults
 
 log = logging.getLogger("connector_core.engine")
-
-# Config fields the core itself reads when a connector declares them.
-HTTP_DEFAULTS = {"timeoutSeconds": 30.0, "connectTimeoutSeconds": 10.0, "maxRetries": 3, "maxRetryWaitSeconds": 30.0}
-USER_AGENT = "connector-framework/0.1"
 
 
 @attrs.frozen
@@ -88,6 +74,12 @@ class Context:
     def http(self, endpoint: str) -> HttpClient:
         """A client for one of the connector's endpoints, with its auth, timeouts and retries."""
         return self.connection.client(endpoint, retry_safe=self.capability.retry_safe, stats=self.stats)
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every HTTP attempt of this call so far, in order, with its outcome
+        (``not_executed``, ``unknown`` or ``executed``); token requests are marked ``credentials``."""
+        return tuple(self.stats.attempts)
 
 
 class _RedactingAdapter(logging.LoggerAdapter):
@@ -166,7 +158,7 @@ def _prepare_config(connector: ConnectorManifest, config: Any, host_policy: Host
 
 
 class Connection:
-    """A validated config of one connector with its HTTP session, auth and token cache.
+    """A validated config of one connector, with its HTTP layer (session, auth, token cache).
 
     Thread-safe: any number of threads may call :meth:`execute` at once.
     """
@@ -197,29 +189,12 @@ class Connection:
             raise _redacted(InvalidConfig(f"invalid config for connector {connector.id!r}", faults=found), self._redact)
         self.config: Mapping[str, Any] = MappingProxyType(config)
         self.allow = frozenset(allow) if allow is not None else None
-        self._clock = clock
-        settings = {k: config.get(k, connector.config_schema["properties"].get(k, {}).get("default", v)) for k, v in HTTP_DEFAULTS.items()}
-        self.policy = policy or RetryPolicy(max_retries=int(settings["maxRetries"]), max_total_wait=float(settings["maxRetryWaitSeconds"]))
-        self._own_session = session is None
-        self.session = session or self._new_session()
-        self.transport = Transport(
-            self.session,
-            policy=self.policy,
-            timeout=(float(settings["connectTimeoutSeconds"]), float(settings["timeoutSeconds"])),
-            sleep=sleep,
-            redact=self._redact,
-        )
-        self._lock = threading.Lock()
-        self._auths: dict[str, Any] = {}
-        self._urls: dict[str, str] = {}
-        # Check every URL the config overrides up front, so a bad one fails before any call.
-        for endpoint in connector.endpoints.values():
-            if endpoint.override_field and config.get(endpoint.override_field):
-                check_url(config[endpoint.override_field], endpoint.override_field)
-        for spec in connector.auth.values():
-            field = spec.get("tokenUrlField")
-            if field and config.get(field):
-                check_url(config[field], field)
+        try:
+            self.http = HttpLayer(connector, self.config, redactor=self._redact, session=session, sleep=sleep, clock=clock, policy=policy)
+        except ConnectorError as exc:
+            raise _redacted(exc, self._redact) from None
+
+    _new_session = staticmethod(new_session)
 
     def __repr__(self) -> str:
         return f"Connection(connector={self.connector.id!r})"
@@ -244,32 +219,8 @@ class Connection:
         """The redactor that knows this connection's secrets (config fields, tokens, Basic credentials)."""
         return self._redact
 
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers["User-Agent"] = USER_AGENT
-        # requests reads proxy and CA settings from the environment on every request (a
-        # third of a small call's client time); a connection reads them once instead.
-        session.trust_env = False
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        return session
-
-    def _route(self, url: str) -> str:
-        """Apply the environment's proxy for ``url``'s host (HTTPS_PROXY, NO_PROXY...) once."""
-        if not self._own_session:
-            return url
-        parts = urlsplit(url)
-        proxies = requests.utils.get_environ_proxies(url)
-        proxy = proxies.get(parts.scheme) or proxies.get("all")
-        if proxy:
-            self.session.proxies.setdefault(f"{parts.scheme}://{parts.hostname}", proxy)
-        return url
-
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -277,83 +228,17 @@ class Connection:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- endpoints and auth -------------------------------------------------------------
-
     def base_url(self, name: str) -> str:
-        url = self._urls.get(name)
-        if url is None:
-            url = self._urls[name] = self._route(self._resolve_url(name))
-        return url
+        """The base URL of endpoint ``name`` (see :meth:`HttpLayer.base_url`)."""
+        return self.http.base_url(name)
 
-    def _resolve_url(self, name: str) -> str:
-        endpoint = self.connector.endpoints[name]
-        config = self.config
-        if endpoint.override_field and config.get(endpoint.override_field):
-            return check_url(config[endpoint.override_field], endpoint.override_field)
-        if endpoint.base_url:
-            return check_url(endpoint.base_url, f"endpoints.{name}.baseUrl")
-        assert endpoint.base_url_by_config is not None  # the meta-schema requires one of the two
-        field, values = endpoint.base_url_by_config
-        value = config.get(field)
-        url = values.get(str(value).lower()) if value is not None else None
-        if url is None:
-            choices = ", ".join(sorted(v.upper() for v in values))
-            problem = "is required" if value is None else f"{value!r} is not one of {choices}"
-            raise InvalidConfig(
-                f"config field {field!r} {problem} (it selects the {name} endpoint)",
-                faults=[Fault(f"$.{field}", f"{problem}; use one of {choices}")],
-            )
-        return check_url(url, field)
-
-    def auth(self, name: str | None):
-        if name is None:
-            return None
-        with self._lock:
-            if name not in self._auths:
-                self._auths[name] = self._build_auth(name, self.connector.auth[name])
-            return self._auths[name]
-
-    def _required(self, field: str, why: str) -> str:
-        value = self.config.get(field)
-        if value in (None, ""):
-            raise InvalidConfig(f"config field {field!r} is required ({why})", faults=[Fault(f"$.{field}", f"is required ({why})")])
-        return str(value)
-
-    def _build_auth(self, name: str, spec: Mapping[str, Any]):
-        if spec["type"] == "oauth2_client_credentials":
-            field = spec.get("tokenUrlField")
-            token_url = self.config.get(field) if field else None
-            return OAuth2ClientCredentials(
-                token_url=self._route(check_url(token_url or spec["tokenUrl"], str(field) if token_url else f"auth.{name}.tokenUrl")),
-                client_id=self._required(spec["clientIdField"], f"{name} authentication"),
-                client_secret=self._required(spec["clientSecretField"], f"{name} authentication"),
-                transport=self.transport,
-                audience=spec.get("audience"),
-                scope=spec.get("scope"),
-                request_format=spec.get("requestFormat", "json"),
-                clock=self._clock,
-                redactor=self._redact,
-            )
-        for user_field, password_field in zip(spec["usernameFields"], spec["passwordFields"]):
-            if self.config.get(user_field):
-                return BasicAuth(
-                    str(self.config[user_field]), self._required(password_field, f"it pairs with {user_field!r}"), self._redact
-                )
-        first = spec["usernameFields"][0]
-        return BasicAuth(self._required(first, f"{name} authentication"), "", self._redact)
+    def auth(self, name: str | None) -> Any:
+        """The credentials of auth entry ``name`` (see :meth:`HttpLayer.auth`)."""
+        return self.http.auth(name)
 
     def client(self, endpoint: str, *, retry_safe: bool, stats: CallStats | None = None) -> HttpClient:
         """An ``HttpClient`` for ``endpoint`` (see :meth:`Context.http`)."""
-        if endpoint not in self.connector.endpoints:
-            raise PluginError(f"connector {self.connector.id!r} has no endpoint {endpoint!r}")
-        return HttpClient(
-            self.transport,
-            base_url=self.base_url(endpoint),
-            auth=self.auth(self.connector.endpoints[endpoint].auth),
-            retry_safe=retry_safe,
-            stats=stats,
-            service=f"{self.connector.title} ({endpoint})",
-        )
+        return self.http.client(endpoint, retry_safe=retry_safe, stats=stats)
 
     # -- execution -------------------------------------------------------------------
 

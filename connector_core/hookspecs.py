@@ -5,7 +5,8 @@ through the ``connector_core.connectors`` group (see :mod:`connector_core.regist
 *capability* plugin implements :func:`execute` and carries a ``MANIFEST`` (its capability
 manifest, whose ``"connector"`` names the connector it belongs to). Any other plugin is an
 *extension*: it may wrap every call (``execute`` with ``wrapper=True``), add CLI
-subcommands or provide a local sandbox for a connector. Always call hooks with keywords.
+subcommands, add auth schemes or provide a local sandbox for a connector. Always call hooks
+with keywords.
 """
 
 from __future__ import annotations
@@ -51,4 +52,23 @@ def sandbox(connector):
     Entering it yields a config dict accepted by that connector's config schema (base
     URLs pointing at the emulator plus demo credentials). Return ``None`` for connectors
     this plugin does not emulate. Used by ``connector run --sandbox``.
+    """
+
+
+@hookspec
+def register_auth_schemes(register):
+    """Add auth schemes: call ``register(scheme)`` with an instance of each.
+
+    A scheme is a :class:`connector_core.auth.AuthScheme` whose ``type`` connector
+    manifests name in their ``auth`` section. It validates its manifest fragment, says
+    which config fields it reads (and which are secrets), and builds the per-connection
+    :class:`connector_core.auth.Auth` that signs requests, handles 401, names its
+    credential by a digest, registers derived secrets for redaction and answers
+    ``connector check``. The built-in ``oauth2_client_credentials`` and ``basic`` schemes
+    are registered through this hook too; a type already registered is refused and the
+    plugin reported as rejected. Example::
+
+        @hookimpl
+        def register_auth_schemes(register):
+            register(ApiKeyHeaderScheme())
     """

@@ -1,29 +1,35 @@
-"""The generic HTTP layer: URL safety, auth strategies, one retry policy, error mapping.
+"""The generic HTTP layer: URL safety, the transport and its retry loop, error mapping.
 
-Every connection owns one ``requests.Session``. Requests always carry a timeout, never
-follow redirects (so credentials only reach the endpoint's own host) and are retried by
-one policy: 429 and 5xx with exponential backoff and full jitter, ``Retry-After``
-honoured, total waiting capped. Whether a request may be repeated after an ambiguous
-failure (timeout after sending, dropped connection, 5xx) is decided in one place,
-:meth:`Transport.send`, from the ``retry_safe`` flag the caller passes.
+Every connection owns one :class:`HttpLayer`: a ``requests.Session``, a :class:`Transport`,
+its endpoints' base URLs and its credentials (built by auth schemes, see
+:mod:`connector_core.auth`). Requests always carry a timeout, never follow redirects (so
+credentials only reach the endpoint's own host) and are retried by one policy. The retry
+loop, :meth:`Transport.send`, is a few named steps: :func:`classify` an attempt (not
+sent / sent, answer lost / answered), decide whether it :func:`may_repeat` (429 and
+unsent requests always; after an ambiguous failure only ``retry_safe`` ones), wait
+:meth:`RetryPolicy.next_wait` (backoff with full jitter, ``Retry-After``, a total cap),
+and record every :class:`Attempt` so a capability can tell "refused before executing"
+from "outcome unknown".
 """
 
 from __future__ import annotations
 
-import base64
 import email.utils
+import functools
 import ipaddress
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import attrs
 import requests
-import requests.auth
+import requests.adapters
+import requests.utils
 import urllib3.exceptions
 
 from .errors import (
@@ -37,15 +43,22 @@ from .errors import (
     NotFound,
     OutcomeUnknown,
     PermissionDenied,
+    PluginError,
     RateLimited,
     UpstreamError,
 )
 from .redact import Redactor
 
+if TYPE_CHECKING:
+    from .manifest import ConnectorManifest
+
 log = logging.getLogger("connector_core.http")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BODY_SNIPPET = 2000
+# Config fields the core itself reads when a connector declares them.
+HTTP_DEFAULTS = {"timeoutSeconds": 30.0, "connectTimeoutSeconds": 10.0, "maxRetries": 3, "maxRetryWaitSeconds": 30.0}
+USER_AGENT = "connector-framework/0.1"
 
 
 def is_loopback(host: str) -> bool:
@@ -110,6 +123,14 @@ class RetryPolicy:
             return max(0.0, retry_after)
         return self.jitter(min(self.max_backoff, self.backoff * (2**attempt)))
 
+    def next_wait(self, retries: int, waited: float, retry_after: float | None) -> float | None:
+        """Step 3 of the retry loop: seconds to wait before the next retry, or None when the
+        budget is spent (``retries`` made already, ``waited`` seconds in total so far)."""
+        wait = self.delay(retries, retry_after)
+        if retries < self.max_retries and waited + wait <= self.max_total_wait:
+            return wait
+        return None
+
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds from a ``Retry-After`` header (integer seconds or an HTTP date)."""
@@ -125,136 +146,55 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return max(0.0, when.timestamp() - now())
 
 
-class CallStats:
-    """Counters of one capability call (HTTP attempts and retries)."""
+# What an attempt was (``Attempt.phase``): the three cases the retry decision rests on.
+NOT_SENT = "not_sent"  # the request certainly did not reach the service (refused connection, connect timeout)
+ANSWER_LOST = "answer_lost"  # sent, but no complete answer came back (read timeout, reset, cut-off body)
+ANSWERED = "answered"  # the service answered with a status
 
-    __slots__ = ("requests", "retries")
+# What an attempt did to the remote state (``Attempt.outcome``).
+NOT_EXECUTED = "not_executed"  # certainly not carried out: never sent, refused (4xx, 429), or its credentials failed
+UNKNOWN = "unknown"  # may or may not have taken effect: answer lost, 5xx, an unfollowed redirect
+EXECUTED = "executed"  # the service answered 2xx
+
+
+@attrs.frozen
+class Attempt:
+    """What one attempt of a request did; a call's attempts are ``ctx.attempts``.
+
+    ``credentials`` marks requests an auth scheme sent to obtain credentials (a token
+    fetch); ``failure`` says why no answer came ("connection failed", "timed out",
+    "answered with a cut-off body") or ``"credentials"`` when the request was not sent
+    because obtaining its credentials failed.
+    """
+
+    method: str
+    url: str
+    phase: str
+    status: int | None = None
+    failure: str | None = None
+    credentials: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """``NOT_EXECUTED``, ``UNKNOWN`` or ``EXECUTED`` (see the module constants)."""
+        if self.phase == NOT_SENT:
+            return NOT_EXECUTED
+        if self.phase == ANSWER_LOST or self.status is None:
+            return UNKNOWN
+        if 200 <= self.status < 300:
+            return EXECUTED
+        return UNKNOWN if self.status >= 500 or 300 <= self.status < 400 else NOT_EXECUTED
+
+
+class CallStats:
+    """What one capability call sent: HTTP attempts, retries, and a record of every attempt."""
+
+    __slots__ = ("requests", "retries", "attempts")
 
     def __init__(self) -> None:
         self.requests = 0
         self.retries = 0
-
-
-class OAuth2ClientCredentials(requests.auth.AuthBase):
-    """OAuth2 client-credentials grant with a cached token.
-
-    The token is fetched once and shared by every thread of the connection (single
-    flight under a lock), refreshed ``refresh_margin`` seconds before it expires (or at
-    half its life, for short-lived tokens), and refreshed once when the service answers
-    401 (:meth:`invalidate`). A rejection of the credentials is remembered for
-    ``reject_for`` seconds, so threads waiting for the token do not each ask again.
-    """
-
-    def __init__(
-        self,
-        *,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        transport: Transport,
-        audience: str | None = None,
-        scope: str | None = None,
-        request_format: str = "json",
-        clock: Callable[[], float] = time.monotonic,
-        refresh_margin: float = 60.0,
-        reject_for: float = 10.0,
-        redactor: Redactor | None = None,
-    ) -> None:
-        self.token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._transport = transport
-        self._audience = audience
-        self._scope = scope
-        self._format = request_format
-        self._clock = clock
-        self._margin = refresh_margin
-        self._reject_for = reject_for
-        self._rejection: tuple[AuthenticationFailed, float] | None = None
-        self._redactor = redactor
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires_at = 0.0
-
-    def __repr__(self) -> str:
-        return f"OAuth2ClientCredentials(token_url={self.token_url!r})"
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token()}"
-        return request
-
-    def token(self, stats: CallStats | None = None) -> str:
-        """The cached access token, fetching a new one when missing or about to expire.
-
-        A fetch counts its HTTP attempts into ``stats`` (the call that needed the token).
-        """
-        token = self._token
-        if token is not None and self._clock() < self._expires_at:
-            return token
-        with self._lock:
-            now = self._clock()
-            if self._token is not None and now < self._expires_at:
-                return self._token
-            if self._rejection is not None and now < self._rejection[1]:
-                raise self._rejection[0].copy()
-            try:
-                self._token, lifetime = self._fetch(stats)
-            except AuthenticationFailed as exc:
-                self._rejection = (exc, self._clock() + self._reject_for)
-                raise
-            self._rejection = None
-            self._expires_at = self._clock() + max(lifetime - self._margin, lifetime / 2)
-            return self._token
-
-    def invalidate(self, token: str | None = None) -> None:
-        """Forget the cached token (only if it is still ``token``, when given)."""
-        with self._lock:
-            if token is None or token == self._token:
-                self._token = None
-                self._expires_at = 0.0
-
-    def _fetch(self, stats: CallStats | None) -> tuple[str, float]:
-        body = {"client_id": self._client_id, "client_secret": self._client_secret, "grant_type": "client_credentials"}
-        if self._audience:
-            body["audience"] = self._audience
-        if self._scope:
-            body["scope"] = self._scope
-        payload: dict[str, Any] = {"json": body} if self._format == "json" else {"data": body}
-        response = self._transport.send("POST", self.token_url, retry_safe=True, stats=stats, **payload)
-        if response.status_code in (400, 401, 403):
-            detail = _upstream_message(response)
-            raise AuthenticationFailed(
-                f"the token endpoint rejected the client credentials ({response.status_code}: {detail}); "
-                "check the client ID, client secret and token URL of the connection",
-                status=response.status_code,
-                body=_snippet(response),
-            )
-        if response.status_code != 200:
-            raise error_for_response(response, "the token endpoint")
-        data = read_json(response, "the token endpoint")
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise UpstreamError("the token endpoint answered without an access_token", code="invalid_response", status=200)
-        if self._redactor is not None:
-            self._redactor.add(token)
-        expires_in = data.get("expires_in")
-        return token, float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else 3600.0
-
-
-class BasicAuth(requests.auth.AuthBase):
-    """HTTP Basic auth (UTF-8), with a repr that shows no credentials."""
-
-    def __init__(self, username: str, password: str, redactor: Redactor | None = None) -> None:
-        self._header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        if redactor is not None:
-            redactor.add(self._header[6:])
-
-    def __repr__(self) -> str:
-        return "BasicAuth(***)"
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self._header
-        return request
+        self.attempts: list[Attempt] = []
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -265,8 +205,32 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
+def classify(method: str, url: str, answer: requests.Response | requests.RequestException, *, credentials: bool = False) -> Attempt:
+    """Step 1 of the retry loop: what an attempt was (not sent / sent, answer lost / answered)."""
+    if isinstance(answer, requests.Response):
+        return Attempt(method, url, ANSWERED, answer.status_code, credentials=credentials)
+    if _never_sent(answer):
+        phase = NOT_SENT
+    else:
+        phase = ANSWER_LOST
+    # A status line that came with a cut-off or undecodable body is a bad answer, not a network failure.
+    cut = isinstance(answer, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+    failure = "timed out" if isinstance(answer, requests.Timeout) else "answered with a cut-off body" if cut else "connection failed"
+    return Attempt(method, url, phase, failure=failure, credentials=credentials)
+
+
+def may_repeat(attempt: Attempt, retry_safe: bool) -> bool:
+    """Step 2: whether a failed attempt may be sent again.
+
+    A request that certainly did not execute (not sent, 429) may always be repeated; one
+    that may have taken effect only when repeating it is harmless (``retry_safe``: a safe
+    method, or a capability whose manifest declares ``retrySafe``).
+    """
+    return retry_safe or attempt.outcome == NOT_EXECUTED
+
+
 class Transport:
-    """Sends the requests of one connection: session, timeouts, retry policy, logging."""
+    """Sends the requests of one connection: session, timeouts, retry policy, attempt records."""
 
     def __init__(
         self,
@@ -289,96 +253,262 @@ class Transport:
         url: str,
         *,
         retry_safe: bool,
-        auth: requests.auth.AuthBase | None = None,
+        auth: Any = None,
         stats: CallStats | None = None,
+        credentials: bool = False,
         **kwargs: Any,
     ) -> requests.Response:
         """Send a request with retries; return the final response, whatever its status.
 
-        Raises ``NetworkError`` when the service cannot be reached, ``OutcomeUnknown``
-        when a request that is not ``retry_safe`` may have taken effect.
+        ``auth`` is an :class:`connector_core.auth.Auth` (or any ``requests`` auth
+        callable); ``credentials`` marks a request sent to obtain credentials. Every
+        attempt is appended to ``stats.attempts``. Raises ``NetworkError`` when the
+        service cannot be reached, ``OutcomeUnknown`` when a request that is not
+        ``retry_safe`` may have taken effect.
         """
-        policy = self.policy
-        waited = 0.0
-        attempt = 0
-        refreshed = False
+        stats = stats if stats is not None else CallStats()
+        retries, waited, refreshed = 0, 0.0, False
         while True:
-            token = auth.token(stats) if isinstance(auth, OAuth2ClientCredentials) else None
-            started = time.perf_counter()
-            if stats is not None:
-                stats.requests += 1
-            try:
-                response = self.session.request(method, url, auth=auth, timeout=self.timeout, allow_redirects=False, **kwargs)
-            except requests.RequestException as exc:
-                elapsed = (time.perf_counter() - started) * 1000
-                sent = not _never_sent(exc)
-                # A status line came but the body was cut off or undecodable: the service answered badly.
-                cut = isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "answered with a cut-off body" if cut else "connection failed"
-                log.info("%s %s -> %s after %.1f ms (attempt %d)", method, url, kind, elapsed, attempt + 1)
-                if sent and not retry_safe:
-                    raise OutcomeUnknown(
-                        f"{method} {url} {kind} after the request was sent, so it may or may not have taken effect; "
-                        "check the remote state before repeating it",
-                        url=url,
-                    ) from None
-                wait = policy.delay(attempt, None)
-                if attempt < policy.max_retries and waited + wait <= policy.max_total_wait:
-                    attempt, waited = attempt + 1, waited + wait
-                    self._pause(method, url, kind, wait, attempt, stats)
-                    continue
-                if cut:
-                    raise UpstreamError(
-                        f"{method} {url} {kind} ({type(exc).__name__}) after {attempt + 1} attempt(s); retry later",
-                        code="invalid_response",
-                        url=url,
-                        attempts=attempt + 1,
-                    ) from None
-                raise NetworkError(
-                    f"{method} {url} {kind} ({type(exc).__name__}) after {attempt + 1} attempt(s); "
-                    "check the URL and network, or raise the timeout in the connection config",
-                    url=url,
-                    attempts=attempt + 1,
-                ) from None
-            status = response.status_code
-            log.info(
-                "%s %s -> %d in %.1f ms (attempt %d)",
-                method,
-                self.redact(response.url or url),
-                status,
-                (time.perf_counter() - started) * 1000,
-                attempt + 1,
-            )
-            if status == 401 and isinstance(auth, OAuth2ClientCredentials) and token is not None and not refreshed:
-                # The token may have been revoked or expired early: fetch a new one once.
-                refreshed = True
-                auth.invalidate(token)
+            signer = self._authorize(auth, method, url, stats)
+            answer = self._exchange(method, url, signer, stats, retries + 1, kwargs)
+            attempt = classify(method, self.redact(url), answer, credentials=credentials)
+            stats.attempts.append(attempt)
+            response = answer if isinstance(answer, requests.Response) else None
+            if attempt.status == 401 and not refreshed and getattr(auth, "unauthorized", None) and auth.unauthorized(signer):
+                refreshed = True  # the scheme renewed its credentials: repeat once
                 continue
-            if status not in policy.retry_statuses:
+            if response is not None and attempt.status not in self.policy.retry_statuses:
                 return response
-            if status != 429 and not retry_safe:
-                raise OutcomeUnknown(
-                    f"{method} {url} answered {status}, so it may or may not have taken effect; "
-                    "check the remote state before repeating it",
-                    url=url,
-                    status=status,
-                    body=_snippet(response),
-                )
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = policy.delay(attempt, retry_after)
-            if attempt < policy.max_retries and waited + wait <= policy.max_total_wait:
+            if not may_repeat(attempt, retry_safe):
+                raise _outcome_unknown(attempt, url, response)
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
+            wait = self.policy.next_wait(retries, waited, retry_after)
+            if wait is None:
+                return _give_up(attempt, url, response, retries + 1)
+            if response is not None:
                 response.close()
-                attempt, waited = attempt + 1, waited + wait
-                self._pause(method, url, str(status), wait, attempt, stats)
-                continue
-            return response
-
-    def _pause(self, method: str, url: str, why: str, wait: float, attempt: int, stats: CallStats | None) -> None:
-        if stats is not None:
+            retries, waited = retries + 1, waited + wait
             stats.retries += 1
-        log.warning("%s %s: %s, retry %d of %d in %.2f s", method, url, why, attempt, self.policy.max_retries, wait)
-        self.sleep(wait)
+            log.warning("%s %s: %s, retry %d of %d in %.2f s", method, url, attempt.failure or attempt.status, retries, self.policy.max_retries, wait)
+            self.sleep(wait)
 
+    def _authorize(self, auth: Any, method: str, url: str, stats: CallStats) -> Any:
+        """The signer of the next attempt (a token fetch counts into ``stats``)."""
+        if auth is None or not hasattr(auth, "signer"):
+            return auth
+        try:
+            return auth.signer(stats)
+        except ConnectorError as exc:
+            stats.attempts.append(Attempt(method, self.redact(url), NOT_SENT, failure="credentials"))
+            if isinstance(exc, (NotFound, Conflict, InvalidInput)):
+                # Whatever a scheme's credential request answered, it says nothing about the
+                # resource this request is about (a wrong token URL is not a missing account).
+                raise InvalidConfig(
+                    f"obtaining the credentials of {auth!r} failed: {exc.message}; check the auth settings of the connection",
+                    **exc.details,
+                ) from None
+            raise
+
+    def _exchange(self, method: str, url: str, signer: Any, stats: CallStats, number: int, kwargs: dict) -> requests.Response | requests.RequestException:
+        """One attempt: the response, or the exception that took its place (logged either way)."""
+        stats.requests += 1
+        started = time.perf_counter()
+        try:
+            response = self.session.request(method, url, auth=signer, timeout=self.timeout, allow_redirects=False, **kwargs)
+        except requests.RequestException as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("%s %s -> %s after %.1f ms (attempt %d)", method, self.redact(url), type(exc).__name__, elapsed, number)
+            return exc
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("%s %s -> %d in %.1f ms (attempt %d)", method, self.redact(response.url or url), response.status_code, elapsed, number)
+        return response
+
+
+def _outcome_unknown(attempt: Attempt, url: str, response: requests.Response | None) -> OutcomeUnknown:
+    what = f"answered {attempt.status}" if response is not None else f"{attempt.failure} after the request was sent"
+    details: dict[str, Any] = {"url": url}
+    if response is not None:
+        details.update(status=attempt.status, body=_snippet(response))
+    return OutcomeUnknown(
+        f"{attempt.method} {url} {what}, so it may or may not have taken effect; check the remote state before repeating it",
+        **details,
+    )
+
+
+def _give_up(attempt: Attempt, url: str, response: requests.Response | None, attempts: int) -> requests.Response:
+    """The end of the retry budget: the last answer, or the error for the last failure."""
+    if response is not None:
+        return response
+    if attempt.failure == "answered with a cut-off body":
+        raise UpstreamError(
+            f"{attempt.method} {url} {attempt.failure} after {attempts} attempt(s); retry later",
+            code="invalid_response",
+            url=url,
+            attempts=attempts,
+        )
+    raise NetworkError(
+        f"{attempt.method} {url} {attempt.failure} after {attempts} attempt(s); "
+        "check the URL and network, or raise the timeout in the connection config",
+        url=url,
+        attempts=attempts,
+    )
+
+
+def new_session() -> requests.Session:
+    """A pooled session that never retries by itself and reads the environment once."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    # requests reads proxy and CA settings from the environment on every request (a
+    # third of a small call's client time); a connection reads them once instead.
+    session.trust_env = False
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return session
+
+
+@attrs.frozen
+class AuthEnv:
+    """What an auth scheme gets to build one connection's credentials (``AuthScheme.build``).
+
+    ``send`` sends a request through the connection's transport and retry policy (marked
+    as a credentials request); ``url(value, where)`` checks a URL (https, or http on
+    loopback) and routes it through the environment's proxy; ``secret(value)`` adds a
+    derived value (a token, an encoded header) to the connection's redaction.
+    """
+
+    name: str
+    config: Mapping[str, Any] = attrs.field(repr=False)
+    send: Callable[..., requests.Response] = attrs.field(repr=False)
+    url: Callable[[str, str], str] = attrs.field(repr=False)
+    secret: Callable[..., None] = attrs.field(repr=False)
+    clock: Callable[[], float] = attrs.field(repr=False)
+
+    def required(self, field: str, why: str | None = None) -> str:
+        """The value of config ``field``, or ``InvalidConfig`` naming it when it is unset."""
+        value = self.config.get(field)
+        if value in (None, ""):
+            why = why or f"{self.name} authentication"
+            raise InvalidConfig(f"config field {field!r} is required ({why})", faults=[Fault(f"$.{field}", f"is required ({why})")])
+        return str(value)
+
+
+class HttpLayer:
+    """The HTTP side of one connection, built once from the connector manifest and the config.
+
+    Owns the session (pool, proxies read once per host), the :class:`Transport` with its
+    retry policy and timeouts, each endpoint's base URL and each auth entry's credentials
+    (built by the entry's auth scheme). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        connector: ConnectorManifest,
+        config: Mapping[str, Any],
+        *,
+        redactor: Redactor,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.connector = connector
+        self.config = config
+        self.redactor = redactor
+        self.clock = clock
+        fields = connector.config_schema["properties"]
+        settings = {k: config.get(k, fields.get(k, {}).get("default", v)) for k, v in HTTP_DEFAULTS.items()}
+        self.policy = policy or RetryPolicy(max_retries=int(settings["maxRetries"]), max_total_wait=float(settings["maxRetryWaitSeconds"]))
+        self._own_session = session is None
+        self.session = session or new_session()
+        timeout = (float(settings["connectTimeoutSeconds"]), float(settings["timeoutSeconds"]))
+        self.transport = Transport(self.session, policy=self.policy, timeout=timeout, sleep=sleep, redact=redactor)
+        self._lock = threading.Lock()
+        self._auths: dict[str, Any] = {}
+        self._urls: dict[str, str] = {}
+        # Check every URL the config sets up front, so a bad one fails before any call.
+        for endpoint in connector.endpoints.values():
+            if endpoint.override_field and config.get(endpoint.override_field):
+                check_url(config[endpoint.override_field], endpoint.override_field)
+        for field in connector.auth_fields:
+            if field.url and config.get(field.field):
+                check_url(config[field.field], field.field)
+
+    def __repr__(self) -> str:
+        return f"HttpLayer(connector={self.connector.id!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def route(self, url: str) -> str:
+        """Apply the environment's proxy for ``url``'s host (HTTPS_PROXY, NO_PROXY...) once."""
+        if not self._own_session:
+            return url
+        parts = urlsplit(url)
+        proxies = requests.utils.get_environ_proxies(url)
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        if proxy:
+            self.session.proxies.setdefault(f"{parts.scheme}://{parts.hostname}", proxy)
+        return url
+
+    def base_url(self, name: str) -> str:
+        """The checked, routed base URL of endpoint ``name``."""
+        url = self._urls.get(name)
+        if url is None:
+            url = self._urls[name] = self.route(self._resolve_url(name))
+        return url
+
+    def _resolve_url(self, name: str) -> str:
+        endpoint = self.connector.endpoints[name]
+        config = self.config
+        if endpoint.override_field and config.get(endpoint.override_field):
+            return check_url(config[endpoint.override_field], endpoint.override_field)
+        if endpoint.base_url:
+            return check_url(endpoint.base_url, f"endpoints.{name}.baseUrl")
+        assert endpoint.base_url_by_config is not None  # the meta-schema requires one of the two
+        field, values = endpoint.base_url_by_config
+        value = config.get(field)
+        url = values.get(str(value).lower()) if value is not None else None
+        if url is None:
+            choices = ", ".join(sorted(v.upper() for v in values))
+            problem = "is required" if value is None else f"{value!r} is not one of {choices}"
+            raise InvalidConfig(
+                f"config field {field!r} {problem} (it selects the {name} endpoint)",
+                faults=[Fault(f"$.{field}", f"{problem}; use one of {choices}")],
+            )
+        return check_url(url, field)
+
+    def auth(self, name: str | None) -> Any:
+        """The credentials of auth entry ``name`` (built by its scheme on first use), or None."""
+        if name is None:
+            return None
+        with self._lock:
+            auth = self._auths.get(name)
+            if auth is None:
+                env = AuthEnv(
+                    name,
+                    self.config,
+                    send=functools.partial(self.transport.send, credentials=True),
+                    url=lambda value, where: self.route(check_url(value, where)),
+                    secret=self.redactor.add,
+                    clock=self.clock,
+                )
+                auth = self._auths[name] = self.connector.auth_schemes[name].build(self.connector.auth[name], env)
+            return auth
+
+    def client(self, endpoint: str, *, retry_safe: bool, stats: CallStats | None = None) -> HttpClient:
+        """An ``HttpClient`` for ``endpoint`` with its auth, timeouts and retries."""
+        if endpoint not in self.connector.endpoints:
+            raise PluginError(f"connector {self.connector.id!r} has no endpoint {endpoint!r}")
+        return HttpClient(
+            self.transport,
+            base_url=self.base_url(endpoint),
+            auth=self.auth(self.connector.endpoints[endpoint].auth),
+            retry_safe=retry_safe,
+            stats=stats,
+            service=f"{self.connector.title} ({endpoint})",
+        )
 
 class HttpClient:
     """The view of one endpoint a capability gets from ``ctx.http(name)``.

@@ -1,7 +1,8 @@
 """Manifests: JSON data that describes connectors and capabilities.
 
 ``ConnectorManifest`` holds the connection config schema (fields marked ``"secret":
-true`` are secrets), the endpoints and how each authenticates. ``CapabilityManifest``
+true`` are secrets, and so are the fields an auth scheme says hold secrets), the
+endpoints and how each authenticates (each ``auth`` entry validated by its scheme). ``CapabilityManifest``
 holds a capability's contract: input and output schemas, required config, effect,
 retry safety and examples. Both validate against meta-schemas shipped in
 ``connector_core/schemas``; every schema in them is checked against its JSON Schema
@@ -17,11 +18,13 @@ from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 from . import cache as verified_cache
+from .auth import builtin_schemes
 from .errors import Fault, ManifestError
 from .validation import fast_check, faults, json_path, lint_schema, schema_faults, validator_for
 
@@ -72,11 +75,11 @@ def _read(source: Any) -> tuple[dict, str, str]:
     return data, name, text
 
 
-def _load(cls, kind: str, source: Any):
+def _load(cls, kind: str, source: Any, **extra: Any):
     data, name, text = _read(source)
     key = verified_cache.content_key(kind, text)
     known = verified_cache.verified(key)
-    manifest = cls.from_dict(data, name, verified=known)
+    manifest = cls.from_dict(data, name, verified=known, **extra)
     if not known:
         verified_cache.remember(key)
     return manifest
@@ -84,42 +87,8 @@ def _load(cls, kind: str, source: Any):
 
 def _check(kind: str, data: dict, name: str) -> None:
     found = faults(meta_validator(kind), data)
-    if kind == "connector":
-        found = _auth_faults(data, found)
     if found:
         raise ManifestError(f"{name}: invalid {kind} manifest ({len(found)} problem(s))", faults=found, file=name)
-
-
-def _auth_faults(data: dict, found: list[Fault]) -> list[Fault]:
-    """Faults of ``$.auth.*`` entries read against the branch their ``type`` selects.
-
-    The meta-schema's ``oneOf`` can only say that no branch fits; naming the unknown
-    field with the closest known one is what tells an author to fix ``usernameField``.
-    """
-    auth = data.get("auth")
-    if not isinstance(auth, dict):
-        return found
-    branches = {
-        branch["properties"]["type"]["const"]: branch
-        for branch in meta_validator("connector").schema["$defs"]["auth"]["oneOf"]
-    }
-    precise: list[Fault] = []
-    replaced = set()
-    for name, spec in auth.items():
-        branch = branches.get(spec.get("type")) if isinstance(spec, dict) else None
-        if branch is None:
-            continue  # no or unknown type: the oneOf faults say so
-        where = json_path([name], "$.auth")
-        replaced.add(where)
-        precise += faults(_defs_validator(branch), spec, where)
-    kept = [f for f in found if not any(f.path == w or f.path.startswith((w + ".", w + "[")) for w in replaced)]
-    return sorted(kept + precise, key=lambda f: f.path)
-
-
-def _defs_validator(schema: dict):
-    """A validator for a part of the connector meta-schema (its ``$ref``s resolved)."""
-    meta = meta_validator("connector").schema
-    return validator_for({"$defs": meta["$defs"], **schema})
 
 
 def _check_schema(schema: Any, where: str, name: str) -> None:
@@ -157,17 +126,24 @@ class ConnectorManifest:
     auth: Mapping[str, Mapping[str, Any]] = attrs.field(repr=False)
     source: str = attrs.field(repr=False)
     data: Mapping[str, Any] = attrs.field(repr=False, eq=True)
+    auth_schemes: Mapping[str, Any] = attrs.field(repr=False, eq=False, factory=dict)
+    auth_fields: tuple[Any, ...] = attrs.field(repr=False, eq=False, default=())
     _validators: dict = attrs.field(repr=False, eq=False, init=False, factory=dict)
 
     @classmethod
-    def load(cls, source: Any) -> ConnectorManifest:
+    def load(cls, source: Any, schemes: Mapping[str, Any] | None = None) -> ConnectorManifest:
         """Read, check and return the connector manifest at ``source`` (dict, path or resource)."""
-        return _load(cls, "connector", source)
+        return _load(cls, "connector", source, schemes=schemes)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>", *, verified: bool = False) -> ConnectorManifest:
+    def from_dict(
+        cls, data: dict, source: str = "<dict>", schemes: Mapping[str, Any] | None = None, *, verified: bool = False
+    ) -> ConnectorManifest:
         """Check ``data`` and return the manifest; ``verified`` skips the content checks a
-        previous process recorded as passed for this exact text (see :mod:`connector_core.cache`)."""
+        previous process recorded as passed for this exact text (see :mod:`connector_core.cache`).
+        ``schemes`` are the auth schemes by type (default: the built-in ones; an engine
+        passes every registered scheme); each ``auth`` entry is checked by its scheme
+        always, since which schemes are installed is not part of the text."""
         if not verified:
             _check("connector", data, source)
             _check_schema(data["config"], "$.config", source)
@@ -189,16 +165,8 @@ class ConnectorManifest:
                     problems.append(Fault(f"$.endpoints.{name}.{key}", f"names config field {field!r}, which $.config does not declare"))
             if spec.get("auth") and spec["auth"] not in data.get("auth", {}):
                 problems.append(Fault(f"$.endpoints.{name}.auth", f"names auth {spec['auth']!r}, which $.auth does not declare"))
-        for name, spec in data.get("auth", {}).items():
-            for key in ("tokenUrlField", "clientIdField", "clientSecretField"):
-                if key in spec and spec[key] not in fields:
-                    problems.append(Fault(f"$.auth.{name}.{key}", f"names config field {spec[key]!r}, which $.config does not declare"))
-            for key in ("usernameFields", "passwordFields"):
-                for i, field in enumerate(spec.get(key, ())):
-                    if field not in fields:
-                        problems.append(Fault(f"$.auth.{name}.{key}[{i}]", f"names config field {field!r}, which $.config does not declare"))
-            if spec["type"] == "basic" and len(spec["usernameFields"]) != len(spec["passwordFields"]):
-                problems.append(Fault(f"$.auth.{name}", "usernameFields and passwordFields must pair up (same length)"))
+        entry_schemes, auth_fields, found = _auth_entries(data.get("auth", {}), fields, schemes)
+        problems += found
         if problems:
             raise ManifestError(f"{source}: invalid connector manifest ({len(problems)} problem(s))", faults=problems, file=source)
         return cls(
@@ -206,11 +174,13 @@ class ConnectorManifest:
             title=data["title"],
             description=data.get("description", ""),
             config_schema=config,
-            secret_fields=frozenset(k for k, v in fields.items() if v.get("secret")),
+            secret_fields=frozenset(k for k, v in fields.items() if v.get("secret")) | {f.field for f in auth_fields if f.secret},
             endpoints=endpoints,
             auth=data.get("auth", {}),
             source=source,
             data=data,
+            auth_schemes=MappingProxyType(entry_schemes),
+            auth_fields=tuple(auth_fields),
         )
 
     @property
@@ -224,6 +194,37 @@ class ConnectorManifest:
     def lint(self) -> list[Fault]:
         """What ``connector validate`` reports beyond load errors: unknown keywords, leaky ``$``."""
         return lint_schema(self.config_schema, "$.config")
+
+
+def _auth_entries(auth: Mapping[str, Any], fields: Mapping[str, Any], schemes: Mapping[str, Any] | None):
+    """Each auth entry's scheme, the config fields the entries read, and every fault.
+
+    An entry is validated by the schema of the scheme its ``type`` names; the fields it
+    names must be declared in ``$.config``.
+    """
+    schemes = builtin_schemes() if schemes is None else schemes
+    entry_schemes: dict[str, Any] = {}
+    auth_fields: list[Any] = []
+    problems: list[Fault] = []
+    for name, spec in auth.items():
+        where = json_path(["auth", name])
+        scheme = schemes.get(spec["type"])
+        if scheme is None:
+            match = difflib.get_close_matches(str(spec["type"]), list(schemes), n=1)
+            hint = f"did you mean {match[0]!r}?" if match else "install the plugin that provides it"
+            known = ", ".join(sorted(schemes)) or "none"
+            problems.append(Fault(f"{where}.type", f"unknown auth scheme {spec['type']!r}; {hint} (installed: {known})"))
+            continue
+        found = faults(scheme.validator, spec, where)
+        if not found:
+            found = [Fault(where + f.path[1:], f.message) for f in scheme.check_manifest(spec)]
+            for field in scheme.fields(spec):
+                if field.field not in fields:
+                    found.append(Fault(f"{where}.{field.key}", f"names config field {field.field!r}, which $.config does not declare"))
+                auth_fields.append(field)
+        problems += found
+        entry_schemes[name] = scheme
+    return entry_schemes, auth_fields, problems
 
 
 def _seed_inner(schema: Mapping) -> Mapping | None:

@@ -46,7 +46,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import hookspecs
+from . import auth, hookspecs
 from .errors import AmbiguousCapability, ConnectorError, PluginLoadError, PluginRejected, UnknownCapability
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
 
@@ -56,12 +56,15 @@ LOAD_PLUGINS_ENV = "CONNECTOR_CORE_LOAD_PLUGINS"
 STRICT_ENV = "CONNECTOR_CORE_STRICT"
 OWNERS_ENV = "CONNECTOR_CORE_OWNERS"
 DIRECT = "registered directly"
+BUILTIN_AUTH = "connector_core.auth"
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """A plugin manager that knows the framework's hooks and has no plugins yet."""
+    """A plugin manager that knows the framework's hooks and holds only the built-in auth
+    schemes (registered through ``register_auth_schemes`` like any plugin's)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    pm.register(auth, name=BUILTIN_AUTH)
     return pm
 
 
@@ -426,6 +429,7 @@ class Registry:
     connectors: Mapping[str, ConnectorManifest]
     reports: tuple[PluginReport, ...]
     owners: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+    auth_schemes: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     def get(self, capability_id: str, connector: str | None = None) -> Capability:
         """The capability with this qualified or bare id (see :meth:`CapabilityMap.resolve`)."""
@@ -489,14 +493,16 @@ class _Entry:
 class _Manifests:
     """Manifests loaded during one build: each source read and checked once."""
 
-    def __init__(self) -> None:
+    def __init__(self, schemes: Mapping[str, Any]) -> None:
         self._seen: dict[Any, Any] = {}
+        self._schemes = schemes  # connector manifests' auth entries are checked by these
 
     def load(self, cls, source: Any):
         key = (cls, id(source)) if isinstance(source, Mapping) else (cls, str(source))
         if key not in self._seen:
             try:
-                self._seen[key] = (cls.load(source), None)
+                loaded = cls.load(source, self._schemes) if cls is ConnectorManifest else cls.load(source)
+                self._seen[key] = (loaded, None)
             except ConnectorError as exc:
                 self._seen[key] = (None, exc)
             except Exception as exc:  # a broken attribute (not a path or dict) rejects one plugin
@@ -540,7 +546,7 @@ def _hook_problem(plugin: Any, impls: list[tuple[str, Any, bool]]) -> str | None
 def _inspect(pm: pluggy.PluginManager, manifests: _Manifests, state: _State, impls: dict) -> list[_Entry]:
     entries = []
     for name, plugin in pm.list_name_plugin():
-        if plugin is None:  # blocked in pluggy
+        if plugin is None or name == BUILTIN_AUTH:  # blocked in pluggy; part of the core
             continue
         origin = state.origins.get(name, {})
         own = impls.get(id(plugin), [])
@@ -715,8 +721,11 @@ def build_registry(
         strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
     state = _state(pm)
     reports = list(rejected)
-    manifests = _Manifests()
+    schemes, scheme_problems = auth.collect_auth_schemes(pm)
+    manifests = _Manifests(schemes)
     entries = _inspect(pm, manifests, state, _impls_by_plugin(pm))
+    for entry in entries:
+        entry.problem = entry.problem or scheme_problems.get(entry.name)
     if state.selection is not None:  # a capability imported only because its entry-point name matched
         for entry in entries:
             if entry.problem is None and entry.manifest is not None and not state.selection.wants(entry.manifest):
@@ -759,6 +768,7 @@ def build_registry(
         MappingProxyType(dict(sorted(loaded_connectors.items()))),
         ordered,
         MappingProxyType({cid: c.owner_names for cid, c in connectors.items() if c.manifest is not None}),
+        MappingProxyType(schemes),
     )
     if strict and registry.rejected:
         raise PluginLoadError(

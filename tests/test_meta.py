@@ -42,7 +42,7 @@ def setup_cfg_entry_points() -> dict[str, str]:
 
 
 def test_the_hooks_are_the_documented_ones():
-    assert hook_names() == ["execute", "register_commands", "sandbox"]
+    assert hook_names() == ["execute", "register_auth_schemes", "register_commands", "sandbox"]
 
 
 @pytest.mark.parametrize("hook", hook_names())

@@ -18,6 +18,7 @@ from connector_core import (
     hookimpl,
     load_entry_points,
 )
+from connector_core.registry import BUILTIN_AUTH
 
 CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
 
@@ -127,7 +128,7 @@ def test_unknown_hook_far_from_any_name_lists_the_known_hooks(pm):
 
     pm.register(Odd(), name="odd")
     reason = report(build_registry(pm), "odd").reason
-    assert "'frobnicate'" in reason and "known hooks: execute, register_commands, sandbox" in reason
+    assert "'frobnicate'" in reason and "known hooks: execute, register_auth_schemes, register_commands, sandbox" in reason
 
 
 def _toy_module(cls_source: str) -> str:
@@ -311,7 +312,10 @@ def test_explicit_strict_false_wins_over_the_environment(monkeypatch):
 def test_only_restricts_loading_to_the_named_entry_points(pm):
     assert load_entry_points(pm, only=["getAccount"]) == []
     # The selected capability, and the extensions of its distribution (sandbox, CLI commands).
-    assert [name for name, _ in pm.list_name_plugin()] == ["connector-framework:getAccount", "connector-framework:mparticle-tools"]
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == [
+        "connector-framework:getAccount",
+        "connector-framework:mparticle-tools",
+    ]
     registry = build_registry(pm, strict=True)
     assert set(registry.capabilities) == {"mparticle.getAccount"}
     loaded = report(registry, "getAccount")
@@ -322,7 +326,7 @@ def test_only_restricts_loading_to_the_named_entry_points(pm):
 def test_load_plugins_environment_variable_restricts_loading(pm, monkeypatch):
     monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", " getAccount , getAudiences,")
     assert load_entry_points(pm) == []
-    names = sorted(name for name, _ in pm.list_name_plugin())
+    names = sorted(name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH)
     assert names == ["connector-framework:getAccount", "connector-framework:getAudiences", "connector-framework:mparticle-tools"]
 
 
