@@ -196,6 +196,11 @@ class Connection:
 
     _new_session = staticmethod(new_session)
 
+    @property
+    def session(self) -> requests.Session:
+        """The connection's pooled ``requests.Session`` (owned by :attr:`http`)."""
+        return self.http.session
+
     def __repr__(self) -> str:
         return f"Connection(connector={self.connector.id!r})"
 
