@@ -831,14 +831,6 @@ def test_update_whose_answer_was_lost_is_retried(sb, rig):
     assert result.retries == 1
 
 
-def test_delete_whose_answer_was_lost_reports_success(sb, rig):
-    sb.fail_next("deleteAccount", effect="drop", after=True)
-    result = rig.execute("deleteAccount", {"accountId": str(EMPTY_ACCOUNT)}, sb.config)
-    assert result.output == {"deleted": True, "accountId": EMPTY_ACCOUNT}
-    assert [r["status"] for r in endpoint_log(sb, "deleteAccount")] == [None, 404]
-    assert account_in_state(sb, EMPTY_ACCOUNT) is None
-
-
 def test_delete_of_a_missing_account_on_the_first_attempt_is_not_found(sb, rig):
     error = expect(NotFound, lambda: rig.execute("deleteAccount", {"accountId": "9999"}, sb.config))
     assert "9999" in error.message and "accountId" in error.message
@@ -850,6 +842,46 @@ def test_delete_dropped_before_deleting_is_retried(sb, rig):
     assert result.output["deleted"] is True
     assert [r["status"] for r in endpoint_log(sb, "deleteAccount")] == [None, 202]
     assert account_in_state(sb, EMPTY_ACCOUNT) is None
+
+
+# deleteAccount reports what happened: deleted only on a success answer to a delete of this call;
+# a 404 is not_found after attempts that certainly did not execute, outcome_unknown after one that may have.
+
+
+@pytest.mark.parametrize(("account_id", "existing"), [(999999, False), (OTHER_ORG_ACCOUNT, True)])
+def test_delete_throttled_then_404_is_not_found(sb, rig, account_id, existing):
+    sb.fail_next("deleteAccount", status=429, retry_after=1)
+    error = expect(NotFound, lambda: rig.execute("deleteAccount", {"accountId": str(account_id)}, sb.config))
+    assert f"account {account_id} does not exist" in error.message
+    assert [r["status"] for r in endpoint_log(sb, "deleteAccount")] == [429, 404]
+    assert SLEEPS == [1.0]
+    assert (account_in_state(sb, account_id) is not None) is existing
+
+
+def test_delete_after_a_token_503_then_a_token_404_is_about_the_token_url_and_deletes_nothing(sb, rig):
+    sb.fail_next("token", status=503)
+    sb.fail_next("token", status=404)
+    error = expect(InvalidConfig, lambda: rig.execute("deleteAccount", {"accountId": str(EMPTY_ACCOUNT)}, sb.config))
+    assert "token endpoint" in error.message and "'authUrl'" in error.message
+    assert str(EMPTY_ACCOUNT) not in error.message
+    assert [f.path for f in error.faults] == ["$.authUrl"]
+    assert endpoint_log(sb, "deleteAccount") == []
+    assert account_in_state(sb, EMPTY_ACCOUNT) is not None
+
+
+def test_a_token_404_is_never_account_not_found(sb, rig):
+    sb.fail_next("token", status=404)
+    error = expect(InvalidConfig, lambda: rig.execute("getAccount", {"accountId": str(ACCOUNT)}, sb.config))
+    assert "does not exist" not in error.message and error.details["status"] == 404
+
+
+@pytest.mark.parametrize("fault", [{"effect": "drop", "after": True}, {"status": 503, "after": True}])
+def test_delete_404_after_an_attempt_of_unknown_outcome_is_outcome_unknown(sb, rig, fault):
+    sb.fail_next("deleteAccount", **fault)
+    error = expect(OutcomeUnknown, lambda: rig.execute("deleteAccount", {"accountId": str(EMPTY_ACCOUNT)}, sb.config))
+    assert f"deleting account {EMPTY_ACCOUNT}" in error.message and error.details["accountId"] == EMPTY_ACCOUNT
+    assert [r["status"] for r in endpoint_log(sb, "deleteAccount")] == [fault.get("status"), 404]
+    assert account_in_state(sb, EMPTY_ACCOUNT) is None  # the first attempt did delete it
 
 
 def test_upload_whose_answer_was_lost_is_resent_with_the_same_id(sb, rig):
