@@ -5,6 +5,8 @@ from importlib import resources
 from connector_core import hookimpl, read_json
 
 _MANIFESTS = resources.files("connector_keyauth") / "manifests"
+KEYED_CONNECTOR = _MANIFESTS / "keyed.json"
+BEARER_CONNECTOR = _MANIFESTS / "bearer.json"
 
 
 class Whoami:
