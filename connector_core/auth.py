@@ -32,6 +32,7 @@ import requests.auth
 from .errors import AuthenticationFailed, Fault, InvalidConfig, UpstreamError
 from .hookspecs import hookimpl
 from .http import AuthEnv, CallStats, HttpClient, _snippet, _upstream_message, error_for_response, read_json
+from .redact import basic_credentials
 from .validation import compile_schema
 
 __all__ = [
@@ -389,7 +390,7 @@ class BasicAuth(Auth):
     def __init__(self, username: str, password: str, secret: Callable[..., None] = lambda *values: None) -> None:
         self._header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._key = credential_key("basic", username, password)
-        secret(self._header[6:])
+        secret(*basic_credentials(username, password))  # the encoded pair, in each base64 spelling
 
     @property
     def credential_key(self) -> str:
