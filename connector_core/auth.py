@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -33,6 +32,7 @@ from .errors import AuthenticationFailed, Fault, InvalidConfig, UpstreamError
 from .hookspecs import hookimpl
 from .http import AuthEnv, CallStats, HttpClient, _snippet, _upstream_message, error_for_response, read_json
 from .redact import basic_credentials
+from .tokens import TokenCache
 from .validation import compile_schema
 
 __all__ = [
@@ -210,12 +210,14 @@ class _Bearer(requests.auth.AuthBase):
 class OAuth2ClientCredentials(Auth):
     """OAuth2 client-credentials grant with a cached token.
 
-    The token is fetched once and shared by every thread of the connection (single
-    flight under a lock), refreshed ``refresh_margin`` seconds before it expires (or at
-    half its life, for short-lived tokens), and refreshed once when the service answers
-    401. A rejection of the credentials is remembered for ``reject_for`` seconds, so
-    threads waiting for the token do not each ask again. Errors of the token endpoint are
-    about the credentials or the token URL, never about what the request was for.
+    Tokens live in a :class:`~connector_core.tokens.TokenCache` keyed by
+    :attr:`credential_key`, which an engine shares between its connections, so a tenant's
+    token outlives its connection. A fetch is single flight for failures as for successes:
+    one thread asks, the others wait (by their call's deadline) and share its token or its
+    error (a refusal is remembered for ``reject_for`` seconds, other failures briefly). The
+    token is refreshed ``refresh_margin`` seconds before it expires (or at half its life)
+    and once when the service answers 401. Errors of the token endpoint are about the
+    credentials or the token URL, never about what the request was for.
     """
 
     def __init__(
@@ -233,6 +235,7 @@ class OAuth2ClientCredentials(Auth):
         clock: Callable[[], float] = time.monotonic,
         refresh_margin: float = 60.0,
         reject_for: float = 10.0,
+        cache: TokenCache | None = None,
     ) -> None:
         self.token_url = token_url
         self._token_url_field = token_url_field
@@ -245,11 +248,8 @@ class OAuth2ClientCredentials(Auth):
         self._format = request_format
         self._clock = clock
         self._margin = refresh_margin
-        self._reject_for = reject_for
-        self._rejection: tuple[Exception, float] | None = None
-        self._lock = threading.Lock()
+        self._cache = cache if cache is not None else TokenCache(remember_rejection=reject_for)
         self._signer: _Bearer | None = None
-        self._expires_at = 0.0
         self._key = credential_key("oauth2_client_credentials", token_url, client_id, client_secret, audience, scope)
 
     def __repr__(self) -> str:
@@ -267,24 +267,14 @@ class OAuth2ClientCredentials(Auth):
         return self.signer(stats if stats is not None else CallStats()).token
 
     def signer(self, stats: CallStats) -> _Bearer:
+        token = self._cache.token(
+            self._key, lambda: self._fetch(stats), clock=self._clock, refresh_margin=self._margin, wait=stats.left()
+        )
         signer = self._signer
-        if signer is not None and self._clock() < self._expires_at:
-            return signer
-        with self._lock:
-            now = self._clock()
-            if self._signer is not None and now < self._expires_at:
-                return self._signer
-            if self._rejection is not None and now < self._rejection[1]:
-                raise self._rejection[0].copy()
-            try:
-                token, lifetime = self._fetch(stats)
-            except AuthenticationFailed as exc:
-                self._rejection = (exc, self._clock() + self._reject_for)
-                raise
-            self._rejection = None
-            self._signer = _Bearer(token)
-            self._expires_at = self._clock() + max(lifetime - self._margin, lifetime / 2)
-            return self._signer
+        if signer is None or signer.token != token:
+            self._secret(token)  # a token another connection fetched is a secret here too
+            signer = self._signer = _Bearer(token)
+        return signer
 
     def unauthorized(self, signer: requests.auth.AuthBase) -> bool:
         """The token may have been revoked or expired early: forget it, fetch a new one once."""
@@ -293,10 +283,7 @@ class OAuth2ClientCredentials(Auth):
 
     def invalidate(self, token: str | None = None) -> None:
         """Forget the cached token (only if it is still ``token``, when given)."""
-        with self._lock:
-            if token is None or (self._signer is not None and token == self._signer.token):
-                self._signer = None
-                self._expires_at = 0.0
+        self._cache.invalidate(self._key, token)
 
     def check(self, client: HttpClient) -> dict[str, Any]:
         self.token()
@@ -378,6 +365,7 @@ class OAuth2ClientCredentialsScheme(AuthScheme):
             scope=spec.get("scope"),
             request_format=spec.get("requestFormat", "json"),
             clock=env.clock,
+            cache=env.tokens,
         )
 
 

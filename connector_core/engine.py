@@ -35,6 +35,7 @@ from .manifest import CapabilityManifest, ConnectorManifest
 from .policy import HostPolicy
 from .redact import MIN_SECRET_LENGTH, Redactor
 from .registry import Registry, build_registry, get_plugin_manager, load_entry_points
+from .tokens import TokenCache
 from .validation import MAX_DEPTH, data_faults, faults
 
 log = logging.getLogger("connector_core.engine")
@@ -176,6 +177,7 @@ class Connection:
         policy: RetryPolicy | None = None,
         host_policy: HostPolicy | None = None,
         redactor: Redactor | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         self.registry = registry
         self.connector = connector
@@ -190,7 +192,10 @@ class Connection:
         self.config: Mapping[str, Any] = MappingProxyType(config)
         self.allow = frozenset(allow) if allow is not None else None
         try:
-            self.http = HttpLayer(connector, self.config, redactor=self._redact, session=session, sleep=sleep, clock=clock, policy=policy)
+            self.http = HttpLayer(
+                connector, self.config, redactor=self._redact, session=session, sleep=sleep, clock=clock, policy=policy,
+                host_policy=self.host_policy, tokens=tokens,
+            )
         except ConnectorError as exc:
             raise _redacted(exc, self._redact) from None
 
@@ -278,6 +283,7 @@ class Connection:
             config=self.config,
             log=_RedactingAdapter(logging.getLogger(f"connector_core.capability.{capability_id}"), self._redact, capability_id),
             connection=self,
+            stats=CallStats(deadline=time.monotonic() + self.http.deadline_seconds),
         )
         started = time.perf_counter()
         error: ConnectorError | None = None
@@ -351,6 +357,9 @@ class Engine:
         self.pm = pm
         self.registry = build_registry(pm, rejected, strict=strict, owners=owners)
         self._sleep = sleep
+        # Tokens by credential, shared by every connection of this engine: a tenant's token
+        # outlives its connection in the (small) connection cache.
+        self.tokens = TokenCache()
         self._clock = clock
         self._session_factory = session_factory
         self._max_connections = max_connections
@@ -393,6 +402,7 @@ class Engine:
             clock=self._clock,
             host_policy=host_policy,
             redactor=self._redactor,
+            tokens=self.tokens,
         )
 
     def _connector_for(self, config: Mapping[str, Any], host_policy: HostPolicy) -> str:
@@ -453,9 +463,10 @@ class Engine:
         return connection
 
     def close(self) -> None:
-        """Close every cached connection."""
+        """Close every cached connection and forget the cached tokens."""
         with self._lock:
             connections, self._connections = list(self._connections.values()), collections.OrderedDict()
+        self.tokens.clear()
         for connection in connections:
             connection.close()
 

@@ -47,9 +47,12 @@ from .errors import (
     RateLimited,
     UpstreamError,
 )
+from .netguard import EgressRule, GuardedAdapter, find_refusal, guarded_request
 from .redact import Redactor
+from .tokens import TokenCache
 
 if TYPE_CHECKING:
+    from .policy import HostPolicy
     from .manifest import ConnectorManifest
 
 log = logging.getLogger("connector_core.http")
@@ -57,7 +60,13 @@ log = logging.getLogger("connector_core.http")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BODY_SNIPPET = 2000
 # Config fields the core itself reads when a connector declares them.
-HTTP_DEFAULTS = {"timeoutSeconds": 30.0, "connectTimeoutSeconds": 10.0, "maxRetries": 3, "maxRetryWaitSeconds": 30.0}
+HTTP_DEFAULTS = {
+    "timeoutSeconds": 30.0,
+    "connectTimeoutSeconds": 10.0,
+    "maxRetries": 3,
+    "maxRetryWaitSeconds": 30.0,
+    "deadlineSeconds": 120.0,
+}
 USER_AGENT = "connector-framework/0.1"
 
 
@@ -187,14 +196,23 @@ class Attempt:
 
 
 class CallStats:
-    """What one capability call sent: HTTP attempts, retries, and a record of every attempt."""
+    """What one capability call sent: HTTP attempts, retries, and a record of every attempt.
 
-    __slots__ = ("requests", "retries", "attempts")
+    ``deadline`` (a ``time.monotonic()`` value) ends the call: no attempt starts, no
+    backoff waits and no answer is awaited past it, token fetches included.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("requests", "retries", "attempts", "deadline")
+
+    def __init__(self, deadline: float | None = None) -> None:
         self.requests = 0
         self.retries = 0
         self.attempts: list[Attempt] = []
+        self.deadline = deadline
+
+    def left(self) -> float | None:
+        """Seconds until the deadline (negative once past), or None without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -269,6 +287,14 @@ class Transport:
         stats = stats if stats is not None else CallStats()
         retries, waited, refreshed = 0, 0.0, False
         while True:
+            if stats.deadline is not None and time.monotonic() >= stats.deadline:
+                raise NetworkError(
+                    f"{method} {url}: the call's deadline passed before attempt {retries + 1}; "
+                    "raise deadlineSeconds in the connection config or retry later",
+                    code="deadline_exceeded",
+                    url=url,
+                    attempts=retries,
+                )
             signer = self._authorize(auth, method, url, stats)
             answer = self._exchange(method, url, signer, stats, retries + 1, kwargs)
             attempt = classify(method, self.redact(url), answer, credentials=credentials)
@@ -283,6 +309,8 @@ class Transport:
                 raise _outcome_unknown(attempt, url, response)
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
             wait = self.policy.next_wait(retries, waited, retry_after)
+            if wait is not None and stats.deadline is not None and time.monotonic() + wait >= stats.deadline:
+                wait = None  # the wait would outlast the call's deadline
             if wait is None:
                 return _give_up(attempt, url, response, retries + 1)
             if response is not None:
@@ -314,8 +342,17 @@ class Transport:
         stats.requests += 1
         started = time.perf_counter()
         try:
-            response = self.session.request(method, url, auth=signer, timeout=self.timeout, allow_redirects=False, **kwargs)
+            response = guarded_request(
+                self.session, method, url, auth=signer, timeout=self.timeout, deadline=stats.deadline, allow_redirects=False, **kwargs
+            )
         except requests.RequestException as exc:
+            refusal = find_refusal(exc)
+            if refusal is not None:  # nothing was sent: the address was refused before connecting
+                raise InvalidConfig(
+                    f"{method} {self.redact(url)}: {refusal}; the connection may only reach public addresses",
+                    code="egress_refused",
+                    url=self.redact(url),
+                ) from None
             elapsed = (time.perf_counter() - started) * 1000
             log.info("%s %s -> %s after %.1f ms (attempt %d)", method, self.redact(url), type(exc).__name__, elapsed, number)
             return exc
@@ -357,9 +394,6 @@ def _give_up(attempt: Attempt, url: str, response: requests.Response | None, att
 def new_session() -> requests.Session:
     """A pooled session that never retries by itself and reads the environment once."""
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     # requests reads proxy and CA settings from the environment on every request (a
     # third of a small call's client time); a connection reads them once instead.
@@ -375,7 +409,8 @@ class AuthEnv:
     ``send`` sends a request through the connection's transport and retry policy (marked
     as a credentials request); ``url(value, where)`` checks a URL (https, or http on
     loopback) and routes it through the environment's proxy; ``secret(value)`` adds a
-    derived value (a token, an encoded header) to the connection's redaction.
+    derived value (a token, an encoded header) to the connection's redaction; ``tokens``
+    is the engine's cache of tokens by credential key.
     """
 
     name: str
@@ -384,6 +419,7 @@ class AuthEnv:
     url: Callable[[str, str], str] = attrs.field(repr=False)
     secret: Callable[..., None] = attrs.field(repr=False)
     clock: Callable[[], float] = attrs.field(repr=False)
+    tokens: TokenCache | None = attrs.field(default=None, repr=False)
 
     def required(self, field: str, why: str | None = None) -> str:
         """The value of config ``field``, or ``InvalidConfig`` naming it when it is unset."""
@@ -412,16 +448,21 @@ class HttpLayer:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         policy: RetryPolicy | None = None,
+        host_policy: HostPolicy | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         self.connector = connector
         self.config = config
         self.redactor = redactor
         self.clock = clock
+        self.host_policy = host_policy
+        self.tokens = tokens
         fields = connector.config_schema["properties"]
         settings = {k: config.get(k, fields.get(k, {}).get("default", v)) for k, v in HTTP_DEFAULTS.items()}
         self.policy = policy or RetryPolicy(max_retries=int(settings["maxRetries"]), max_total_wait=float(settings["maxRetryWaitSeconds"]))
+        self.deadline_seconds = float(settings["deadlineSeconds"])
         self._own_session = session is None
-        self.session = session or new_session()
+        self.session = self._guard(session or new_session())
         timeout = (float(settings["connectTimeoutSeconds"]), float(settings["timeoutSeconds"]))
         self.transport = Transport(self.session, policy=self.policy, timeout=timeout, sleep=sleep, redact=redactor)
         self._lock = threading.Lock()
@@ -441,11 +482,26 @@ class HttpLayer:
     def close(self) -> None:
         self.session.close()
 
+    def _guard(self, session: requests.Session) -> requests.Session:
+        """Mount the adapter whose connections obey the host policy's egress rule and the watchdog."""
+        policy = self.host_policy
+        rule = None
+        if policy is not None and policy.checks_egress:
+            rule = EgressRule(allow_loopback=policy.allow_loopback, allow_private=policy.allow_private, resolver=policy.resolver)
+        adapter = GuardedAdapter(rule, pool_connections=4, pool_maxsize=32, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
     def route(self, url: str) -> str:
-        """Apply the environment's proxy for ``url``'s host (HTTPS_PROXY, NO_PROXY...) once."""
-        if not self._own_session:
-            return url
+        """Apply the environment's proxy for ``url``'s host (HTTPS_PROXY, NO_PROXY...) once.
+
+        Never for loopback hosts, whatever NO_PROXY says (a proxy would see the sandbox's
+        or a local service's credentials), and never when the host policy checks egress.
+        """
         parts = urlsplit(url)
+        if not self._own_session or is_loopback(parts.hostname or "") or (self.host_policy is not None and not self.host_policy.proxies):
+            return url
         proxies = requests.utils.get_environ_proxies(url)
         proxy = proxies.get(parts.scheme) or proxies.get("all")
         if proxy:
@@ -493,6 +549,7 @@ class HttpLayer:
                     url=lambda value, where: self.route(check_url(value, where)),
                     secret=self.redactor.add,
                     clock=self.clock,
+                    tokens=self.tokens,
                 )
                 auth = self._auths[name] = self.connector.auth_schemes[name].build(self.connector.auth[name], env)
             return auth

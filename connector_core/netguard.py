@@ -128,7 +128,12 @@ class EgressRule:
 
     def pick(self, host: str, port: int) -> str:
         """The address to connect to: every address of ``host`` checked, the first returned."""
-        addresses = self.resolver(host, port)
+        try:
+            addresses = self.resolver(host, port)
+        except OSError:
+            raise
+        except Exception as exc:  # a resolver's bug must still end as a connection failure
+            raise OSError(f"resolving {host} failed: {type(exc).__name__}") from exc
         if not addresses:
             raise OSError(f"{host} did not resolve to any address")
         for address in addresses:
@@ -243,6 +248,26 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+
+
+def guarded_request(session: requests.Session, method: str, url: str, *, timeout: tuple[float, float],
+                    deadline: float | None = None, **kwargs: Any) -> requests.Response:
+    """``session.request`` whose answer must come complete within the read timeout (and
+    before ``deadline``, a ``time.monotonic()`` value), however slowly the server trickles.
+
+    A cut-off answer raises ``requests.exceptions.ReadTimeout``.
+    """
+    connect, read = timeout
+    if deadline is not None:
+        left = max(0.001, deadline - time.monotonic())
+        connect, read = min(connect, left), min(read, left)
+    with WATCHDOG.limit(read, deadline) as guard:
+        try:
+            return session.request(method, url, timeout=(connect, read), **kwargs)
+        except requests.RequestException as exc:
+            if guard.fired:
+                raise requests.exceptions.ReadTimeout(f"no complete answer within {read:g} s") from exc
+            raise
 
 
 # -- guarded connections --------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_the_policy_judges_the_raw_config_before_the_cache_and_is_part_of_its_ke
             engine.execute("getAccount", {"accountId": "1003"}, config, host_policy=HostPolicy.untrusted())
         assert "$.clientSecret" in [f.path for f in caught.value.faults]
         # A resolved config accepted under a relaxed policy gets its own connection.
-        relaxed = HostPolicy.untrusted(allow_url_overrides=True)
+        relaxed = HostPolicy.untrusted(allow_url_overrides=True, allow_loopback=True)
         plain = mp_config(service, SECRET)
         engine.execute("getAccount", {"accountId": "1003"}, plain)
         engine.execute("getAccount", {"accountId": "1003"}, plain, host_policy=relaxed)
@@ -90,8 +90,8 @@ def test_the_policy_judges_the_raw_config_before_the_cache_and_is_part_of_its_ke
 
 def test_each_field_of_the_policy_relaxes_on_its_own(service, monkeypatch):
     monkeypatch.setenv("TENANT_SECRET", SECRET)
-    relaxed = HostPolicy.untrusted(allow_url_overrides=True)
-    assert attrs.asdict(relaxed) == dict(attrs.asdict(HostPolicy.untrusted()), allow_url_overrides=True)
+    relaxed = HostPolicy.untrusted(allow_url_overrides=True, allow_loopback=True)
+    assert attrs.asdict(relaxed) == dict(attrs.asdict(HostPolicy.untrusted()), allow_url_overrides=True, allow_loopback=True)
     with Engine(host_policy=relaxed) as engine:
         assert engine.execute("getAccount", {"accountId": "1003"}, mp_config(service, SECRET)).output["account"]["id"] == 1003
         with pytest.raises(InvalidConfig) as caught:  # $env is still refused

@@ -271,7 +271,7 @@ def test_the_redactor_masks_every_spelling_of_every_secret():
 
 def test_untrusted_upstream_bodies_are_trimmed(echo):
     echo.route("GET", "/v1/accounts/7", Answer(502, body="internal service page " + "x" * 5000))
-    policy = HostPolicy.untrusted(allow_url_overrides=True)
+    policy = HostPolicy.untrusted(allow_url_overrides=True, allow_loopback=True)
     with Engine(host_policy=policy) as engine:
         with pytest.raises(ConnectorError) as caught:
             engine.execute("getAccount", {"accountId": "7"}, mp_config(echo, SENTINELS[0]))

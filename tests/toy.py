@@ -49,6 +49,7 @@ TOY_CONNECTOR: dict[str, Any] = {
             "connectTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0},
             "maxRetries": {"type": "integer", "minimum": 0},
             "maxRetryWaitSeconds": {"type": "number", "minimum": 0},
+            "deadlineSeconds": {"type": "number", "exclusiveMinimum": 0},
         },
     },
     "endpoints": {
