@@ -348,6 +348,7 @@ class Transport:
         except requests.RequestException as exc:
             refusal = find_refusal(exc)
             if refusal is not None:  # nothing was sent: the address was refused before connecting
+                stats.attempts.append(Attempt(method, self.redact(url), NOT_SENT, failure="egress refused"))
                 raise InvalidConfig(
                     f"{method} {self.redact(url)}: {refusal}; the connection may only reach public addresses",
                     code="egress_refused",
