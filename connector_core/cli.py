@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .config import decode_json, load_connections, read_json_file
-from .engine import Engine
+from .engine import Connection, Engine
 from .errors import (
     EXIT_CODES,
     ConnectorError,
@@ -35,6 +35,7 @@ from .errors import (
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
 from .redact import RedactingFormatter, Redactor
 from .registry import LOAD_PLUGINS_ENV, STRICT_ENV
+from .serve import commands as serve_commands
 
 CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
 
@@ -282,44 +283,55 @@ def cmd_run(args, engine: Engine) -> int:
 def cmd_check(args, engine: Engine) -> int:
     config, connector_id, allow = _connection_spec(args)
     connector_id = connector_id or args.connector or engine._connector_for(config, engine.host_policy)
-    connector = engine.registry.connector(connector_id)
-    report: dict[str, Any] = {"connector": connector_id, "config": "valid", "capabilities": {}, "credentials": {}}
     with engine.connect(config, connector=connector_id, allow=allow) as connection:
-        # A token endpoint that echoes the request would put the secret in the report.
-        redact = connection.redact
-        auths = set()
-        for capability in engine.registry.of_connector(connector_id):
-            cap_id = capability.name
-            missing = [f for f in capability.manifest.required_config if connection.config.get(f) in (None, "")]
-            entry: dict[str, Any] = {"ready": not missing}
-            if missing:
-                entry["missing"] = missing
-            if allow is not None and cap_id not in allow and capability.id not in allow:
-                entry = {"ready": False, "reason": "not allowed by this connection"}
-            report["capabilities"][cap_id] = entry
-            if entry["ready"]:
-                for name in capability.manifest.endpoints:
-                    auths.add((name, connector.endpoints[name].auth))
-        exit_code = 0
-        for endpoint, auth_name in sorted(auths, key=str):
-            status: dict[str, Any]
-            try:
-                client = connection.client(endpoint, retry_safe=True)
-                auth = connection.auth(auth_name)
-                if args.offline:
-                    status = {"ok": None, "message": "not checked"}
-                elif auth is None:
-                    status = {"ok": None, "message": "the endpoint needs no credentials"}
-                else:
-                    status = auth.check(client)  # each scheme knows how its credentials are tested
-            except ConnectorError as exc:
-                status = {"ok": False, "code": exc.code, "message": connection.http.redactor(exc.message)}
-                exit_code = exit_code or exc.exit_code
-            report["credentials"][endpoint] = redact(status)
+        report, exit_code = connection_report(engine, connection, args.offline)
     _dump(report)
     if not any(c["ready"] for c in report["capabilities"].values()):
         return exit_code or EXIT_CODES["config"]
     return exit_code
+
+
+def connection_report(engine: Engine, connection: Connection, offline: bool) -> tuple[dict[str, Any], int]:
+    """Which capabilities of ``connection`` are ready and whether its credentials work.
+
+    Returns the report and the exit code of the first credential that failed (else 0).
+    """
+    connector_id = connection.connector.id
+    connector = connection.connector
+    allow = connection.allow
+    report: dict[str, Any] = {"connector": connector_id, "config": "valid", "capabilities": {}, "credentials": {}}
+    # A token endpoint that echoes the request would put the secret in the report.
+    redact = connection.redact
+    auths = set()
+    for capability in engine.registry.of_connector(connector_id):
+        cap_id = capability.name
+        missing = [f for f in capability.manifest.required_config if connection.config.get(f) in (None, "")]
+        entry: dict[str, Any] = {"ready": not missing}
+        if missing:
+            entry["missing"] = missing
+        if allow is not None and cap_id not in allow and capability.id not in allow:
+            entry = {"ready": False, "reason": "not allowed by this connection"}
+        report["capabilities"][cap_id] = entry
+        if entry["ready"]:
+            for name in capability.manifest.endpoints:
+                auths.add((name, connector.endpoints[name].auth))
+    exit_code = 0
+    for endpoint, auth_name in sorted(auths, key=str):
+        status: dict[str, Any]
+        try:
+            client = connection.client(endpoint, retry_safe=True)
+            auth = connection.auth(auth_name)
+            if offline:
+                status = {"ok": None, "message": "not checked"}
+            elif auth is None:
+                status = {"ok": None, "message": "the endpoint needs no credentials"}
+            else:
+                status = auth.check(client)  # each scheme knows how its credentials are tested
+        except ConnectorError as exc:
+            status = {"ok": False, "code": exc.code, "message": connection.http.redactor(exc.message)}
+            exit_code = exit_code or exc.exit_code
+        report["credentials"][endpoint] = redact(status)
+    return report, exit_code
 
 
 def cmd_validate(args, engine: Engine) -> int:
@@ -424,6 +436,7 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True) -> argparse.Ar
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(handler=cmd_validate)
 
+    serve_commands.register_commands(subparsers=sub)  # the ASGI stack is imported only to serve
     for impl in engine.pm.hook.register_commands.get_hookimpls() if plugin_commands else ():
         try:
             impl.function(subparsers=sub)

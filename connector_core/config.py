@@ -113,6 +113,7 @@ class ConnectionSpec:
     config: Mapping[str, Any] = attrs.field(repr=False)
     connector: str | None = None
     capabilities: tuple[str, ...] | None = None
+    description: str = ""
 
 
 def load_connections(path: str | Path) -> dict[str, ConnectionSpec]:
@@ -127,6 +128,7 @@ def load_connections(path: str | Path) -> dict[str, ConnectionSpec]:
             config=spec["config"],
             connector=spec.get("connector"),
             capabilities=tuple(spec["capabilities"]) if "capabilities" in spec else None,
+            description=spec.get("description", ""),
         )
         for name, spec in data["connections"].items()
     }

@@ -1,0 +1,484 @@
+"""The ASGI application of ``connector serve`` (Starlette routing, uvicorn serving).
+
+Imported only when the service runs, so the core works without the ``serve`` extra.
+Every request passes :class:`Guard` first: correlation id, ``Host`` and ``Origin``
+checks, the API key, the media type and the body size. Capability calls block, so they
+run in a thread pool of their own (``threads``) on connections shared by every request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import difflib
+import functools
+import hmac
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
+
+from ..config import ConnectionSpec
+from ..engine import Connection, Engine
+from ..errors import ConnectorError, Fault, InvalidConfig, UnknownCapability
+from ..registry import Capability
+from .commands import document
+from .openapi import (
+    capabilities_by_qualified_id,
+    describe_capability,
+    describe_connector,
+    status_for,
+    summarize_capability,
+)
+
+access_log = logging.getLogger("connector_core.serve.access")
+log = logging.getLogger("connector_core.serve")
+
+CORRELATION_HEADER = "x-correlation-id"
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+
+
+
+class CorrelationFilter(logging.Filter):
+    """Gives every log record the correlation id of the request it was made in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = correlation_id.get()
+        return True
+
+_CONSOLE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/console.js": ("console.js", "text/javascript; charset=utf-8"),
+                  "/console.css": ("console.css", "text/css; charset=utf-8")}
+_CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+                "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class RequestRefused(ConnectorError):
+    """The service refused the HTTP request itself (before any capability ran)."""
+
+    code = "invalid_request"
+    category = "request"
+
+
+class Unavailable(ConnectorError):
+    code = "not_ready"
+    category = "unavailable"
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, non-reversible name for an API key, for the access log."""
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def _dumps(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # integers beyond 64 bits and the like: the standard library copes
+        import json
+
+        return json.dumps(data, ensure_ascii=False, default=str).encode()
+
+
+def json_response(status: int, data: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(_dumps(data), status_code=status, media_type="application/json", headers=dict(headers or {}))
+
+
+def error_response(error: ConnectorError) -> Response:
+    body = error.to_dict()
+    body["correlation_id"] = correlation_id.get()
+    headers = {}
+    if error.category == "rate_limited" and error.details.get("retry_after") is not None:
+        headers["Retry-After"] = str(max(0, int(float(error.details["retry_after"]) + 0.999)))
+    if error.code == "unauthorized":
+        headers["WWW-Authenticate"] = 'Bearer realm="connector"'
+    return json_response(status_for(error), body, headers)
+
+
+class Service:
+    """What the routes share: the engine, the named connections, the thread pool and the keys.
+
+    Named connections are opened (configs validated, ``$env`` resolved) when the service is
+    built, so an operator's mistake stops the start instead of failing calls later.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        connections: Mapping[str, ConnectionSpec] = {},
+        *,
+        api_keys: Iterable[str] = (),
+        allowed_hosts: Iterable[str] | None = None,
+        max_body_bytes: int = 4 * 1024 * 1024,
+        threads: int = 32,
+    ) -> None:
+        self.engine = engine
+        self.registry = engine.registry
+        self.capabilities: dict[str, Capability] = capabilities_by_qualified_id(engine.registry)
+        self.api_keys = tuple(api_keys)
+        self.allowed_hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        self.max_body_bytes = max_body_bytes
+        self.threads = threads
+        self.limiter: anyio.CapacityLimiter | None = None  # made in the event loop (lifespan)
+        self.ready = False
+        self.specs = dict(connections)
+        self.connections: dict[str, Connection] = {}
+        try:
+            for name, spec in sorted(self.specs.items()):
+                self.connections[name] = self._open(spec)
+        except BaseException:
+            self.close()
+            raise
+        self._document: bytes | None = None
+
+    def _open(self, spec: ConnectionSpec) -> Connection:
+        try:
+            return self.engine.connect(spec.config, connector=spec.connector, allow=spec.capabilities)
+        except ConnectorError as exc:
+            raise exc.copy(f"connection {spec.name!r}: {exc.message}", connection=spec.name) from None
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            connection.close()
+        self.connections.clear()
+
+    @property
+    def document(self) -> bytes:
+        if self._document is None:
+            self._document = _dumps(document(self.engine, self.specs))
+        return self._document
+
+    def capability(self, qid: str) -> Capability:
+        found = self.capabilities.get(qid)
+        if found is None:
+            # A bare id works while exactly one connector provides it.
+            matches = [c for c in self.capabilities.values() if c.manifest.id == qid]
+            if len(matches) == 1:
+                return matches[0]
+            match = difflib.get_close_matches(qid, [*self.capabilities, *(c.manifest.id for c in self.capabilities.values())], n=1)
+            hint = f"; did you mean {match[0]!r}?" if match else ""
+            raise UnknownCapability(f"no capability {qid!r}{hint} (see GET /v1/capabilities)", capability=qid)
+        return found
+
+    def connection(self, name: Any) -> Connection:
+        if not isinstance(name, str) or name not in self.connections:
+            known = ", ".join(sorted(self.connections)) or "none (start the service with --connections)"
+            raise InvalidConfig(f"no connection named {name!r}; known: {known}", code="unknown_connection",
+                                faults=[Fault("$.connection", "is not a named connection of this service")])
+        return self.connections[name]
+
+    def caller_connection(self, capability: Capability, config: Any) -> Connection:
+        """A connection for a config the caller sent, under the untrusted host policy."""
+        raise InvalidConfig(
+                "this service runs only the operator's named connections; send {\"connection\": NAME} "
+                "(see GET /v1/connections)",
+                code="caller_config_refused",
+                faults=[Fault("$.config", "configs sent by callers are not accepted here")],
+            )
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def authorized(self, header: str | None) -> str | None:
+        """The fingerprint of the key in an ``Authorization`` header, or None."""
+        if not header or not header[:7].lower() == "bearer ":
+            return None
+        offered = header[7:].strip().encode()
+        found = None
+        for key in self.api_keys:  # compare with every key, so timing tells nothing
+            if hmac.compare_digest(offered, key.encode()):
+                found = key
+        return key_fingerprint(found) if found else None
+
+
+# -- the guard -----------------------------------------------------------------------
+
+
+class _BodyTooLarge(RequestRefused):
+    code = "body_too_large"
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header or an origin's authority, without port and brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """Pure ASGI middleware: the checks every request passes, the access log, the headers."""
+
+    def __init__(self, app: Any, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        offered = _header(scope, b"x-correlation-id")
+        token = correlation_id.set(offered if offered and _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex)
+        status = 500
+        key = "-"
+
+        async def send_with_headers(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-correlation-id", correlation_id.get().encode()))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if not any(k == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            try:
+                if offered is not None and offered != correlation_id.get():
+                    raise RequestRefused(
+                        "X-Correlation-ID must be 1 to 128 of the characters A-Z a-z 0-9 . _ : -",
+                        faults=[Fault("X-Correlation-ID", "1 to 128 of A-Z a-z 0-9 . _ : -")],
+                    )
+                self._check_host_and_origin(scope)
+                if scope["path"].startswith("/v1/") and self.service.api_keys:
+                    fingerprint = self.service.authorized(_header(scope, b"authorization"))
+                    if fingerprint is None:
+                        raise RequestRefused("a valid API key is required: send Authorization: Bearer <key>", code="unauthorized")
+                    key = fingerprint
+                if scope["method"] == "POST":
+                    receive = self._check_body(scope, receive)
+            except ConnectorError as exc:
+                await error_response(exc)(scope, receive, send_with_headers)
+                return
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            path = scope.get("path", "")
+            access_log.info(
+                "%s %s %d %.1fms key=%s", scope.get("method"), path, status, (time.perf_counter() - started) * 1000, key,
+                extra={"http_method": scope.get("method"), "http_path": path, "http_status": status, "api_key": key},
+            )
+            correlation_id.reset(token)
+
+    def _check_host_and_origin(self, scope: Mapping[str, Any]) -> None:
+        host = _header(scope, b"host")
+        allowed = self.service.allowed_hosts
+        if allowed is not None and (host is None or _host_name(host) not in allowed):
+            raise RequestRefused(
+                f"this service does not answer for host {host!r} (a DNS-rebinding guard); "
+                "the operator may add it with --allow-host",
+                code="misdirected_host",
+            )
+        origin = _header(scope, b"origin")
+        # Browsers send Origin on cross-origin requests and on POSTs: only the service's own
+        # pages (the console) may drive it. Sec-Fetch-Site catches the rest.
+        if origin is not None and (host is None or origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower())):
+            raise RequestRefused(f"cross-origin requests are refused (Origin {origin!r})", code="origin_refused")
+        site = _header(scope, b"sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            raise RequestRefused(f"cross-site requests are refused (Sec-Fetch-Site {site!r})", code="origin_refused")
+
+    def _check_body(self, scope: Mapping[str, Any], receive: Callable) -> Callable:
+        content_type = _header(scope, b"content-type")
+        length = _header(scope, b"content-length")
+        if content_type is None and length in (None, "0") and _header(scope, b"transfer-encoding") is None:
+            return receive  # a POST without a body (check) carries nothing a page could forge
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            raise RequestRefused(
+                f"the body must be application/json (got {media or 'no Content-Type'})", code="unsupported_media_type"
+            )
+        limit = self.service.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _BodyTooLarge(f"the body is {length} bytes; this service accepts at most {limit}", limit=limit)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLarge(f"the body is over {limit} bytes, the most this service accepts", limit=limit)
+            return message
+
+        return counted
+
+
+# -- routes --------------------------------------------------------------------------
+
+
+Endpoint = Callable[[Request, Service], Awaitable[Response]]
+# Routes take every method and answer a wrong one with the JSON error (Starlette would send text).
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _route(path: str, endpoint: Endpoint, service: Service, methods: list[str]) -> Route:
+    allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+
+    @functools.wraps(endpoint)
+    async def handle(request: Request) -> Response:
+        try:
+            if request.method not in allowed:
+                raise RequestRefused(f"{request.method} is not allowed on {path}; use {' or '.join(methods)}",
+                                     code="method_not_allowed")
+            return await endpoint(request, service)
+        except ConnectorError as exc:
+            return error_response(exc)
+        except Exception as exc:  # a bug in the service: one JSON error, the details in the log
+            log.exception("unexpected error in %s", path)
+            return error_response(ConnectorError(f"the service failed unexpectedly ({type(exc).__name__}); see its log", code="internal_error"))
+
+    return Route(path, handle, methods=_ANY_METHOD)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestRefused(f"the body is not valid JSON: {exc}", code="invalid_json", faults=[Fault("$", str(exc))]) from None
+    if not isinstance(body, dict):
+        raise RequestRefused("the body must be a JSON object", faults=[Fault("$", "must be an object")])
+    return body
+
+
+def _execute_args(body: dict[str, Any]) -> tuple[Any, str]:
+    extra = sorted(set(body) - {"properties", "connection", "config"})
+    faults = [Fault(f"$.{k}", "is not a known field (properties, connection, config)") for k in extra]
+    if "properties" not in body:
+        faults.append(Fault("$.properties", "is required (the capability's input; {} when it takes none)"))
+    has = [k for k in ("connection", "config") if k in body]
+    if len(has) != 1:
+        faults.append(Fault("$", "needs exactly one of connection (a name) or config (an object)"))
+    if faults:
+        raise RequestRefused('the body must be {"properties": {...}, "connection": NAME} or {"properties": {...}, "config": {...}}',
+                             faults=faults)
+    return body["properties"], has[0]
+
+
+async def execute(request: Request, service: Service) -> Response:
+    capability = service.capability(request.path_params["id"])
+    body = await _json_body(request)
+    properties, via = _execute_args(body)
+    if via == "connection":
+        connection = service.connection(body["connection"])
+    else:
+        connection = await service.run(service.caller_connection, capability, body["config"])
+    result = await service.run(connection.execute, capability.manifest.id, properties)
+    return json_response(200, result.to_dict())
+
+
+async def check(request: Request, service: Service) -> Response:
+    from ..cli import connection_report
+
+    name = request.path_params["name"]
+    connection = service.connection(name)
+    report, _ = await service.run(connection_report, service.engine, connection, False)
+    report = {"connection": name, **report}
+    report["ready"] = any(c["ready"] for c in report["capabilities"].values()) and all(
+        c.get("ok") is not False for c in report["credentials"].values())
+    return json_response(200, report)
+
+
+async def list_connectors(request: Request, service: Service) -> Response:
+    return json_response(200, [describe_connector(service.registry, c) for c in sorted(service.registry.connectors)])
+
+
+async def list_capabilities(request: Request, service: Service) -> Response:
+    return json_response(200, [summarize_capability(c) for c in service.capabilities.values()])
+
+
+async def get_capability(request: Request, service: Service) -> Response:
+    return json_response(200, describe_capability(service.capability(request.path_params["id"])))
+
+
+async def list_connections(request: Request, service: Service) -> Response:
+    return json_response(200, [
+        {"name": name, "connector": connection.connector.id, "description": service.specs[name].description,
+         "capabilities": sorted(connection.allow) if connection.allow is not None else None}
+        for name, connection in sorted(service.connections.items())
+    ])
+
+
+async def openapi(request: Request, service: Service) -> Response:
+    return Response(service.document, media_type="application/json")
+
+
+async def healthz(request: Request, service: Service) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+async def readyz(request: Request, service: Service) -> Response:
+    if not service.ready:
+        raise Unavailable("the service is starting or shutting down")
+    return json_response(200, {"status": "ready", "connections": len(service.connections), "capabilities": len(service.capabilities)})
+
+
+@functools.cache
+def _console_file(name: str) -> bytes:
+    return resources.files("connector_core.serve").joinpath("console", name).read_bytes()
+
+
+def _console(path: str) -> Endpoint:
+    name, media = _CONSOLE_FILES[path]
+
+    async def serve_file(request: Request, service: Service) -> Response:
+        return Response(_console_file(name), media_type=media, headers={
+            "Content-Security-Policy": _CONSOLE_CSP, "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "Cache-Control": "no-cache"})
+
+    return serve_file
+
+
+async def _not_found(scope: dict, receive: Callable, send: Callable) -> None:
+    error = RequestRefused(f"no such resource: {scope.get('method')} {scope.get('path')}; see GET /openapi.json", code="no_route")
+    await error_response(error)(scope, receive, send)
+
+
+def create_app(service: Service) -> Any:
+    """The ASGI application serving ``service``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):
+        service.limiter = anyio.CapacityLimiter(service.threads)
+        service.ready = True
+        try:
+            yield
+        finally:
+            service.ready = False
+            service.close()
+
+    routes = [
+        _route("/v1/connectors", list_connectors, service, ["GET"]),
+        _route("/v1/capabilities", list_capabilities, service, ["GET"]),
+        _route("/v1/capabilities/{id}", get_capability, service, ["GET"]),
+        _route("/v1/capabilities/{id}/execute", execute, service, ["POST"]),
+        _route("/v1/connections", list_connections, service, ["GET"]),
+        _route("/v1/connections/{name}/check", check, service, ["POST"]),
+        _route("/openapi.json", openapi, service, ["GET"]),
+        _route("/healthz", healthz, service, ["GET"]),
+        _route("/readyz", readyz, service, ["GET"]),
+        *(_route(path, _console(path), service, ["GET"]) for path in _CONSOLE_FILES),
+    ]
+    router = Router(routes, default=_not_found, lifespan=lifespan)
+    return Guard(router, service)

@@ -1,0 +1,235 @@
+"""``connector serve`` and ``connector openapi``.
+
+This module imports no ASGI code: ``connector openapi`` works without the ``serve``
+extra, and ``connector serve`` without it fails with a typed error saying how to install
+it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import ConnectionSpec, load_connections
+from ..errors import ConnectorError, Fault, InvalidConfig
+from .openapi import openapi_document
+
+API_KEYS_ENV = "CONNECTOR_SERVE_API_KEYS"
+API_KEYS_FILE_ENV = "CONNECTOR_SERVE_API_KEYS_FILE"
+CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
+MIN_KEY_LENGTH = 16
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+class MissingExtra(ConnectorError):
+    """An optional feature's dependencies are not installed."""
+
+    code = "missing_extra"
+    category = "config"
+
+
+def register_commands(subparsers: Any) -> None:
+    """Add ``serve`` and ``openapi`` to the ``connector`` command."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the capabilities over HTTP (JSON API, OpenAPI document, console)",
+        description="Serve every loaded capability over HTTP: POST /v1/capabilities/{id}/execute, "
+        "GET /openapi.json, a console at /. Prints one JSON line with the URL, then logs JSON lines to "
+        "stderr. SIGINT/SIGTERM finish the calls in flight, then stop. Needs the serve extra "
+        "(pip install 'connector-framework[serve]').",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1); beyond loopback, API keys are required")
+    p.add_argument("--port", type=int, default=8080, help="port to bind (default 8080; 0 picks a free one)")
+    _add_document_args(p)
+    p.add_argument("--api-keys-file", metavar="PATH",
+                   help=f"file with one API key per line (# comments); also ${API_KEYS_FILE_ENV}, or keys in ${API_KEYS_ENV} (comma-separated)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name callers may use besides loopback and --host (repeatable; '*' for any, only with API keys)")
+    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, metavar="N", help="largest request body accepted (default 4 MiB)")
+    p.add_argument("--threads", type=int, default=32, metavar="N",
+                   help="capability calls run at once (default 32, the size of a connection's HTTP pool)")
+    p.add_argument("--grace-seconds", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM/SIGINT, how long calls in flight may take to finish (default 30)")
+    p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log one line per request")
+    p.set_defaults(handler=run_serve)
+
+    p = subparsers.add_parser(
+        "openapi",
+        help="print the service's OpenAPI 3.1 document (offline)",
+        description="Print the OpenAPI 3.1 document that `connector serve` serves at /openapi.json, "
+        "generated from the loaded manifests. Give the same --connections to get the same document.",
+    )
+    _add_document_args(p)
+    p.set_defaults(handler=run_openapi)
+
+
+def _add_document_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--connections", metavar="PATH",
+                   help=f"named connections the service offers (default ${CONNECTIONS_ENV}, or ./connections.json when it exists)")
+
+
+def _connections_path(args: Any) -> str | None:
+    path = args.connections or os.environ.get(CONNECTIONS_ENV)
+    if path:
+        return path
+    return "connections.json" if Path("connections.json").is_file() else None
+
+
+def _connections(args: Any) -> dict[str, ConnectionSpec]:
+    path = _connections_path(args)
+    return load_connections(path) if path else {}
+
+
+def document(engine: Any, connections: dict[str, ConnectionSpec]) -> dict[str, Any]:
+    """The document both ``connector openapi`` and ``GET /openapi.json`` give."""
+    return openapi_document(engine.registry, connection_names=list(connections), caller_configs=False, version=__version__)
+
+
+def run_openapi(args: Any, engine: Any) -> int:
+    sys.stdout.write(json.dumps(document(engine, _connections(args)), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_api_keys(path: str | None, environ: Any = os.environ) -> list[str]:
+    """API keys from ``path`` (one per line) and from ``$CONNECTOR_SERVE_API_KEYS``."""
+    keys: list[tuple[str, str]] = []
+    path = path or environ.get(API_KEYS_FILE_ENV)
+    if path:
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidConfig(f"cannot read API keys file {path}: {getattr(exc, 'strerror', None) or exc}", file=str(path)) from None
+        keys += [(f"{path}:{n}", line.strip()) for n, line in enumerate(text.splitlines(), 1)
+                 if line.strip() and not line.lstrip().startswith("#")]
+    keys += [(f"${API_KEYS_ENV}[{i}]", k.strip()) for i, k in enumerate(environ.get(API_KEYS_ENV, "").split(",")) if k.strip()]
+    short = [where for where, key in keys if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key)]
+    if short:
+        raise InvalidConfig(
+            f"API keys must be at least {MIN_KEY_LENGTH} characters without spaces (e.g. `python -c \"import secrets; "
+            f"print(secrets.token_urlsafe(32))\"`)",
+            faults=[Fault(where, f"shorter than {MIN_KEY_LENGTH} characters or contains spaces") for where in short],
+        )
+    return [key for _, key in keys]
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log record, with the request's correlation id."""
+
+    FIELDS = ("http_method", "http_path", "http_status", "api_key")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", "-"),
+        }
+        entry.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _configure_logging(verbose: bool, access_log: bool) -> None:
+    from .app import CorrelationFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(CorrelationFilter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+    logging.getLogger("connector_core").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("connector_core.serve").setLevel(logging.INFO)
+    logging.getLogger("connector_core.serve.access").setLevel(logging.INFO if access_log else logging.WARNING)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidConfig(f"cannot listen on {host}:{port}: {exc.strerror or exc}", faults=[Fault("--port", str(exc))]) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_serve(args: Any, engine: Any) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise MissingExtra(
+            f"connector serve needs the serve extra ({exc.name} is missing): pip install 'connector-framework[serve]'",
+            missing=exc.name,
+        ) from None
+    from .app import Service, create_app
+
+    keys = load_api_keys(args.api_keys_file)
+    loopback = is_loopback(args.host)
+    if not keys and not loopback:
+        raise InvalidConfig(
+            f"refusing to serve on {args.host} without API keys: anyone who can reach it could run every connection. "
+            f"Set ${API_KEYS_ENV} or --api-keys-file, or bind to 127.0.0.1",
+            faults=[Fault("--host", "is not a loopback address and no API key is configured")],
+        )
+    if "*" in args.allow_host and not keys:
+        raise InvalidConfig("--allow-host '*' needs API keys", faults=[Fault("--allow-host", "'*' without API keys")])
+    if "*" in args.allow_host or (not loopback and not args.allow_host):
+        allowed: set[str] | None = None
+    else:
+        allowed = {*LOOPBACK_NAMES, args.host.strip("[]").lower(), *(h.lower() for h in args.allow_host)}
+    if args.threads < 1 or args.max_body_bytes < 1:
+        raise InvalidConfig("--threads and --max-body-bytes must be positive")
+    _configure_logging(bool(getattr(args, "verbose", False)), args.access_log)
+    service = Service(engine, _connections(args), api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
+                      threads=args.threads)
+    sock = _bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(json.dumps({"url": url, "openapi": f"{url}/openapi.json", "console": f"{url}/", "api_keys": len(keys),
+                      "connections": sorted(service.connections)}), flush=True)
+    config = uvicorn.Config(
+        create_app(service),
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(args.grace_seconds + 0.999)),
+        timeout_keep_alive=30,
+    )
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again under the
+    # handlers it found; with these the command then exits 0, as `connector sandbox` does.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+        service.close()
+    return 0

@@ -1,0 +1,367 @@
+"""``connector serve``: the HTTP API against the mParticle sandbox, its guards and its errors.
+
+The service runs in-process (uvicorn in a thread, ``tests/serving.py``) over the real
+entry-point engine; commands that must be seen from outside (refusals to start, graceful
+shutdown, logs) run ``connector serve`` as a process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
+pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
+
+import requests  # noqa: E402
+from serving import ServedApp  # noqa: E402
+
+from connector_core import ConnectorError, Engine  # noqa: E402
+from connector_core.cli import main  # noqa: E402
+from connector_core.config import ConnectionSpec  # noqa: E402
+from connector_core.errors import EXIT_CODES  # noqa: E402
+from connector_core.serve import STATUS_BY_CATEGORY, status_for  # noqa: E402
+from connector_core.serve.app import CorrelationFilter  # noqa: E402
+
+CONNECTOR = Path(sys.executable).parent / "connector"
+KEY = "test-key-0123456789abcdef"
+CAPABILITIES = ["createAccount", "deleteAccount", "getAccount", "getAudiences", "getCalculatedAttributes",
+                "updateAccount", "uploadEventBatch"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with Engine() as engine:
+        yield engine
+
+
+def connections(config: dict) -> dict[str, ConnectionSpec]:
+    fast = {**config, "maxRetries": 0}
+    return {
+        "sandbox": ConnectionSpec("sandbox", fast, "mparticle"),
+        "readonly": ConnectionSpec("readonly", fast, "mparticle", ("getAccount",)),
+        "wrongsecret": ConnectionSpec("wrongsecret", {**fast, "clientSecret": "not-the-secret-at-all"}, "mparticle"),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(engine, mparticle_sandbox_server):
+    with ServedApp(engine, connections(mparticle_sandbox_server.config), api_keys=[KEY], max_body_bytes=65536) as app:
+        yield app
+
+
+@pytest.fixture
+def api(served, mparticle_sandbox):
+    """A keep-alive client of the served app with the API key; the sandbox reset."""
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {KEY}"
+        session.base = served.url
+        yield session
+
+
+def post(api, path, body, **headers):
+    return api.post(api.base + path, data=json.dumps(body), headers={"Content-Type": "application/json", **headers}, timeout=30)
+
+
+def execute(api, capability, properties, connection="sandbox", **headers):
+    return post(api, f"/v1/capabilities/mparticle.{capability}/execute", {"properties": properties, "connection": connection}, **headers)
+
+
+# -- descriptions ---------------------------------------------------------------------
+
+
+def test_connectors_capabilities_and_descriptions_come_from_the_manifests(api, engine):
+    connectors = api.get(api.base + "/v1/connectors").json()
+    assert [c["id"] for c in connectors] == ["mparticle"]
+    assert connectors[0]["secretFields"] == ["apiSecret", "clientSecret"]
+    assert connectors[0]["configSchema"]["properties"]["clientSecret"]["writeOnly"] is True
+    assert connectors[0]["capabilities"] == [f"mparticle.{c}" for c in CAPABILITIES]
+
+    listed = api.get(api.base + "/v1/capabilities").json()
+    assert [c["id"] for c in listed] == [f"mparticle.{c}" for c in CAPABILITIES]
+    assert {c["effect"] for c in listed} == {"read", "write", "delete"}
+
+    described = api.get(api.base + "/v1/capabilities/mparticle.getAccount").json()
+    manifest = engine.registry.get("getAccount").manifest
+    assert described["inputSchema"] == manifest.input_schema
+    assert described["outputSchema"] == manifest.output_schema
+    assert described["examples"] == list(manifest.examples)
+    # A bare id works while one connector provides it.
+    assert api.get(api.base + "/v1/capabilities/getAccount").json()["id"] == "mparticle.getAccount"
+
+
+def test_an_unknown_capability_is_a_404_with_a_suggestion(api):
+    answer = api.get(api.base + "/v1/capabilities/mparticle.getAcount")
+    assert answer.status_code == 404
+    body = answer.json()
+    assert body["code"] == "unknown_capability" and "getAccount" in body["message"]
+
+
+def test_connections_are_listed_without_their_configs(api, mparticle_sandbox):
+    answer = api.get(api.base + "/v1/connections")
+    assert answer.json() == [
+        {"name": "readonly", "connector": "mparticle", "description": "", "capabilities": ["getAccount"]},
+        {"name": "sandbox", "connector": "mparticle", "description": "", "capabilities": None},
+        {"name": "wrongsecret", "connector": "mparticle", "description": "", "capabilities": None},
+    ]
+    assert mparticle_sandbox.config["clientSecret"] not in answer.text
+
+
+# -- execute --------------------------------------------------------------------------
+
+
+def test_execute_answers_the_result_of_the_python_api(api, engine, mparticle_sandbox):
+    answer = execute(api, "getAccount", {"accountId": "1001"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    with engine.connect(mparticle_sandbox.config) as connection:
+        expected = connection.execute("getAccount", {"accountId": "1001"}).to_dict()
+    assert body["capability"] == "getAccount"
+    assert body["output"] == expected["output"]
+    assert set(body["meta"]) == {"duration_ms", "http_requests", "retries"}
+
+
+def test_execute_errors_are_the_python_api_errors_with_the_correlation_id(api, engine, mparticle_sandbox):
+    answer = execute(api, "updateAccount", {"accountId": "12/../3"}, **{"X-Correlation-ID": "flow-42.step:7"})
+    assert answer.status_code == 422
+    with engine.connect(mparticle_sandbox.config) as connection, pytest.raises(ConnectorError) as raised:
+        connection.execute("updateAccount", {"accountId": "12/../3"})
+    assert answer.json() == {**raised.value.to_dict(), "correlation_id": "flow-42.step:7"}
+    assert [f["path"] for f in answer.json()["faults"]] == ["$.accountId", "$.updatedName"]
+    assert answer.headers["X-Correlation-ID"] == "flow-42.step:7"
+
+
+def test_every_error_category_has_a_status():
+    assert set(EXIT_CODES) - {"usage"} <= set(STATUS_BY_CATEGORY)
+    assert status_for(ConnectorError("x", code="capability_not_allowed")) == 403
+
+
+@pytest.mark.parametrize(
+    "case, status, code",
+    [
+        ("not_found", 404, "not_found"),
+        ("conflict", 409, "conflict"),
+        ("rate_limited", 429, "rate_limited"),
+        ("upstream", 502, "server_error"),
+        ("network", 504, "network_error"),
+        ("auth", 424, "authentication_failed"),
+        ("outcome_unknown", 502, "outcome_unknown"),
+        ("not_allowed", 403, "capability_not_allowed"),
+        ("unknown_connection", 404, "unknown_connection"),
+        ("caller_config", 422, "caller_config_refused"),
+    ],
+)
+def test_statuses_follow_the_error_categories(api, mparticle_sandbox, case, status, code):
+    sandbox = mparticle_sandbox
+    body = {"properties": {"accountId": "1001"}, "connection": "sandbox"}
+    capability = "getAccount"
+    if case == "not_found":
+        body["properties"] = {"accountId": "999999"}
+    elif case == "conflict":
+        capability, body["properties"] = "createAccount", {"displayName": "Acme Production"}
+    elif case == "rate_limited":
+        sandbox.fail_next("getAccount", status=429, retry_after=7)
+    elif case == "upstream":
+        sandbox.fail_next("getAccount", status=500)
+    elif case == "network":
+        sandbox.fail_next("getAccount", effect="drop")
+    elif case == "auth":
+        body["connection"] = "wrongsecret"
+    elif case == "outcome_unknown":
+        capability, body["properties"] = "createAccount", {"displayName": "Made twice?"}
+        execute(api, "getAccount", {"accountId": "1001"})  # a fresh token, so the dropped request creates the account
+        sandbox.fail_next("createAccount", effect="drop", after=True)
+    elif case == "not_allowed":
+        capability, body["connection"] = "getAudiences", "readonly"
+    elif case == "unknown_connection":
+        body["connection"] = "prod"
+    elif case == "caller_config":
+        del body["connection"]
+        body["config"] = sandbox.config
+    answer = post(api, f"/v1/capabilities/mparticle.{capability}/execute", body)
+    assert (answer.status_code, answer.json().get("code")) == (status, code), answer.text
+    if case == "rate_limited":
+        assert answer.headers["Retry-After"] == "7" and answer.json()["retry_after"] == 7
+    for secret in (sandbox.config["clientSecret"], sandbox.config["apiSecret"], "not-the-secret-at-all"):
+        assert secret not in answer.text
+
+
+def test_check_reports_a_named_connection(api, mparticle_sandbox):
+    answer = post(api, "/v1/connections/sandbox/check", {})
+    assert answer.status_code == 200
+    report = answer.json()
+    assert report["ready"] is True and report["credentials"]["platform"] == {"ok": True, "message": "token obtained"}
+    assert set(report["capabilities"]) == set(CAPABILITIES)
+    failed = post(api, "/v1/connections/wrongsecret/check", {}).json()
+    assert failed["ready"] is False and failed["credentials"]["platform"]["code"] == "authentication_failed"
+    assert "not-the-secret-at-all" not in json.dumps(failed)
+    assert post(api, "/v1/connections/prod/check", {}).status_code == 404
+
+
+# -- the guards -----------------------------------------------------------------------
+
+
+def test_api_keys_are_required_on_v1_but_not_for_probes(served, mparticle_sandbox):
+    url = served.url
+    missing = requests.get(url + "/v1/capabilities", timeout=10)
+    assert missing.status_code == 401 and missing.json()["code"] == "unauthorized"
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = requests.get(url + "/v1/capabilities", headers={"Authorization": "Bearer " + KEY[:-1] + "X"}, timeout=10)
+    assert wrong.status_code == 401
+    assert requests.get(url + "/v1/capabilities", headers={"Authorization": "bearer " + KEY}, timeout=10).status_code == 200
+    assert requests.get(url + "/healthz", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(url + "/readyz", timeout=10).json()
+    assert ready["status"] == "ready" and ready["connections"] == 3
+
+
+@pytest.mark.parametrize(
+    "headers, body, status, code",
+    [
+        ({"Host": "attacker.example:8080"}, b"{}", 421, "misdirected_host"),
+        ({"Origin": "http://attacker.example"}, b"{}", 403, "origin_refused"),
+        ({"Sec-Fetch-Site": "cross-site"}, b"{}", 403, "origin_refused"),
+        ({"Content-Type": "text/plain"}, b"{}", 415, "unsupported_media_type"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", 415, "unsupported_media_type"),
+        ({}, b'{"properties": ', 400, "invalid_json"),
+        ({}, b"[]", 400, "invalid_request"),
+        ({}, b'{"properties": {}, "connection": "sandbox", "config": {}}', 400, "invalid_request"),
+        ({}, b'{"properties": {"accountId": "\\ud800"}, "connection": "sandbox"}', 400, "invalid_json"),
+        ({}, b"[" * 5000 + b"]" * 5000, 400, "invalid_json"),
+        ({"X-Correlation-ID": "bad id\twith tab"}, b"{}", 400, "invalid_request"),
+        ({}, b'{"x": "' + b"a" * 70_000 + b'"}', 413, "body_too_large"),
+    ],
+)
+def test_requests_a_web_page_could_send_are_refused(served, headers, body, status, code, mparticle_sandbox):
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}", **headers}
+    answer = requests.post(served.url + "/v1/capabilities/mparticle.getAccount/execute", data=body, headers=headers, timeout=10)
+    assert (answer.status_code, answer.json().get("code")) == (status, code), answer.text
+    assert mparticle_sandbox.state()["requests_total"] == 0
+
+
+def test_a_chunked_body_over_the_limit_is_refused(served):
+    def chunks():
+        for _ in range(10):
+            yield b'{"x": "' + b"a" * 10_000
+
+    answer = requests.post(served.url + "/v1/capabilities/mparticle.getAccount/execute", data=chunks(),
+                           headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}, timeout=10)
+    assert answer.status_code == 413
+
+
+def test_same_origin_requests_pass(api):
+    answer = execute(api, "getAccount", {"accountId": "1001"}, Origin=api.base, **{"Sec-Fetch-Site": "same-origin"})
+    assert answer.status_code == 200
+
+
+def test_the_correlation_id_reaches_the_logs(api, served):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(CorrelationFilter())
+    logger = logging.getLogger("connector_core")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        execute(api, "getAccount", {"accountId": "1001"}, **{"X-Correlation-ID": "run-7"})
+        deadline = time.monotonic() + 5  # the access line is written once the answer is sent
+        while not any(r.name == "connector_core.serve.access" for r in records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    by_logger = {r.name: r for r in records if getattr(r, "correlation_id", None) == "run-7"}
+    assert {"connector_core.serve.access", "connector_core.engine", "connector_core.http"} <= set(by_logger)
+    access = by_logger["connector_core.serve.access"]
+    assert access.http_status == 200 and access.api_key != "-" and KEY not in access.getMessage()
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(capsys, monkeypatch):
+    monkeypatch.delenv("CONNECTOR_SERVE_API_KEYS", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == EXIT_CODES["config"]
+    error = json.loads(capsys.readouterr().err)
+    assert error["code"] == "invalid_config" and error["faults"][0]["path"] == "--host"
+
+
+def test_short_api_keys_are_refused(capsys, monkeypatch):
+    monkeypatch.setenv("CONNECTOR_SERVE_API_KEYS", "short")
+    assert main(["serve", "--port", "0"]) == EXIT_CODES["config"]
+    assert "at least 16" in json.loads(capsys.readouterr().err)["message"]
+
+
+def test_serve_without_the_extra_says_how_to_install_it(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an environment without uvicorn looks like to import
+    assert main(["serve", "--port", "0"]) == EXIT_CODES["config"]
+    error = json.loads(capsys.readouterr().err)
+    assert error["code"] == "missing_extra" and "pip install 'connector-framework[serve]'" in error["message"]
+
+
+def start_serve(tmp_path, sandbox, *args, env=None):
+    path = tmp_path / "connections.json"
+    path.write_text(json.dumps({"connections": {"sandbox": {"connector": "mparticle", "config": sandbox.config}}}))
+    process = subprocess.Popen([str(CONNECTOR), "serve", "--port", "0", "--connections", str(path), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        pytest.fail("connector serve did not start: " + process.stderr.read())
+    return process, json.loads(line), path
+
+
+def test_the_command_serves_logs_and_finishes_calls_in_flight_on_sigterm(tmp_path, mparticle_sandbox, capsys):
+    mparticle_sandbox.set_faults("platform", latency_ms=1500)
+    process, started, path = start_serve(tmp_path, mparticle_sandbox, "-v")
+    url = started["url"]
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the service never became ready"
+            time.sleep(0.1)
+        # `connector openapi` offline writes the document the service serves.
+        assert main(["openapi", "--connections", str(path)]) == 0
+        assert json.loads(capsys.readouterr().out) == requests.get(url + "/openapi.json", timeout=10).json()
+
+        answers = []
+        call = threading.Thread(target=lambda: answers.append(requests.post(
+            url + "/v1/capabilities/mparticle.getAccount/execute", timeout=30, headers={"X-Correlation-ID": "in-flight-1"},
+            json={"properties": {"accountId": "1001"}, "connection": "sandbox"})))
+        call.start()
+        while not any(r["path"].startswith("/v1/accounts") for r in mparticle_sandbox.requests):
+            assert time.monotonic() < deadline + 10, "the call never reached the sandbox"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        call.join(30)
+        assert answers and answers[0].status_code == 200, answers and answers[0].text
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = [json.loads(line) for line in process.stderr.read().splitlines()]
+    mine = [entry for entry in log if entry["correlation_id"] == "in-flight-1"]
+    assert {"connector_core.serve.access", "connector_core.engine"} <= {entry["logger"] for entry in mine}
+    assert [e["http_status"] for e in mine if e["logger"] == "connector_core.serve.access"] == [200]
+    text = json.dumps(log)
+    assert mparticle_sandbox.config["clientSecret"] not in text and mparticle_sandbox.config["apiSecret"] not in text
+
+
+def test_the_readme_shows_the_status_table_of_the_code():
+    from connector_core.serve.openapi import status_table_markdown
+
+    assert status_table_markdown() in (Path(__file__).parent.parent / "README.md").read_text("utf-8")
