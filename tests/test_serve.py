@@ -365,3 +365,15 @@ def test_the_readme_shows_the_status_table_of_the_code():
     from connector_core.serve.openapi import status_table_markdown
 
     assert status_table_markdown() in (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+
+
+def test_the_core_and_connector_openapi_work_without_the_extra(tmp_path):
+    code = (
+        "import sys\n"
+        "for name in ('starlette', 'uvicorn', 'anyio'): sys.modules[name] = None  # as if not installed\n"
+        "from connector_core.cli import main\n"
+        "sys.exit(main(['openapi']) or main(['plugins', '--json']))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout[: ran.stdout.index("\n}\n") + 2])["openapi"] == "3.1.0"

@@ -91,6 +91,8 @@ def test_wheel_declares_exactly_the_runtime_dependencies(wheel):
 
 # Modules of optional extras (module -> extra), declared in setup.cfg as `dask = dask[...]`.
 OPTIONAL = {"dask": "dask", "distributed": "dask"}
+# `connector serve`'s ASGI stack: the `serve` extra, imported only by connector_core/serve/.
+SERVE_EXTRA = {"starlette", "uvicorn", "anyio"}
 
 
 def test_the_dask_extra_is_declared_with_its_marker(wheel):
@@ -99,12 +101,18 @@ def test_the_dask_extra_is_declared_with_its_marker(wheel):
     assert dask and {"distributed", "dataframe"} <= dask[0].extras
 
 
-def _third_party_imports() -> set[str]:
-    """Top-level modules imported by the installed packages that are not theirs or the standard library."""
+def _third_party_imports(serve: bool = False) -> set[str]:
+    """Top-level modules imported by the installed packages that are not theirs or the standard library.
+
+    ``serve``: those of the service's package (``connector serve``) instead of the rest.
+    """
     ours = {"connector_core", "connector_mparticle"}
     found = set()
+    service = ROOT / "connector_core" / "serve"
     for folder in ("connector_core", "capabilities"):
         for path in (ROOT / folder).rglob("*.py"):
+            if (service in path.parents) != serve:
+                continue
             for node in ast.walk(ast.parse(path.read_text("utf-8"))):
                 if isinstance(node, ast.Import):
                     found.update(alias.name.split(".")[0] for alias in node.names)
@@ -123,6 +131,13 @@ def test_every_third_party_import_is_a_declared_dependency():
     # dask and distributed only with the dask extra, imported only by backfill_dask.
     assert undeclared == {"urllib3": ["urllib3"], **{m: providers.get(m) for m in OPTIONAL if m in imported}}
     assert set(OPTIONAL) <= imported
+
+
+def test_the_service_imports_only_the_serve_extra_and_runtime_dependencies(wheel):
+    declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+    extra = {r.name for r in declared if r.marker and r.marker.evaluate({"extra": "serve"})}
+    assert extra == SERVE_EXTRA
+    assert _third_party_imports(serve=True) <= SERVE_EXTRA | set(REQUIREMENTS)
 
 
 def test_wheel_contains_packages_and_manifests(installed):
