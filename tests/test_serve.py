@@ -370,7 +370,7 @@ def test_the_readme_shows_the_status_table_of_the_code():
 def test_the_core_and_connector_openapi_work_without_the_extra(tmp_path):
     code = (
         "import sys\n"
-        "for name in ('starlette', 'uvicorn', 'anyio'): sys.modules[name] = None  # as if not installed\n"
+        "for name in ('starlette', 'uvicorn', 'httptools', 'uvloop'): sys.modules[name] = None  # as if not installed\n"
         "from connector_core.cli import main\n"
         "sys.exit(main(['openapi']) or main(['plugins', '--json']))\n"
     )

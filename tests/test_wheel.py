@@ -92,7 +92,7 @@ def test_wheel_declares_exactly_the_runtime_dependencies(wheel):
 # Modules of optional extras (module -> extra), declared in setup.cfg as `dask = dask[...]`.
 OPTIONAL = {"dask": "dask", "distributed": "dask"}
 # `connector serve`'s ASGI stack: the `serve` extra, imported only by connector_core/serve/.
-SERVE_EXTRA = {"starlette", "uvicorn", "anyio"}
+SERVE_EXTRA = {"starlette", "uvicorn", "httptools", "uvloop"}
 
 
 def test_the_dask_extra_is_declared_with_its_marker(wheel):

@@ -8,6 +8,8 @@ run in a thread pool of their own (``threads``) on connections shared by every r
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import difflib
@@ -21,8 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -130,7 +130,7 @@ class Service:
         self.allowed_hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
         self.max_body_bytes = max_body_bytes
         self.threads = threads
-        self.limiter: anyio.CapacityLimiter | None = None  # made in the event loop (lifespan)
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None  # made at start-up (lifespan)
         self.ready = False
         self.specs = dict(connections)
         self.connections: dict[str, Connection] = {}
@@ -188,7 +188,10 @@ class Service:
             )
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        """Run blocking ``fn(*args)`` in the pool, with this request's context (correlation id)."""
+        # A plain executor: about half the cost per call of anyio's to_thread on this path.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, contextvars.copy_context().run, fn, *args)
 
     def authorized(self, header: str | None) -> str | None:
         """The fingerprint of the key in an ``Authorization`` header, or None."""
@@ -460,12 +463,13 @@ def create_app(service: Service) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
-        service.limiter = anyio.CapacityLimiter(service.threads)
+        service.pool = concurrent.futures.ThreadPoolExecutor(service.threads, thread_name_prefix="connector-call")
         service.ready = True
         try:
             yield
         finally:
             service.ready = False
+            service.pool.shutdown(wait=True)  # calls in flight finish before their connections close
             service.close()
 
     routes = [
