@@ -322,7 +322,8 @@ def start_serve(tmp_path, sandbox, *args, env=None):
 
 def test_the_command_serves_logs_and_finishes_calls_in_flight_on_sigterm(tmp_path, mparticle_sandbox, capsys):
     mparticle_sandbox.set_faults("platform", latency_ms=1500)
-    process, started, path = start_serve(tmp_path, mparticle_sandbox, "-v")
+    process, started, path = start_serve(tmp_path, mparticle_sandbox, "-v", "--sandbox")
+    assert started["connections"] == ["mparticle-sandbox", "sandbox"]  # --sandbox started the connector's own
     url = started["url"]
     try:
         deadline = time.monotonic() + 20
@@ -334,7 +335,11 @@ def test_the_command_serves_logs_and_finishes_calls_in_flight_on_sigterm(tmp_pat
                 pass
             assert time.monotonic() < deadline, "the service never became ready"
             time.sleep(0.1)
-        # `connector openapi` offline writes the document the service serves.
+        own = requests.post(url + "/v1/capabilities/mparticle.getAudiences/execute", timeout=30,
+                            json={"properties": {"accountId": "1001"}, "connection": "mparticle-sandbox"})
+        assert own.status_code == 200 and own.json()["output"]["count"] >= 1
+        # `connector openapi` offline writes the document the service serves (same connections).
+        path.write_text(json.dumps({"connections": {name: {"config": {}} for name in started["connections"]}}))
         assert main(["openapi", "--connections", str(path)]) == 0
         assert json.loads(capsys.readouterr().out) == requests.get(url + "/openapi.json", timeout=10).json()
 

@@ -8,6 +8,7 @@ it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import logging
@@ -60,6 +61,8 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--grace-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM/SIGINT, how long calls in flight may take to finish (default 30)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log one line per request")
+    p.add_argument("--sandbox", action="store_true",
+                   help="also start each connector's local sandbox (where one is installed) as a named connection <connector>-sandbox")
     p.set_defaults(handler=run_serve)
 
     p = subparsers.add_parser(
@@ -181,13 +184,12 @@ def _bind(host: str, port: int) -> socket.socket:
 def run_serve(args: Any, engine: Any) -> int:
     try:
         import starlette  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         raise MissingExtra(
             f"connector serve needs the serve extra ({exc.name} is missing): pip install 'connector-framework[serve]'",
             missing=exc.name,
         ) from None
-    from .app import Service, create_app
 
     keys = load_api_keys(args.api_keys_file)
     loopback = is_loopback(args.host)
@@ -206,7 +208,33 @@ def run_serve(args: Any, engine: Any) -> int:
     if args.threads < 1 or args.max_body_bytes < 1:
         raise InvalidConfig("--threads and --max-body-bytes must be positive")
     _configure_logging(bool(getattr(args, "verbose", False)), args.access_log)
-    service = Service(engine, _connections(args), api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
+    with contextlib.ExitStack() as sandboxes:
+        connections = _connections(args)
+        if args.sandbox:
+            connections.update(_start_sandboxes(engine, sandboxes))
+        return _serve(args, engine, connections, keys, allowed)
+
+
+def _start_sandboxes(engine: Any, stack: contextlib.ExitStack) -> dict[str, ConnectionSpec]:
+    """A named connection to each connector's sandbox, started for as long as ``stack`` lives."""
+    found = {}
+    for connector in sorted(engine.registry.connectors):
+        factory = engine.pm.hook.sandbox(connector=connector)
+        if factory is not None:
+            name = f"{connector}-sandbox"
+            title = engine.registry.connectors[connector].title
+            found[name] = ConnectionSpec(name, stack.enter_context(factory), connector, description=f"the local {title} sandbox")
+    if not found:
+        raise InvalidConfig("--sandbox: no installed plugin provides a sandbox for the loaded connectors")
+    return found
+
+
+def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys: list[str], allowed: set[str] | None) -> int:
+    import uvicorn
+
+    from .app import Service, create_app
+
+    service = Service(engine, connections, api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
                       threads=args.threads)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
