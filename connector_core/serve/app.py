@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import difflib
 import functools
 import hmac
 import logging
@@ -160,16 +159,14 @@ class Service:
         return self._document
 
     def capability(self, qid: str) -> Capability:
+        """The capability of a qualified id, or of a bare id while one connector provides it."""
         found = self.capabilities.get(qid)
-        if found is None:
-            # A bare id works while exactly one connector provides it.
-            matches = [c for c in self.capabilities.values() if c.manifest.id == qid]
-            if len(matches) == 1:
-                return matches[0]
-            match = difflib.get_close_matches(qid, [*self.capabilities, *(c.manifest.id for c in self.capabilities.values())], n=1)
-            hint = f"; did you mean {match[0]!r}?" if match else ""
-            raise UnknownCapability(f"no capability {qid!r}{hint} (see GET /v1/capabilities)", capability=qid)
-        return found
+        if found is not None:
+            return found
+        try:
+            return self.registry.get(qid)
+        except UnknownCapability as exc:
+            raise exc.copy(exc.message.replace("`connector plugins`", "GET /v1/capabilities")) from None
 
     def connection(self, name: Any) -> Connection:
         if not isinstance(name, str) or name not in self.connections:
@@ -387,7 +384,7 @@ async def execute(request: Request, service: Service) -> Response:
         connection = service.connection(body["connection"])
     else:
         connection = await service.run(service.caller_connection, capability, body["config"])
-    result = await service.run(connection.execute, capability.manifest.id, properties)
+    result = await service.run(connection.execute, capability.id, properties)
     return json_response(200, result.to_dict())
 
 

@@ -69,13 +69,8 @@ def status_for(error: ConnectorError) -> int:
     return STATUS_BY_CODE.get(error.code) or STATUS_BY_CATEGORY.get(error.category, 500)
 
 
-def qualified_id(capability: Capability) -> str:
-    """``<connector>.<capability>``: the id the service publishes."""
-    return f"{capability.connector.id}.{capability.manifest.id}"
-
-
 def capabilities_by_qualified_id(registry: Registry) -> dict[str, Capability]:
-    return {qualified_id(c): c for c in sorted(registry.capabilities.values(), key=qualified_id)}
+    return {c.id: c for c in sorted(registry.capabilities.values(), key=lambda c: c.id)}
 
 
 def _public_config_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,8 +98,8 @@ def describe_connector(registry: Registry, connector_id: str) -> dict[str, Any]:
 def summarize_capability(capability: Capability) -> dict[str, Any]:
     manifest = capability.manifest
     return {
-        "id": qualified_id(capability),
-        "name": manifest.id,
+        "id": capability.id,
+        "name": capability.name,
         "connector": manifest.connector,
         "title": manifest.title,
         "description": manifest.description,
@@ -255,7 +250,7 @@ def _ok(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _execute_operation(capability: Capability, connection_names: list[str] | None, caller_configs: bool) -> dict[str, Any]:
     manifest = capability.manifest
-    qid = qualified_id(capability)
+    qid = capability.id
     schema_name = qid.replace(".", "_")
     connection: dict[str, Any] = {"type": "string", "description": "a named connection of the operator's connections file"}
     if connection_names:
