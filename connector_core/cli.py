@@ -375,7 +375,7 @@ def cmd_validate(args, engine: Engine) -> int:
 # -- parser and main -------------------------------------------------------------------
 
 
-BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate"})
+BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate", "serve", "openapi"})
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
