@@ -25,7 +25,7 @@ pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is
 import requests  # noqa: E402
 from serving import ServedApp  # noqa: E402
 
-from connector_core import ConnectorError, Engine  # noqa: E402
+from connector_core import ConnectorError, Engine, HostPolicy  # noqa: E402
 from connector_core.cli import main  # noqa: E402
 from connector_core.config import ConnectionSpec  # noqa: E402
 from connector_core.errors import EXIT_CODES  # noqa: E402
@@ -55,7 +55,21 @@ def connections(config: dict) -> dict[str, ConnectionSpec]:
 
 @pytest.fixture(scope="module")
 def served(engine, mparticle_sandbox_server):
-    with ServedApp(engine, connections(mparticle_sandbox_server.config), api_keys=[KEY], max_body_bytes=65536) as app:
+    with ServedApp(engine, connections(mparticle_sandbox_server.config), api_keys=[KEY], max_body_bytes=65536,
+                   caller_policy=HostPolicy.untrusted()) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def relaxed(engine):
+    """Caller configs under the untrusted policy with URL overrides allowed, explicitly, to reach the sandbox."""
+    with ServedApp(engine, caller_policy=HostPolicy.untrusted(allow_url_overrides=True)) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def named_only(engine):
+    with ServedApp(engine) as app:
         yield app
 
 
@@ -157,7 +171,7 @@ def test_every_error_category_has_a_status():
         ("outcome_unknown", 502, "outcome_unknown"),
         ("not_allowed", 403, "capability_not_allowed"),
         ("unknown_connection", 404, "unknown_connection"),
-        ("caller_config", 422, "caller_config_refused"),
+        ("caller_config", 422, "invalid_config"),
     ],
 )
 def test_statuses_follow_the_error_categories(api, mparticle_sandbox, case, status, code):
@@ -184,13 +198,16 @@ def test_statuses_follow_the_error_categories(api, mparticle_sandbox, case, stat
         capability, body["connection"] = "getAudiences", "readonly"
     elif case == "unknown_connection":
         body["connection"] = "prod"
-    elif case == "caller_config":
+    elif case == "caller_config":  # URL overrides are refused under the untrusted policy
         del body["connection"]
         body["config"] = sandbox.config
     answer = post(api, f"/v1/capabilities/mparticle.{capability}/execute", body)
     assert (answer.status_code, answer.json().get("code")) == (status, code), answer.text
     if case == "rate_limited":
         assert answer.headers["Retry-After"] == "7" and answer.json()["retry_after"] == 7
+    if case == "caller_config":
+        assert [f["path"] for f in answer.json()["faults"]] == ["$.authUrl", "$.eventsUrl", "$.platformUrl"]
+        assert sandbox.state()["requests_total"] == 0
     for secret in (sandbox.config["clientSecret"], sandbox.config["apiSecret"], "not-the-secret-at-all"):
         assert secret not in answer.text
 
@@ -382,3 +399,36 @@ def test_the_core_and_connector_openapi_work_without_the_extra(tmp_path):
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout[: ran.stdout.index("\n}\n") + 2])["openapi"] == "3.1.0"
+
+
+# -- configs sent by callers ------------------------------------------------------------
+
+
+def test_a_caller_config_runs_under_the_untrusted_policy(relaxed, mparticle_sandbox, engine):
+    body = {"properties": {"accountId": "1001"}, "config": mparticle_sandbox.config}
+    answer = requests.post(relaxed.url + "/v1/capabilities/mparticle.getAccount/execute", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["output"] == engine.execute("getAccount", {"accountId": "1001"}, mparticle_sandbox.config).output
+    wrong = {**mparticle_sandbox.config, "clientSecret": "a-wrong-secret-value"}
+    refused = requests.post(relaxed.url + "/v1/capabilities/mparticle.getAccount/execute", timeout=30,
+                            json={"properties": {"accountId": "1001"}, "config": wrong})
+    assert (refused.status_code, refused.json()["code"]) == (424, "authentication_failed")
+    assert "a-wrong-secret-value" not in refused.text and mparticle_sandbox.config["clientSecret"] not in answer.text
+
+
+def test_a_caller_config_cannot_read_the_environment(api, monkeypatch, mparticle_sandbox):
+    monkeypatch.setenv("HOST_DB_PASSWORD", "hunter2-of-the-host")
+    config = {"clientID": "x", "clientSecret": {"$env": "HOST_DB_PASSWORD"}, "timeoutSeconds": {"$env": "HOST_DB_PASSWORD"}}
+    answer = post(api, "/v1/capabilities/mparticle.getAccount/execute", {"properties": {"accountId": "1001"}, "config": config})
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_config")
+    assert [f["path"] for f in answer.json()["faults"]] == ["$.clientSecret", "$.timeoutSeconds"]
+    assert "hunter2" not in answer.text and mparticle_sandbox.state()["requests_total"] == 0
+
+
+def test_named_connections_only_refuses_caller_configs(named_only, mparticle_sandbox):
+    answer = requests.post(named_only.url + "/v1/capabilities/mparticle.getAccount/execute", timeout=30,
+                           json={"properties": {"accountId": "1001"}, "config": mparticle_sandbox.config})
+    assert (answer.status_code, answer.json()["code"]) == (422, "caller_config_refused")
+    document = requests.get(named_only.url + "/openapi.json", timeout=10).json()
+    body = document["paths"]["/v1/capabilities/mparticle.getAccount/execute"]["post"]["requestBody"]["content"]["application/json"]
+    assert "config" not in body["schema"]["properties"]

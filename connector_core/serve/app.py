@@ -30,6 +30,7 @@ from starlette.routing import Route, Router
 from ..config import ConnectionSpec
 from ..engine import Connection, Engine
 from ..errors import ConnectorError, Fault, InvalidConfig, UnknownCapability
+from ..policy import HostPolicy
 from ..registry import Capability
 from .commands import document
 from .openapi import (
@@ -121,6 +122,7 @@ class Service:
         allowed_hosts: Iterable[str] | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
         threads: int = 32,
+        caller_policy: HostPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.registry = engine.registry
@@ -129,6 +131,7 @@ class Service:
         self.allowed_hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
         self.max_body_bytes = max_body_bytes
         self.threads = threads
+        self.caller_policy = caller_policy
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None  # made at start-up (lifespan)
         self.ready = False
         self.specs = dict(connections)
@@ -155,7 +158,7 @@ class Service:
     @property
     def document(self) -> bytes:
         if self._document is None:
-            self._document = _dumps(document(self.engine, self.specs))
+            self._document = _dumps(document(self.engine, self.specs, caller_configs=self.caller_policy is not None))
         return self._document
 
     def capability(self, qid: str) -> Capability:
@@ -175,14 +178,16 @@ class Service:
                                 faults=[Fault("$.connection", "is not a named connection of this service")])
         return self.connections[name]
 
-    def caller_connection(self, capability: Capability, config: Any) -> Connection:
-        """A connection for a config the caller sent, under the untrusted host policy."""
-        raise InvalidConfig(
+    def execute_with_config(self, capability: Capability, properties: Any, config: Any) -> Any:
+        """Run a capability on a config the caller sent, under the caller policy (untrusted)."""
+        if self.caller_policy is None:
+            raise InvalidConfig(
                 "this service runs only the operator's named connections; send {\"connection\": NAME} "
                 "(see GET /v1/connections)",
                 code="caller_config_refused",
                 faults=[Fault("$.config", "configs sent by callers are not accepted here")],
             )
+        return self.engine.execute(capability.id, properties, config, host_policy=self.caller_policy)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking ``fn(*args)`` in the pool, with this request's context (correlation id)."""
@@ -382,9 +387,9 @@ async def execute(request: Request, service: Service) -> Response:
     properties, via = _execute_args(body)
     if via == "connection":
         connection = service.connection(body["connection"])
+        result = await service.run(connection.execute, capability.id, properties)
     else:
-        connection = await service.run(service.caller_connection, capability, body["config"])
-    result = await service.run(connection.execute, capability.id, properties)
+        result = await service.run(service.execute_with_config, capability, properties, body["config"])
     return json_response(200, result.to_dict())
 
 

@@ -78,6 +78,9 @@ def register_commands(subparsers: Any) -> None:
 def _add_document_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connections", metavar="PATH",
                    help=f"named connections the service offers (default ${CONNECTIONS_ENV}, or ./connections.json when it exists)")
+    p.add_argument("--no-caller-configs", dest="caller_configs", action="store_false",
+                   help="run only named connections; refuse configs sent in request bodies (by default they run under "
+                        "HostPolicy.untrusted(): no $env, no URL overrides)")
 
 
 def _connections_path(args: Any) -> str | None:
@@ -92,13 +95,14 @@ def _connections(args: Any) -> dict[str, ConnectionSpec]:
     return load_connections(path) if path else {}
 
 
-def document(engine: Any, connections: dict[str, ConnectionSpec]) -> dict[str, Any]:
+def document(engine: Any, connections: dict[str, ConnectionSpec], caller_configs: bool = True) -> dict[str, Any]:
     """The document both ``connector openapi`` and ``GET /openapi.json`` give."""
-    return openapi_document(engine.registry, connection_names=list(connections), caller_configs=False, version=__version__)
+    return openapi_document(engine.registry, connection_names=list(connections), caller_configs=caller_configs, version=__version__)
 
 
 def run_openapi(args: Any, engine: Any) -> int:
-    sys.stdout.write(json.dumps(document(engine, _connections(args)), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(document(engine, _connections(args), args.caller_configs), indent=2, ensure_ascii=False)
+    sys.stdout.write(text + "\n")
     return 0
 
 
@@ -234,8 +238,10 @@ def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys:
 
     from .app import Service, create_app
 
+    from ..policy import HostPolicy
+
     service = Service(engine, connections, api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
-                      threads=args.threads)
+                      threads=args.threads, caller_policy=HostPolicy.untrusted() if args.caller_configs else None)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
