@@ -42,9 +42,8 @@ def execute(ctx, properties):
         keyed=key is not None,
         single=single,
     )
-    hooks = ctx.connection.session.hooks.get("response", ())
     for n, (path, indexes, body) in enumerate(requests):
-        sent = post_batches(client, path, body, indexes, lambda: ctx.stats.requests, hooks)
+        sent = post_batches(client, path, body, indexes, lambda: ctx.attempts)
         if isinstance(sent.error, AuthenticationFailed):
             sent = Sent(sent.indexes, sent.fate, _credentials_error(ctx, sent.error), sent.attempts)
         report.add(sent)

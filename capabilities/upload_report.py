@@ -31,7 +31,7 @@ The error's category is the first of :data:`CATEGORY_ORDER` that applies to a ba
 was not acknowledged (unknown batches count as ``outcome_unknown``, refused ones as
 ``input``): the most urgent thing for the host to know comes first.
 
-:func:`post_batches` sends one request and tells its fate from the HTTP layer's attempts.
+:func:`post_batches` sends one request and tells its fate from the HTTP layer's attempt records.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from connector_core import (
     InvalidInput,
     OutcomeUnknown,
 )
+from connector_core.http import ANSWER_LOST, EXECUTED, NOT_SENT, Attempt
 
 __all__ = [
     "ACKNOWLEDGED",
@@ -81,7 +82,7 @@ class Sent:
     indexes: Sequence[int]
     fate: str = attrs.field(validator=attrs.validators.in_(FATES))
     error: ConnectorError | None = None
-    attempts: int = 1  # HTTP attempts made; 0 when nothing went out
+    attempts: int = 1  # HTTP attempts that left the machine; 0 when nothing was sent
 
     @property
     def category(self) -> str | None:
@@ -100,38 +101,32 @@ def post_batches(
     path: str,
     body: bytes,
     indexes: Sequence[int],
-    attempts: Callable[[], int],
-    session_hooks: Sequence[Callable[..., Any]] = (),
+    attempts: Callable[[], Sequence[Attempt]],
 ) -> Sent:
-    """POST one Events API request and tell the fate of its batches.
+    """POST one Events API request and tell the fate of its batches from its attempts.
 
-    ``attempts`` returns the running count of HTTP attempts of the call (``ctx.stats.requests``):
-    an attempt that got no answer (the HTTP layer retries them, since the ids make the
-    request safe to repeat) may have reached mParticle, so when no later attempt settles it
-    the fate is ``unknown``. An answer is an HTTP status line, seen through a ``requests``
-    response hook: a 2xx in any attempt means acknowledged, even if its body was then cut
-    off. An attempt refused before it reached the network (connection refused) is counted
-    as possibly sent too, because the HTTP layer does not tell it apart yet.
-    ``session_hooks`` are the session's own response hooks, which a request's hooks replace.
+    ``attempts`` returns the call's attempt records so far (``ctx.attempts``); the HTTP
+    layer repeats attempts that got no answer or a 429/5xx, since the ids make the request
+    safe to repeat. A 2xx in any attempt means acknowledged; a final 400, refused; an
+    attempt that was sent and lost its answer (reset, timeout, cut-off answer) leaves the
+    fate unknown unless a later attempt settled it; otherwise the batches failed, and when
+    no attempt left the machine at all (refused connection, credentials not obtained) the
+    report says nothing was sent.
     """
-    answered: list[int] = []
-
-    def seen(response, *args: Any, **kwargs: Any) -> None:
-        answered.append(response.status_code)
-
-    before = attempts()
+    first = len(attempts())
     try:
-        client.post(path, data=body, headers=_JSON, hooks={"response": [seen, *session_hooks]})
+        client.post(path, data=body, headers=_JSON)
     except ConnectorError as exc:
-        made = attempts() - before
-        if any(200 <= status < 300 for status in answered):
-            return Sent(indexes, ACKNOWLEDGED, attempts=made)
-        if answered and answered[-1] == 400:
-            return Sent(indexes, REFUSED, exc, made)
-        if made > len(answered):
-            return Sent(indexes, UNKNOWN, exc, made)
-        return Sent(indexes, FAILED, exc, made)
-    return Sent(indexes, ACKNOWLEDGED, attempts=attempts() - before)
+        made = [a for a in attempts()[first:] if not a.credentials]
+        sent = sum(a.phase != NOT_SENT for a in made)
+        if any(a.outcome == EXECUTED for a in made):
+            return Sent(indexes, ACKNOWLEDGED, attempts=sent)
+        if made and made[-1].status == 400:
+            return Sent(indexes, REFUSED, exc, sent)
+        if any(a.phase == ANSWER_LOST for a in made):
+            return Sent(indexes, UNKNOWN, exc, sent)
+        return Sent(indexes, FAILED, exc, sent)
+    return Sent(indexes, ACKNOWLEDGED, attempts=len(attempts()) - first)
 
 
 class NotSent(ConnectorError):

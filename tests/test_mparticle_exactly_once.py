@@ -353,3 +353,19 @@ def test_the_error_category_is_the_first_that_applies_in_the_documented_order():
                     continue
                 assert error.category == first, (order, error.category)
                 assert error.details["report"]["acknowledged"]["sourceRequestIds"] == ["id-0"]
+
+
+def test_an_unreachable_service_is_a_network_error_saying_nothing_was_sent(sb, engine):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {**sb.config, "eventsUrl": f"http://127.0.0.1:{port}/v2"}
+    with pytest.raises(ConnectorError) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": [batch(i) for i in range(150)]}, config)
+    error = caught.value
+    assert error.category == "network" and error.exit_code == 10
+    assert "Nothing was sent" in error.message
+    report = error.details["report"]
+    assert report["failed"]["count"] == 150 and report["unknown"]["count"] == 0
