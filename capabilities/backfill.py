@@ -640,7 +640,7 @@ class _Upload:
             self.pacer.acquire(len(request.items))
             with self.lock:
                 self.report.requests += 1
-            sent = post_batches(client, request.path, request.body, request.indexes, lambda: stats.requests, self.hooks)
+            sent = post_batches(client, request.path, request.body, request.indexes, lambda: stats.attempts, self.hooks)
             if sent.fate == ACKNOWLEDGED:
                 self.acknowledged(request)
                 return

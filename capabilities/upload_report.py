@@ -102,6 +102,7 @@ def post_batches(
     body: bytes,
     indexes: Sequence[int],
     attempts: Callable[[], Sequence[Attempt]],
+    hooks: Sequence[Callable[..., Any]] = (),
 ) -> Sent:
     """POST one Events API request and tell the fate of its batches from its attempts.
 
@@ -111,11 +112,13 @@ def post_batches(
     attempt that was sent and lost its answer (reset, timeout, cut-off answer) leaves the
     fate unknown unless a later attempt settled it; otherwise the batches failed, and when
     no attempt left the machine at all (refused connection, credentials not obtained) the
-    report says nothing was sent.
+    report says nothing was sent. ``hooks`` are ``requests`` response hooks for this request
+    (they replace the session's, so pass those along too).
     """
     first = len(attempts())
+    extra = {"hooks": {"response": list(hooks)}} if hooks else {}
     try:
-        client.post(path, data=body, headers=_JSON)
+        client.post(path, data=body, headers=_JSON, **extra)
     except ConnectorError as exc:
         made = [a for a in attempts()[first:] if not a.credentials]
         sent = sum(a.phase != NOT_SENT for a in made)
