@@ -127,13 +127,28 @@ def load_official(name: str) -> dict:
 
 # --------------------------------------------------------------------------- acceptance
 
+# Written out, not read from the checker: the 13 event types of mParticle's JSON reference,
+# the 4 more its batch schemas accept and the 2 only the schemas' enum lists
+# (../shared/reference/mparticle-api.md, "event_type").
+DOCUMENTED_EVENT_TYPES = {
+    "custom_event", "commerce_event", "session_start", "session_end", "screen_view", "uninstall", "crash_report",
+    "opt_out", "push_registration", "application_state_transition", "push_message", "network_performance", "breadcrumb",
+    "first_run", "profile", "user_attribute_change", "user_identity_change",
+    "pre_attribution", "push_reaction",
+}
+
+
+def test_the_checker_accepts_exactly_the_documented_event_types():
+    assert EVENT_TYPES == DOCUMENTED_EVENT_TYPES
+
+
 def test_realistic_batch_is_accepted_and_covers_every_event_type():
     batch = realistic_batch()
-    assert {e["event_type"] for e in batch["events"]} == EVENT_TYPES
+    assert {e["event_type"] for e in batch["events"]} == DOCUMENTED_EVENT_TYPES
     assert check_batch(batch) == []
 
 
-@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+@pytest.mark.parametrize("event_type", sorted(DOCUMENTED_EVENT_TYPES))
 def test_each_realistic_event_is_accepted_alone(event_type):
     assert check_batch({"events": [first(event_type)]}) == []
 
@@ -385,7 +400,7 @@ def test_unknown_event_type(value, expected):
     assert "use one of" in fault.message or "one of:" in fault.message
 
 
-@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+@pytest.mark.parametrize("event_type", sorted(DOCUMENTED_EVENT_TYPES))
 def test_every_documented_event_type_is_known(event_type):
     faults = check_batch({"events": [{"event_type": event_type, "data": {}}]})
     assert "$.events[0].event_type" not in paths(faults)
