@@ -198,6 +198,16 @@ def test_output_breaking_the_output_schema_is_a_plugin_error(engine):
     assert error.details["capability"] == "toyBadOutput"
 
 
+def test_an_unknown_capability_on_a_connection_is_looked_up_in_its_connector(engine):
+    with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}) as connection:
+        with pytest.raises(ConnectorError) as caught:
+            connection.execute("toyEcha", {"name": "a"})
+    assert caught.value.code == "unknown_capability"
+    assert caught.value.message == (
+        "no loaded plugin provides capability 'toyEcha' for connector 'toy'; did you mean 'toyEcho'? (see `connector plugins`)"
+    )
+
+
 def test_http_settings_default_to_the_documented_values(engine):
     # README: timeoutSeconds 30, connectTimeoutSeconds 10, maxRetries 3, maxRetryWaitSeconds 30.
     with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}) as connection:
