@@ -384,6 +384,57 @@ def test_a_request_retried_three_times_waits_the_policy_s_growing_random_waits(s
     assert sleeps == [0.25, 0.5, 1.0]
 
 
+def test_retry_policy_defaults_are_the_documented_ones():
+    policy = RetryPolicy()
+    assert (policy.max_retries, policy.backoff, policy.max_backoff, policy.max_total_wait) == (3, 0.5, 8.0, 30.0)
+    assert policy.retry_statuses == {429, 500, 502, 503, 504}
+
+
+def test_an_error_body_is_kept_up_to_2000_characters(client, server):
+    server.route("GET", "/thing", Answer(500, body="x" * 1999 + "yz" + "w" * 3000))
+    with pytest.raises(UpstreamError) as caught:
+        client.get("/thing")
+    assert caught.value.details["body"] == "x" * 1999 + "y..."
+
+
+@pytest.mark.parametrize("answer", [{}, {"access_token": ""}, {"access_token": 5}], ids=["missing", "empty", "number"])
+def test_a_token_answer_without_a_usable_access_token_is_an_invalid_response(engine, server, answer):
+    server.route("POST", TOKEN_PATH, Answer(200, json=answer))
+    with pytest.raises(UpstreamError) as caught:
+        engine.execute("toyGet", {"id": "1"}, toy_config(server.url))
+    error = caught.value
+    assert (error.code, error.details["status"]) == ("invalid_response", 200)
+    assert error.message == "the token endpoint answered without an access_token"
+    assert server.requests_to("GET", "/api/items/1") == []
+
+
+@pytest.mark.parametrize("expires_in", [None, "3600", -5, 0])
+def test_a_token_without_a_usable_lifetime_is_kept_for_an_hour(server, sleeps, clock, expires_in):
+    answer = {"access_token": "tok-lifetime", "token_type": "Bearer"}
+    if expires_in is not None:
+        answer["expires_in"] = expires_in
+    server.route("POST", TOKEN_PATH, Answer(200, json=answer))
+    server.route("GET", "/api/items/1", OK_ITEM)
+    with Engine(toy_pm(), sleep=sleeps, clock=clock) as engine:
+        config = toy_config(server.url)
+        engine.execute("toyGet", {"id": "1"}, config)
+        clock.advance(3539)  # an hour less the 60 s refresh margin, less one second
+        engine.execute("toyGet", {"id": "1"}, config)
+        assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+        clock.advance(2)
+        engine.execute("toyGet", {"id": "1"}, config)
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 2
+
+
+def test_logs_number_the_attempts_of_a_failing_connection(engine, server, config, caplog):
+    config = dict(config, apiUrl=f"http://127.0.0.1:{closed_port()}/api", maxRetries=1)
+    with caplog.at_level(logging.INFO, logger="connector_core.http"):
+        with pytest.raises(NetworkError):
+            engine.execute("toyGet", {"id": "1"}, config)
+    attempts = [r.getMessage() for r in caplog.records if "connection failed after" in r.getMessage()]
+    assert [m.rsplit("(", 1)[1] for m in attempts] == ["attempt 1)", "attempt 2)"]
+
+
 # -- Basic auth ------------------------------------------------------------------------
 
 
