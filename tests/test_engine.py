@@ -211,13 +211,13 @@ def test_an_unknown_capability_on_a_connection_is_looked_up_in_its_connector(eng
 def test_http_settings_default_to_the_documented_values(engine):
     # README: timeoutSeconds 30, connectTimeoutSeconds 10, maxRetries 3, maxRetryWaitSeconds 30.
     with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}) as connection:
-        assert connection.transport.timeout == (10.0, 30.0)
-        assert (connection.policy.max_retries, connection.policy.max_total_wait) == (3, 30.0)
+        assert connection.http.transport.timeout == (10.0, 30.0)
+        assert (connection.http.policy.max_retries, connection.http.policy.max_total_wait) == (3, 30.0)
     config = {"clientId": "c", "clientSecret": "sec-Xy8-value", "timeoutSeconds": 7, "connectTimeoutSeconds": 2,
               "maxRetries": 1, "maxRetryWaitSeconds": 4}
     with engine.connect(config) as connection:
-        assert connection.transport.timeout == (2.0, 7.0)
-        assert (connection.policy.max_retries, connection.policy.max_total_wait) == (1, 4.0)
+        assert connection.http.transport.timeout == (2.0, 7.0)
+        assert (connection.http.policy.max_retries, connection.http.policy.max_total_wait) == (1, 4.0)
 
 
 # -- results ---------------------------------------------------------------------------

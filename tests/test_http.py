@@ -431,7 +431,7 @@ def test_logs_number_the_attempts_of_a_failing_connection(engine, server, config
     with caplog.at_level(logging.INFO, logger="connector_core.http"):
         with pytest.raises(NetworkError):
             engine.execute("toyGet", {"id": "1"}, config)
-    attempts = [r.getMessage() for r in caplog.records if "connection failed after" in r.getMessage()]
+    attempts = [r.getMessage() for r in caplog.records if "/api/items/1 -> " in r.getMessage() and " after " in r.getMessage()]
     assert [m.rsplit("(", 1)[1] for m in attempts] == ["attempt 1)", "attempt 2)"]
 
 
