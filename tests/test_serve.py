@@ -62,8 +62,8 @@ def served(engine, mparticle_sandbox_server):
 
 @pytest.fixture(scope="module")
 def relaxed(engine):
-    """Caller configs under the untrusted policy with URL overrides allowed, explicitly, to reach the sandbox."""
-    with ServedApp(engine, caller_policy=HostPolicy.untrusted(allow_url_overrides=True)) as app:
+    """Caller configs under the untrusted policy with URL overrides and loopback allowed, explicitly, to reach the sandbox."""
+    with ServedApp(engine, caller_policy=HostPolicy.untrusted(allow_url_overrides=True, allow_loopback=True)) as app:
         yield app
 
 

@@ -66,7 +66,7 @@ def console(mparticle_sandbox_server):
     specs = {"sandbox": ConnectionSpec("sandbox", {**mparticle_sandbox_server.config, "maxRetries": 0}, "mparticle",
                                        description="the local mParticle sandbox")}
     # Configs typed in the console may point at the loopback sandbox: URL overrides relaxed, explicitly.
-    policy = HostPolicy.untrusted(allow_url_overrides=True)
+    policy = HostPolicy.untrusted(allow_url_overrides=True, allow_loopback=True)
     with Engine() as engine, ServedApp(engine, specs, api_keys=[KEY], caller_policy=policy) as app:
         yield app
 
