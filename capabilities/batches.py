@@ -1,53 +1,115 @@
 """mParticle Events API batches: check, parse, identify, serialise and pack into requests.
 
-Shared by the sandbox server, which checks every batch it receives (so ``check_batch`` is a
-hand-written validator built for speed, not a jsonschema run), and by ``uploadEventBatch``,
-which checks batches before sending them.
+Used by ``uploadEventBatch``, which checks batches before sending them. The sandbox does not
+use it: it has its own validator (``sandbox/validation.py``), written separately from the
+documentation, so the two can be compared (tests/test_mparticle_truth.py).
 
-``check_batch`` follows the official batch schema (SCH21/SCH26: docs.mparticle.com
-``mparticle.inbound.eventsapi.schema.json``), the JSON reference (D-JSON), the OpenAPI file
-(OAS) and the generated SDK clients (PY). Where they disagree:
+Rule of the house
+-----------------
+``check_batch`` refuses a batch only for
 
-* Required fields per event type: a field is required when D-JSON documents it as required
-  (both official sample batches, 2021 and 2026, meet every such rule), not merely because a
-  schema or OAS lists it. So ``screen_view.screen_name``,
-  ``session_end.session_duration_ms``, ``session_start.session_id``,
-  ``opt_out.is_opted_out``, ``network_performance.url``/``response_code``,
-  ``crash_report.severity``/``message``, ``push_message.push_message_token`` and
-  ``push_notification_payload`` are optional (schemas require them, D-JSON does not), and
-  ``application_state_transition`` does not need ``is_first_run``/``is_upgrade`` (OAS only).
-  Event types D-JSON does not describe (``profile``, ``user_attribute_change``,
-  ``user_identity_change``) follow SCH26; ``user_identity_change`` needs ``new`` only, because
-  ``old`` is null when an identity is first set (as in the samples).
-* Required strings must be non-empty: the API's own 400 example says a required field is
-  "missing or empty".
-* ``commerce_event`` needs exactly one of ``product_action``, ``promotion_action``,
-  ``product_impressions`` (D-JSON: "required or disallowed"); null counts as absent, as in the
-  samples. The schemas do not enforce this and PY asks for at least one.
-* Enumerations accept the union of every mParticle-authored source, so no batch mParticle
-  documents anywhere is rejected: ``event_type`` adds ``first_run``, ``pre_attribution``,
-  ``profile``, ``push_reaction``, ``user_attribute_change``, ``user_identity_change`` to
-  D-JSON's list; ``custom_event_type`` of a custom event is D-JSON's list (with
-  ``attribution`` and ``media``) plus ``unknown`` (PY and the Ruby SDK); a commerce event's
-  ``custom_event_type`` is SCH26's list plus ``unknown``; ``environment`` is ``production``,
-  ``development`` or ``unknown`` (OAS).
-* ``environment`` is optional (SCH26; mParticle defaults to production) but may not be null.
-* ``user_identities`` keys are SCH26's closed set; values must be strings or null (D-JSON
-  documents a string map; the schema's loose "String" also takes numbers and booleans).
-* ``mpid`` (and the other integer fields) must be JSON integers: the schemas and samples use
-  numbers, never numeric strings. ``mpid`` must fit a signed 64-bit integer.
-* ``context`` is the data-plan field; OAS's ``batch_context`` is treated as an unknown field
-  (the schemas forbid it and the SDKs send ``context``).
-* ``schema_version`` is tolerated with any value: D-JSON calls it output-only, yet the HTTP
-  docs' examples send it, although the schemas forbid unknown fields.
-* Null counts as absent for every optional field except ``environment``: the samples send
-  null for many fields, some of which the schemas type as non-null (``source_message_id``,
-  a commerce event's ``screen_name``). A required field that is null is a fault.
+1. what mParticle's documentation says the API refuses **and** no official SDK sends, or
+2. what mParticle would accept and then silently lose (a field it cannot read, such as an
+   event ``data`` that is not an object, or an unknown batch field).
+
+Anything uncertain passes and is reported as a warning (``warnings=`` list, each with the
+JSON path), never an error: values only an SDK sends, and values the official schema admits
+but the JSON reference does not. Sources (tags of ``../shared/reference/mparticle-api.md``):
+D-JSON (JSON reference page, https://docs.mparticle.com/developers/server/json-reference/),
+D-HTTP (Events API page, https://docs.mparticle.com/developers/server/http/), D-LIM
+(default service limits), SCH21/SCH26 (official batch schema, 2021 and 2026), OAS (Events
+API OpenAPI file), PY (``mparticle`` package on PyPI, ``mparticle/models/*.py``), JAVA
+(mparticle-java-events-sdk, ``src/main/java/com/mparticle/model/*.java``).
+
+=====================================================  =======  ==============================
+Rule                                                   Verdict  Source
+=====================================================  =======  ==============================
+batch is a JSON object                                 error    D-HTTP (the body is a batch);
+                                                                the schema sets no type (1)
+unknown batch field (incl. OAS ``batch_context``)      error    SCH21/26 additionalProperties
+                                                                false; PY and JAVA send only
+                                                                known fields; else lost (2)
+``schema_version``: any value                          pass     D-HTTP examples send it; D-JSON
+                                                                says output-only
+``environment``: production, development               pass     D-JSON, SCH21/26
+``environment``: ``unknown``                           warning  OAS and JAVA only
+``environment``: null or another value                 error    SCH21/26 enum; no SDK sends it
+``user_identities``: an object with SCH26's 22 keys    pass     SCH26, OAS, D-JSON, JAVA
+``user_identities.customerid``                         warning  PY user_identities.py writes
+                                                                it; D-JSON says customer_id
+other identity keys                                    error    SCH26 additionalProperties
+                                                                false; no SDK sends them
+identity value a number or boolean                     warning  SCH26 ``String`` admits them;
+                                                                D-JSON documents strings
+identity value an object or array                      error    SCH26 refuses; no SDK sends it
+``device_info.platform``: D-JSON/SCH26 list            pass     D-JSON, SCH21/26
+``device_info.platform``: Unknown / desktop, FireTV    warning  PY device_information.py /
+                                                                JAVA DeviceInformation.java
+``device_info.platform``: anything else                error    SCH21/26 enum; no SDK sends it
+``user_attributes`` values: scalars, lists of scalars  pass     SCH ``StringOrArray``
+``user_attributes`` value an object or nested list     error    SCH refuses; no SDK sends it
+``deleted_user_attributes``: array of strings          error    SCH items ``string``
+``mpid`` and other integer fields: JSON integers       error    SCH ``Integer``; no SDK sends
+                                                                strings; ``mpid`` is int64
+``source_request_id`` not a string                     error    exception (3)
+``ip`` not an IPv4/IPv6 address                        error    SCH ``format``; else lost (2)
+object fields (device_info, context, consent_state,    error    the schema definitions set no
+application_info, ...) not objects                              type; a non-object is lost (2)
+``context.data_plan.plan_version`` not an integer      error    SCH ``Integer``
+event not an object, or ``data`` not an object         error    SCH (event); data lost (2)
+event without ``data``                                 warning  SCH26 requires it, SCH21 not;
+                                                                required fields still apply
+``event_type``: D-JSON's list plus the schemas'        pass     D-JSON, SCH21/26, OAS
+``event_type``: ``unknown``                            warning  PY event_base.py only
+``custom_event_type``: D-JSON + SCH lists              pass     D-JSON, SCH21/26, JAVA
+enum value ``unknown`` (custom_event_type, product     warning  PY models only (app_event.py,
+/promotion action, transition, push message type,               product_action.py, ...)
+application_state, profile_event_type)
+other enum values                                      error    D-JSON/SCH enums; no SDK
+required fields per event type (below)                 error    D-JSON; SCH when D-JSON is
+                                                                silent
+required string empty                                  error    D-HTTP 400: "missing or empty"
+``profile`` without its SCH26-required fields          warning  PY profile_event.py has no
+                                                                previous_mpid/current_mpid
+commerce event: more than one non-empty of             error    D-JSON "required or
+product_action / promotion_action /                             disallowed"; a commerce event
+product_impressions                                             holds one kind, so the rest
+                                                                would be lost (2)
+commerce event: none of them non-empty                 warning  PY sends crash reports as
+                                                                commerce_event with none
+                                                                (batch.py ``_allowed_types``)
+commerce event: empty list, {} or null                 absent   JAVA CommerceEventData sends
+                                                                ``product_impressions: []``
+                                                                and ``promotion_action: null``
+custom_attributes values scalars; objects refused      error    SCH ``String`` values
+common event fields: timestamp_unixtime_ms,            error    SCH ``EventData`` (Integer,
+session_id, event_id, event_num integers;                       string, Uuid); no SDK sends
+source_message_id, session_uuid strings                         other types
+``context.data_plan.plan_id`` a number or boolean      warning  SCH ``String``; D-JSON: string
+request over 256 KB; bulk over 100 batches             error    D-LIM; D-HTTP
+=====================================================  =======  ==============================
+
+(1) a schema-valid value the checker refuses; each is listed in tests/test_mparticle_truth.py
+and tested. (2) mParticle could not read it, so accepting it would lose data silently.
+(3) D-JSON documents a string; SCH's loose ``String`` also admits numbers and booleans.
+``uploadEventBatch`` reports and de-duplicates batches by this id as a string (issue 11), so
+a number is refused with a hint to quote it.
+
+Required fields per event type: a field is required when D-JSON documents it as required,
+not merely because a schema or OAS lists it. So ``screen_view.screen_name``,
+``session_end.session_duration_ms``, ``session_start.session_id``, ``opt_out.is_opted_out``,
+``network_performance.url``/``response_code``, ``crash_report.severity``/``message``,
+``push_message.push_message_token`` and ``push_notification_payload`` are optional, and
+``application_state_transition`` does not need ``is_first_run``/``is_upgrade`` (OAS only).
+Types D-JSON does not describe (``profile``, ``user_attribute_change``,
+``user_identity_change``) follow SCH26; ``user_identity_change`` needs ``new`` only, because
+``old`` is null when an identity is first set (as in the samples). Null counts as absent for
+every optional field except ``environment`` (the samples and JAVA send nulls).
 
 Size limits: a request body (one batch for ``/v2/events``, an array of batches for
-``/v2/bulkevents``) may be at most 256 KB, and a bulk request at most 100 batches. The 128 KB
-per-batch figure is performance guidance and is not enforced; content limits that mParticle
-applies by truncating are not checked either.
+``/v2/bulkevents``) may be at most 256 KB (D-LIM), and a bulk request at most 100 batches
+(D-HTTP). The 128 KB per-batch figure is performance guidance and is not enforced; content
+limits that mParticle applies by truncating are not checked either.
 """
 
 from __future__ import annotations
@@ -110,17 +172,17 @@ def _choices(*values: str) -> dict[str, None]:
     return dict.fromkeys(values)
 
 
-_ENVIRONMENTS = _choices("production", "development", "unknown")
+_ENVIRONMENTS = _choices("production", "development")
 _CUSTOM_EVENT_TYPES = _choices(
     "navigation", "location", "search", "transaction", "user_content", "user_preference",
-    "social", "media", "attribution", "other", "unknown",
+    "social", "media", "attribution", "other",
 )
 _COMMERCE_EVENT_TYPES = _choices(
     "add_to_cart", "remove_from_cart", "checkout", "checkout_option", "click", "view_detail",
     "purchase", "refund", "promotion_view", "promotion_click", "add_to_wishlist",
     "remove_from_wishlist", "impression", "attribution", "consent_granted", "consent_denied",
     "navigation", "location", "search", "transaction", "user_content", "user_preference",
-    "social", "media", "other", "unknown",
+    "social", "media", "other",
 )
 _PRODUCT_ACTIONS = _choices(
     "add_to_cart", "remove_from_cart", "checkout", "checkout_option", "click", "view_detail",
@@ -139,12 +201,50 @@ _PLATFORMS = _choices(
     "xbox",
 )
 
+# Values only an official SDK sends: accepted with a warning naming the SDK file.
+_PY = "the Python SDK (mparticle/models/{})"
+_JAVA = "the Java Events SDK (model/{}.java)"
+_SDK_PLATFORMS = {
+    "Unknown": _PY.format("device_information.py"),
+    "desktop": _JAVA.format("DeviceInformation"),
+    "FireTV": _JAVA.format("DeviceInformation"),
+}
+_SDK_ENVIRONMENTS = {"unknown": "the OpenAPI file and " + _JAVA.format("Batch")}
+# Every enum of the Python SDK's generated models also allows "unknown".
+_SDK_UNKNOWN = {"unknown": _PY.format("*.py, in every enumeration")}
+_SDK_IDENTITIES = {"customerid": _PY.format("user_identities.py")}
+
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
 # --------------------------------------------------------------------------- helpers
+
+class _Faults(list):
+    """The errors found so far; ``warnings`` collects what passes but may not do what is meant."""
+
+    __slots__ = ("warnings",)
+
+    def __init__(self, warnings: list | None = None):
+        super().__init__()
+        self.warnings = [] if warnings is None else warnings
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(Fault(path, message))
+
+
+def _sdk_only(faults: _Faults, path: str, value: object, what: str, sdk_values: dict) -> bool:
+    """Warn and return True when ``value`` is one only an SDK sends."""
+    source = sdk_values.get(value) if _is_str(value) else None
+    if source is None:
+        return False
+    faults.warn(path, (
+        f"{value!r} is not a documented {what}; {source} sends it, so it is passed on, but "
+        "mParticle may not read it as intended"
+    ))
+    return True
+
 
 def _json_type(value: object) -> str:
     if value is None:
@@ -218,6 +318,7 @@ def _path_order(fault: Fault) -> list:
 
 # Field kinds of the per-event-type rules, and how a fault message names each.
 _STR, _BOOL, _INT, _ENUM, _OBJ = range(5)
+_WARN = "warn"  # "required" level of a field the schema requires but an SDK cannot send
 _NEED = {_STR: "string", _BOOL: "true or false", _INT: "integer", _OBJ: "object"}
 
 # event_type -> ((field, required, kind, allowed values or None), ...)
@@ -234,7 +335,7 @@ _RULES: dict[str, tuple] = {
         ("is_non_interactive", False, _BOOL, None),
     ),
     "screen_view": (("screen_name", False, _STR, None),),
-    "session_start": (("session_id", False, _INT, None),),
+    "session_start": (),  # session_id: an integer, as in every event (see _check_events)
     "session_end": (("session_duration_ms", False, _INT, None),),
     "opt_out": (("is_opted_out", False, _BOOL, None),),
     "push_registration": (
@@ -256,9 +357,9 @@ _RULES: dict[str, tuple] = {
         ("session_number", False, _INT, None),
     ),
     "profile": (
-        ("profile_event_type", True, _ENUM, _PROFILE_EVENT_TYPES),
-        ("previous_mpid", True, _INT, None),
-        ("current_mpid", True, _INT, None),
+        ("profile_event_type", _WARN, _ENUM, _PROFILE_EVENT_TYPES),
+        ("previous_mpid", _WARN, _INT, None),
+        ("current_mpid", _WARN, _INT, None),
     ),
     "user_attribute_change": (("user_attribute_name", True, _STR, None),),
     "user_identity_change": (("new", True, _OBJ, None),),
@@ -283,14 +384,19 @@ def _check_rules(rules, data, event, event_type, path, i, faults) -> None:
     for field, required, kind, allowed in rules:
         value = data.get(field)
         if value is None:
-            if required:
+            if required is _WARN:
+                faults.warn(f"{_data_path(path, i)}.{field}", (
+                    f"{event_type} should have {field!r} (the 2026 schema requires it; the "
+                    "Python SDK's model has no such field)"
+                ))
+            elif required:
                 _missing(faults, path, i, event, data, event_type, field, kind, allowed)
             continue
         if kind == _ENUM:
             if not (_is_str(value) and value in allowed):
-                faults.append(
-                    Fault(f"{_data_path(path, i)}.{field}", _enum_message(value, field, allowed))
-                )
+                where = f"{_data_path(path, i)}.{field}"
+                if not _sdk_only(faults, where, value, field, _SDK_UNKNOWN):
+                    faults.append(Fault(where, _enum_message(value, field, allowed)))
         elif kind == _STR:
             if not _is_str(value):
                 faults.append(Fault(
@@ -323,13 +429,22 @@ def _check_rules(rules, data, event, event_type, path, i, faults) -> None:
 
 def _check_commerce(data: dict, path: str, i: int, faults: list) -> None:
     base = _data_path(path, i)
+    # JAVA sends "product_impressions": [] and "promotion_action": null beside its
+    # product_action, so empty values count as absent.
     present = [k for k in ("product_action", "promotion_action", "product_impressions")
-               if data.get(k) is not None]
-    if len(present) != 1:
-        which = "none" if not present else " and ".join(repr(k) for k in present)
+               if data.get(k) not in (None, [], {})]
+    if not present:
+        faults.warn(base, (
+            "a commerce_event should have one of 'product_action', 'promotion_action' or "
+            "'product_impressions' (D-JSON); without one mParticle may record no commerce "
+            "activity. The Python SDK sends its crash reports like this"
+        ))
+    elif len(present) > 1:
+        which = " and ".join(repr(k) for k in present)
         faults.append(Fault(base, (
             "commerce_event needs exactly one of 'product_action', 'promotion_action' or "
-            f"'product_impressions' (got {which}); send one commerce event per kind"
+            f"'product_impressions' (got {which}); mParticle records one kind per event, so "
+            "send one commerce event per kind"
         )))
     action = data.get("product_action")
     if action is not None:
@@ -341,6 +456,9 @@ def _check_commerce(data: dict, path: str, i: int, faults: list) -> None:
     if promotion is not None:
         _check_action(promotion, f"{base}.promotion_action", "promotion_action",
                       _PROMOTION_ACTIONS, faults)
+        if _is_dict(promotion):
+            _check_object_list(promotion.get("promotions"), f"{base}.promotion_action.promotions",
+                               "promotion", faults)
     impressions = data.get("product_impressions")
     if impressions is not None:
         _check_object_list(impressions, f"{base}.product_impressions", "product impression",
@@ -360,7 +478,8 @@ def _check_action(action, path: str, what: str, allowed, faults: list) -> None:
         faults.append(Fault(f"{path}.action",
                             f"{what} needs 'action' (one of: {', '.join(allowed)})"))
     elif not (_is_str(value) and value in allowed):
-        faults.append(Fault(f"{path}.action", _enum_message(value, f"{what} action", allowed)))
+        if not _sdk_only(faults, f"{path}.action", value, f"{what} action", _SDK_UNKNOWN):
+            faults.append(Fault(f"{path}.action", _enum_message(value, f"{what} action", allowed)))
 
 
 def _check_object_list(value, path: str, what: str, faults: list) -> None:
@@ -413,23 +532,31 @@ def _check_events(events, path: str, key: str, faults: list) -> None:
             continue
         event_type = event.get("event_type")
         if type(event_type) is not str or event_type not in EVENT_TYPES:
-            if event_type is None:
-                message = f"each event needs 'event_type' (one of: {_EVENT_TYPE_LIST})"
-            else:
-                message = _enum_message(event_type, "event_type", _EVENT_TYPE_ORDER)
-            faults.append(Fault(f"{path}.events[{i}].event_type", message))
+            where = f"{path}.events[{i}].event_type"
+            if not _sdk_only(faults, where, event_type, "event_type", _SDK_UNKNOWN):
+                if event_type is None:
+                    message = f"each event needs 'event_type' (one of: {_EVENT_TYPE_LIST})"
+                else:
+                    message = _enum_message(event_type, "event_type", _EVENT_TYPE_ORDER)
+                faults.append(Fault(where, message))
             event_type = None
         data = event.get("data")
         if type(data) is not dict and not isinstance(data, dict):
-            if data is None:
-                message = "each event needs 'data' (an object with the event's fields)"
-                stray = [k for k in event if k not in ("event_type", "data")]
-                if stray:
-                    message += f"; move {', '.join(map(repr, stray))} inside 'data'"
+            stray = [k for k in event if k not in ("event_type", "data")]
+            if data is None and not stray:
+                # SCH21 allows an event without data; its required fields still apply.
+                faults.warn(f"{path}.events[{i}].data", (
+                    "an event without 'data' (an object with the event's fields); the 2026 "
+                    "schema requires it"))
+                data = {}
             else:
-                message = f"'data' must be an object, not {_json_type(data)}"
-            faults.append(Fault(f"{path}.events[{i}].data", message))
-            continue
+                if data is None:
+                    message = "each event needs 'data' (an object with the event's fields)"
+                    message += f"; move {', '.join(map(repr, stray))} inside 'data'"
+                else:
+                    message = f"'data' must be an object, not {_json_type(data)}"
+                faults.append(Fault(f"{path}.events[{i}].data", message))
+                continue
 
         # Fields every event type shares (D-JSON "common event data node properties").
         get = data.get
@@ -460,10 +587,16 @@ def _check_events(events, path: str, key: str, faults: list) -> None:
             if value is not None and type(value) is not dict and not isinstance(value, dict):
                 faults.append(Fault(f"{_data_path(path, i)}.{field}",
                                     f"{field!r} must be an object, not {_json_type(value)}"))
-        value = get("source_message_id")
-        if value is not None and type(value) is not str and not isinstance(value, str):
-            faults.append(Fault(f"{_data_path(path, i)}.source_message_id",
-                                f"'source_message_id' must be a string, not {_json_type(value)}"))
+        for field in ("source_message_id", "session_uuid"):  # SCH EventData: string (Uuid)
+            value = get(field)
+            if value is not None and type(value) is not str and not isinstance(value, str):
+                faults.append(Fault(f"{_data_path(path, i)}.{field}",
+                                    f"{field!r} must be a string, not {_json_type(value)}"))
+        for field in ("session_id", "event_id", "event_num"):  # SCH EventData: Integer
+            value = get(field)
+            if value is not None and type(value) is not int and not _is_int(value):
+                faults.append(Fault(f"{_data_path(path, i)}.{field}",
+                                    f"{field!r} must be an integer, not {_json_type(value)}"))
 
         if event_type is None:
             continue
@@ -524,6 +657,8 @@ def _check_string_list(value, path, key, faults) -> None:
 
 def _check_environment(value, path, key, faults) -> None:
     if not (_is_str(value) and value in _ENVIRONMENTS):
+        if _sdk_only(faults, _member(path, key), value, "environment", _SDK_ENVIRONMENTS):
+            return
         if value is None:
             message = ("'environment' must be 'production' or 'development', not null "
                        "(leave it out to get production)")
@@ -539,15 +674,22 @@ def _check_identities(value, path, key, faults) -> None:
         return
     base = _member(path, key)
     for name, identity in value.items():
-        if name not in IDENTITY_TYPES:
+        if name not in IDENTITY_TYPES and not _sdk_only(
+                faults, _member(base, name), name, "user identity type (D-JSON says 'customer_id')",
+                _SDK_IDENTITIES):
             if name == "mpid":
                 message = "'mpid' is not a user identity; put it in the batch's top-level 'mpid'"
             else:
                 message = _enum_message(name, "user identity type", _IDENTITY_ORDER)
             faults.append(Fault(_member(base, name), message))
-        elif identity is not None and not _is_str(identity):
-            hint = f' (send {identity!r} as "{identity}")' if _is_int(identity) else ""
-            message = f"identity values must be strings, not {_json_type(identity)}{hint}"
+            continue
+        if identity is not None and not _is_str(identity):
+            if _is_scalar(identity):  # SCH26's "String" admits numbers and booleans
+                faults.warn(_member(base, name), (
+                    f"identity values are documented as strings, not {_json_type(identity)}; "
+                    f'send "{json.dumps(identity)}" to be sure mParticle matches it'))
+                continue
+            message = f"identity values must be strings, not {_json_type(identity)}"
             faults.append(Fault(_member(base, name), message))
 
 
@@ -598,8 +740,9 @@ def _check_device_info(value, path, key, faults) -> None:
         return
     platform = value.get("platform")
     if platform is not None and not (_is_str(platform) and platform in _PLATFORMS):
-        faults.append(Fault(f"{_member(path, key)}.platform",
-                            _enum_message(platform, "platform", _PLATFORMS)))
+        where = f"{_member(path, key)}.platform"
+        if not _sdk_only(faults, where, platform, "platform", _SDK_PLATFORMS):
+            faults.append(Fault(where, _enum_message(platform, "platform", _PLATFORMS)))
 
 
 def _check_context(value, path, key, faults) -> None:
@@ -615,8 +758,11 @@ def _check_context(value, path, key, faults) -> None:
         return
     plan_id = plan.get("plan_id")
     if plan_id is not None and not _is_str(plan_id):
-        faults.append(Fault(f"{base}.plan_id",
-                            f"'plan_id' must be a string, not {_json_type(plan_id)}"))
+        if _is_scalar(plan_id):  # the schema's loose "String" admits it; D-JSON says string
+            faults.warn(f"{base}.plan_id", f"'plan_id' is documented as a string, not {_json_type(plan_id)}")
+        else:
+            faults.append(Fault(f"{base}.plan_id",
+                                f"'plan_id' must be a string, not {_json_type(plan_id)}"))
     version = plan.get("plan_version")
     if version is not None and not _is_int(version):
         faults.append(Fault(f"{base}.plan_version",
@@ -674,15 +820,16 @@ def _unknown_field(key: object, path: str) -> Fault:
     return Fault(_member(path, name), f"{name!r} is not a batch field{advice}")
 
 
-def check_batch(batch: object, path: str = "$") -> list[Fault]:
+def check_batch(batch: object, path: str = "$", warnings: list | None = None) -> list[Fault]:
     """Every fault of one Events API batch, sorted by path; ``[]`` when it is valid.
 
     ``path`` prefixes each fault's JSON path, e.g. ``$[2]`` for a batch inside a bulk array.
-    Each message says how to fix the problem. See the module docstring for the rules.
+    Each message says how to fix the problem. What passes but may not do what the sender
+    means (see the module docstring) is appended to ``warnings`` as ``Fault`` values.
     """
     if type(batch) is not dict and not isinstance(batch, dict):
         return [Fault(path, f"a batch must be a JSON object, not {_json_type(batch)}")]
-    faults: list[Fault] = []
+    faults = _Faults(warnings)
     fields = _BATCH_FIELDS
     for key, value in batch.items():
         check = fields.get(key) if type(key) is str else None
@@ -692,18 +839,22 @@ def check_batch(batch: object, path: str = "$") -> list[Fault]:
             check(value, path, key, faults)
     if len(faults) > 1:
         faults.sort(key=_path_order)
-    return faults
+    return list(faults)
 
 
 def check_batches(
-    batches: list[dict], path: str = "$.jsonBody", single: bool = False
+    batches: list[dict], path: str = "$.jsonBody", single: bool = False,
+    warnings: list | None = None,
 ) -> list[Fault]:
-    """Faults of several batches: each at ``path[i]``, or at ``path`` itself when ``single``."""
+    """Faults of several batches: each at ``path[i]``, or at ``path`` itself when ``single``.
+
+    Warnings go to ``warnings`` when given (see ``check_batch``).
+    """
     if single:
-        return [fault for batch in batches for fault in check_batch(batch, path)]
+        return [fault for batch in batches for fault in check_batch(batch, path, warnings)]
     faults: list[Fault] = []
     for i, batch in enumerate(batches):
-        faults.extend(check_batch(batch, f"{path}[{i}]"))
+        faults.extend(check_batch(batch, f"{path}[{i}]", warnings))
     return faults
 
 

@@ -6,9 +6,12 @@ unique, though, so one deliberate re-send cannot make a second account: it eithe
 creates the account (the first attempt had no effect) or is refused because the name
 now exists, in which case the first attempt may have created it and the host gets
 ``outcome_unknown`` with the name to look up.
+
+Any 2xx is a success, whatever its body: the output gives the account as mParticle returned
+it, or only its name when the answer holds no readable account (no ``id`` then).
 """
 
-from connector_core import Conflict, OutcomeUnknown, hookimpl
+from connector_core import Conflict, OutcomeUnknown, UpstreamError, hookimpl
 
 from .common import (
     CONNECTOR_MANIFEST,
@@ -51,5 +54,19 @@ def execute(ctx, properties):
                 "Look the account up before creating it again",
                 name=name,
             ) from None
-    account = pick_account(entities(response, "account"), response.status_code, name=name)
-    return {"account": account_output(account)}
+    return {"account": _created(ctx, response, name)}
+
+
+def _created(ctx, response, name: str) -> dict:
+    """The new account as mParticle returned it, or only its name.
+
+    Any 2xx means the account was created: the documentation gives ``201 Created`` and
+    promises no body, so an empty, unreadable or unexpected body is no reason to report a
+    failure (a retry would then be refused because the name exists).
+    """
+    try:
+        return account_output(pick_account(entities(response, "account"), response.status_code, name=name))
+    except UpstreamError as exc:
+        ctx.log.warning("account %r was created (%s); its answer gives no readable account: %s",
+                        name, response.status_code, exc.message)
+    return {"name": name}

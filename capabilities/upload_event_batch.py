@@ -31,7 +31,7 @@ __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
 @hookimpl
 def execute(ctx, properties):
     try:
-        batches, single, key, requests = _prepare(properties)
+        batches, single, key, requests, warnings = _prepare(properties)
         client = ctx.http("events")
     except ConnectorError as exc:  # nothing went out: say so, so the host knows repeating is safe
         raise exc if "nothing was sent" in exc.message else exc.copy(f"{exc.message}; nothing was sent") from None
@@ -41,6 +41,7 @@ def execute(ctx, properties):
         [len(b.get("events") or ()) for b in batches],
         keyed=key is not None,
         single=single,
+        warnings=warnings,
     )
     for n, (path, indexes, body) in enumerate(requests):
         sent = post_batches(client, path, body, indexes, lambda: ctx.attempts)
@@ -58,9 +59,12 @@ def execute(ctx, properties):
 
 
 def _prepare(properties):
-    """Parse, check, identify and pack the batches: ``(batches, single, key, requests)``."""
+    """Parse, check, identify and pack the batches: ``(batches, single, key, requests, warnings)``;
+    ``warnings`` lists what the checker passes but doubts, as ``{"path", "message"}``."""
     batches, single = parse_batches(properties["jsonBody"])
-    faults = check_batches(batches, single=single)
+    doubts = []
+    faults = check_batches(batches, single=single, warnings=doubts)
+    warnings = [{"path": w.path, "message": w.message} for w in doubts]
     if faults:
         raise InvalidInput(f"{len(faults)} problem(s) in the event batches; nothing was sent", faults=faults)
     key = properties.get("idempotencyKey") or None  # "" is how a flow passes an unset field
@@ -69,12 +73,12 @@ def _prepare(properties):
     if faults:
         raise InvalidInput("different batches share a source_request_id; nothing was sent", faults=faults)
     if len(batches) == 1:
-        return batches, single, key, [("/events", range(1), encode_single(batches[0]))]
+        return batches, single, key, [("/events", range(1), encode_single(batches[0]))], warnings
     requests, start = [], 0
     for members, body in chunk_batches(batches):
         requests.append(("/bulkevents", range(start, start + len(members)), body))
         start += len(members)
-    return batches, single, key, requests
+    return batches, single, key, requests, warnings
 
 
 def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:

@@ -147,11 +147,15 @@ class UploadReport:
     batch object (fault paths are then ``$.jsonBody`` rather than ``$.jsonBody[i]``).
     """
 
-    def __init__(self, ids: Sequence[str], events: Sequence[int], *, keyed: bool, single: bool = False) -> None:
+    def __init__(
+        self, ids: Sequence[str], events: Sequence[int], *, keyed: bool, single: bool = False,
+        warnings: Sequence[dict[str, str]] = (),
+    ) -> None:
         self.ids = list(ids)
         self.events = list(events)
         self.keyed = keyed
         self.single = single
+        self.warnings = list(warnings)  # the checker's doubts, {"path", "message"} each
         self.sent: list[Sent] = []
         self.requests = 0
 
@@ -213,6 +217,7 @@ class UploadReport:
             "sourceRequestIds": self.ids,
             **{fate: self._group(fate) for fate in FATES},
             "errors": errors,
+            "warnings": self.warnings,
         }
 
     def output(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import requests.utils
 
 from .config import resolve_env
 from .errors import ConnectorError, Fault, InvalidConfig, InvalidInput, PluginError, PluginRejected, UnknownCapability
-from .http import Attempt, CallStats, HttpClient, HttpLayer, RetryPolicy, new_session
+from .http import Attempt, CallStats, HttpClient, HttpLayer, RetryPolicy, new_session, not_a_choice
 from .manifest import CapabilityManifest, ConnectorManifest
 from .policy import HostPolicy
 from .redact import MIN_SECRET_LENGTH, Redactor
@@ -242,6 +242,17 @@ class Connection:
         """The base URL of endpoint ``name`` (see :meth:`HttpLayer.base_url`)."""
         return self.http.base_url(name)
 
+    def _check_selectors(self, manifest: CapabilityManifest) -> None:
+        """A config field that picks an endpoint's URL (a data-centre pod, say) and that the
+        capability requires must be one of its values, even when an override URL is set.
+        It is checked only here, when such a capability runs: the others ignore it."""
+        for name in manifest.endpoints:
+            selector = self.connector.endpoints[name].base_url_by_config if name in self.connector.endpoints else None
+            if selector and selector[0] in manifest.required_config:
+                field, values = selector
+                if str(self.config.get(field)).lower() not in values:
+                    raise not_a_choice(field, self.config.get(field), values, name)
+
     def auth(self, name: str | None) -> Any:
         """The credentials of auth entry ``name`` (see :meth:`HttpLayer.auth`)."""
         return self.http.auth(name)
@@ -272,6 +283,7 @@ class Connection:
                 f"{capability_id} needs config field(s) {', '.join(missing)}",
                 faults=[Fault(f"$.{f}", f"is required by {capability_id}") for f in missing],
             )
+        self._check_selectors(manifest)
         found = data_faults(properties) or manifest.input_faults(properties)
         if found:
             raise _redacted(

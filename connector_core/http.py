@@ -528,12 +528,7 @@ class HttpLayer:
         value = config.get(field)
         url = values.get(str(value).lower()) if value is not None else None
         if url is None:
-            choices = ", ".join(sorted(v.upper() for v in values))
-            problem = "is required" if value is None else f"{value!r} is not one of {choices}"
-            raise InvalidConfig(
-                f"config field {field!r} {problem} (it selects the {name} endpoint)",
-                faults=[Fault(f"$.{field}", f"{problem}; use one of {choices}")],
-            )
+            raise not_a_choice(field, value, values, name)
         return check_url(url, field)
 
     def auth(self, name: str | None) -> Any:
@@ -667,6 +662,16 @@ def _upstream_message(response: requests.Response) -> str:
         return "; ".join(messages)[:500]
     text = _snippet(response).strip()
     return text[:200] if text else response.reason or "no details"
+
+
+def not_a_choice(field: str, value: Any, values: Mapping[str, str], endpoint: str) -> InvalidConfig:
+    """The error for a config field that must pick one of an endpoint's URLs (``values``)."""
+    choices = ", ".join(sorted(v.upper() for v in values))
+    problem = "is required" if value is None else f"{value!r} is not one of {choices}"
+    return InvalidConfig(
+        f"config field {field!r} {problem} (it selects the {endpoint} endpoint)",
+        faults=[Fault(f"$.{field}", f"{problem}; use one of {choices}")],
+    )
 
 
 def read_json(response: requests.Response, service: str = "the service", *, allow_empty: bool = False) -> Any:

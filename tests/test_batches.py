@@ -261,11 +261,21 @@ def test_mpid_as_identity_points_to_top_level_mpid():
     assert "top-level 'mpid'" in fault.message
 
 
-@pytest.mark.parametrize("value, kind", [(123, "integer"), (["a"], "array"), (True, "boolean")])
+@pytest.mark.parametrize("value, kind", [(["a"], "array"), ({"id": "a"}, "object")])
 def test_identity_values_must_be_strings(value, kind):
     fault = only(check_batch({"user_identities": {"customer_id": value}}))
     assert fault.path == "$.user_identities.customer_id"
     assert f"must be strings, not {kind}" in fault.message
+
+
+@pytest.mark.parametrize("value, kind", [(123, "integer"), (True, "boolean")])
+def test_scalar_identity_values_pass_with_a_warning(value, kind):
+    # The official schema's "String" admits numbers and booleans; D-JSON documents strings.
+    warnings = []
+    assert check_batch({"user_identities": {"customer_id": value}}, warnings=warnings) == []
+    warning = only(warnings)
+    assert warning.path == "$.user_identities.customer_id"
+    assert f"documented as strings, not {kind}" in warning.message
 
 
 def test_user_identities_must_be_an_object():
@@ -314,8 +324,11 @@ def test_device_info_platform():
 
 def test_context_data_plan_types():
     assert check_batch({"context": {"data_plan": {"plan_id": "p", "plan_version": 3}}}) == []
-    assert paths(check_batch({"context": {"data_plan": {"plan_id": 1, "plan_version": "3"}}})) == [
+    assert paths(check_batch({"context": {"data_plan": {"plan_id": [1], "plan_version": "3"}}})) == [
         "$.context.data_plan.plan_id", "$.context.data_plan.plan_version"]
+    warnings = []  # the schema's loose "String" admits a number; D-JSON says string
+    assert check_batch({"context": {"data_plan": {"plan_id": 1}}}, warnings=warnings) == []
+    assert paths(warnings) == ["$.context.data_plan.plan_id"]
     assert paths(check_batch({"context": {"data_plan": "p"}})) == ["$.context.data_plan"]
 
 
@@ -407,9 +420,12 @@ def test_every_documented_event_type_is_known(event_type):
 
 
 def test_event_needs_data_object():
-    fault = only(check_batch({"events": [{"event_type": "uninstall"}]}))
-    assert fault.path == "$.events[0].data"
-    assert "needs 'data'" in fault.message
+    # SCH21 allows an event without data: a warning, and required fields still apply.
+    warnings = []
+    assert check_batch({"events": [{"event_type": "uninstall"}]}, warnings=warnings) == []
+    assert paths(warnings) == ["$.events[0].data"]
+    fault = only(check_batch({"events": [{"event_type": "breadcrumb"}]}))
+    assert fault.path == "$.events[0].data.label"
     fault = only(check_batch({"events": [{"event_type": "uninstall", "data": "x"}]}))
     assert fault.path == "$.events[0].data"
     assert "must be an object, not string" in fault.message
@@ -433,9 +449,6 @@ REQUIRED = [
     ("application_state_transition", "application_transition_type"),
     ("push_message", "push_message_type"),
     ("breadcrumb", "label"),
-    ("profile", "profile_event_type"),
-    ("profile", "previous_mpid"),
-    ("profile", "current_mpid"),
     ("user_attribute_change", "user_attribute_name"),
     ("user_identity_change", "new"),
 ]
@@ -458,6 +471,16 @@ def test_required_event_field_null(event_type, field):
     fault = only(check_batch({"events": [item]}))
     assert fault.path == f"$.events[0].data.{field}"
     assert "not null" in fault.message
+
+
+@pytest.mark.parametrize("field", ["profile_event_type", "previous_mpid", "current_mpid"])
+def test_profile_fields_the_python_sdk_cannot_send_are_warnings(field):
+    # SCH26 requires them; mparticle/models/profile_event.py has no previous/current_mpid.
+    item = first("profile")
+    del item["data"][field]
+    warnings = []
+    assert check_batch({"events": [item]}, warnings=warnings) == []
+    assert paths(warnings) == [f"$.events[0].data.{field}"]
 
 
 def test_custom_event_message_matches_documented_wording():
@@ -562,8 +585,25 @@ def test_commerce_custom_event_types_accepted(value):
     assert check_batch({"events": [item]}) == []
 
 
+def test_commerce_event_without_any_kind_passes_with_a_warning():
+    # The Python SDK sends its crash reports as commerce_event without any of the three.
+    warnings = []
+    assert check_batch(one_event("commerce_event", product_impressions=[], promotion_action=None),
+                       warnings=warnings) == []
+    assert paths(warnings) == ["$.events[0].data"]
+
+
+def test_java_sdk_commerce_shape_passes_without_warnings():
+    # mparticle-java-events-sdk CommerceEventData: an empty impressions list and a null
+    # promotion_action beside the product_action.
+    warnings = []
+    batch = one_event("commerce_event", product_action={"action": "purchase", "products": []},
+                      product_impressions=[], promotion_action=None)
+    assert check_batch(batch, warnings=warnings) == []
+    assert warnings == []
+
+
 @pytest.mark.parametrize("kinds", [
-    (),
     ("product_action", "promotion_action"),
     ("product_action", "product_impressions"),
     ("product_action", "promotion_action", "product_impressions"),

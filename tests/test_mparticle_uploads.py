@@ -257,10 +257,11 @@ def test_invalid_batches_report_every_fault_with_its_path(sb, engine):
         small_batch(0),
         {"events": [{"event_type": "custom_event", "data": {"custom_event_type": "other"}},
                     {"event_type": "screen_view", "data": {"screen_name": 5}}]},
-        {"environment": "staging", "user_identities": {"mpid": "1", "email": 7}, "events": [{"event_type": "clicked", "data": {}}],
+        {"environment": "staging", "user_identities": {"mpid": "1", "email": ["a@example.com"]}, "events": [{"event_type": "clicked", "data": {}}],
          "event_name": "stray"},
         small_batch(3, mpid="12345"),
-        {"events": [{"event_type": "commerce_event", "data": {"currency_code": "EUR"}}]},
+        {"events": [{"event_type": "commerce_event", "data": {"currency_code": "EUR", "product_action": {"action": "click"},
+                                                              "promotion_action": {"action": "view"}}}]},
     ]
     error = upload_error(engine, sb, batches)
     paths = [f.path for f in error.faults]

@@ -46,8 +46,10 @@ both sides; these are the sandbox's choices):
   key/secret → 403. Deliberate difference: besides the input API key/secret, the OAuth
   client id/secret are accepted too (``client_credentials_for_events``, on by default),
   because the connector falls back to them when no API key is configured.
-* A request body over 256 KB → 413 ``REQUEST_TOO_LARGE`` (undocumented by mParticle).
-  Invalid JSON, an invalid batch to ``/v2/events``, a bulk body that is not a non-empty
+* Batches are checked by ``validation.py``, the sandbox's own reading of the documentation
+  (it shares no code with the connector), tolerating what the official SDKs send.
+* A request body over 256 KB (the documented limit) → 413 ``REQUEST_TOO_LARGE`` (the
+  answer is not documented; a choice). Invalid JSON, an invalid batch to ``/v2/events``, a bulk body that is not a non-empty
   array, or more than 100 batches → 400 ``{"errors": [{"code": "BAD_REQUEST", "message":
   "<json path>: <message>"}]}`` listing up to 100 faults.
 * ``/v2/bulkevents`` with some invalid batches → 202, as mParticle documents ("if some
@@ -64,8 +66,9 @@ both sides; these are the sandbox's choices):
 * Success is 202 with an empty body. A batch whose ``source_request_id`` was already
   accepted for the same API key is answered 202 but not stored again (counted as a
   duplicate dropped).
-* Rate limits count requests per fixed window, per group (mParticle counts Events API
-  batches); rejected requests do not use the budget. Default: no limits and no faults.
+* Rate limits count requests per fixed window, per group, except the Events API's, which
+  count batches as mParticle's do (a bulk of 100 costs 100); rejected requests do not use
+  the budget. The README's sandbox table lists every behaviour with its source. Default: no limits and no faults.
 * Faults: one ``random.Random`` per group (``token``, ``platform``, ``events``) seeded from
   ``seed``, one draw per request, so a seed and a request sequence give the same faults.
   A truncated answer keeps its head and loses half its body (half the status line when

@@ -20,18 +20,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
-from connector_mparticle.batches import (
-    MAX_BATCHES_PER_REQUEST,
-    MAX_REQUEST_BYTES,
-    check_batch,
-    decode,
-)
 
 from . import admin, server
 from . import seed as seeded
 from .faults import (
     DEFAULT_SCOPES,
     DROP,
+    EMPTY,
     GARBAGE,
     GROUPS,
     RESET,
@@ -46,6 +41,7 @@ from .faults import (
 )
 from .server import Request, Response
 from .state import Client, Clock, Input, Rejected, State
+from .validation import MAX_BATCHES, MAX_REQUEST_BYTES, validate_batch
 
 AUDIENCE = "https://api.mparticle.com"
 DEFAULT_TOKEN_LIFETIME = 28800
@@ -294,25 +290,37 @@ class Emulator:
                 self._sleep(latency)
             if injection is not None and not injection.after and injection.effect in (STATUS, DROP, RESET):
                 return self._injected(endpoint, injection), injection
-        window = self.rate_windows.get(endpoint.name) or self.rate_windows.get(endpoint.group)
+        window = self._window(endpoint.name)
         try:
-            if window is not None:
-                with self._lock:
-                    retry_after = window.hit(self.clock())
-                    percent = window.percent_used
-                if retry_after is not None:
-                    raise Rejected(
-                        429, _code(endpoint.group, 429), "Rate limit exceeded; retry later.",
-                        headers=[("Retry-After", str(retry_after)), ("X-mp-rate-limit-exceeded", window.scope)],
-                    )
+            if window is not None and endpoint.group != "events":  # the Events API counts batches
+                self._spend(window, endpoint.group, 1)
             response = endpoint.handler(request, *args)
             if window is not None and 200 <= response.status < 300:
-                response.headers.append(("X-mp-rate-limit-percentage-used", str(percent)))
+                response.headers.append(("X-mp-rate-limit-percentage-used", str(window.percent_used)))
         except Rejected as exc:
             response = self._error(endpoint.group, endpoint.data_type, exc)
         if injection is not None:
             response = self._spoil(endpoint, injection, response)
         return response, injection
+
+    def _window(self, name: str) -> RateWindow | None:
+        return self.rate_windows.get(name) or self.rate_windows.get(self.endpoint_groups[name])
+
+    def _spend(self, window: RateWindow, group: str, cost: int) -> None:
+        """Use ``cost`` of the window's budget, or refuse with 429 (nothing is used then)."""
+        with self._lock:
+            retry_after = window.hit(self.clock(), cost)
+        if retry_after is not None:
+            raise Rejected(
+                429, _code(group, 429), "Rate limit exceeded; retry later.",
+                headers=[("Retry-After", str(retry_after)), ("X-mp-rate-limit-exceeded", window.scope)],
+            )
+
+    def _spend_batches(self, endpoint: str, batches: int) -> None:
+        # mParticle limits the Events API in batches per second (default service limits page).
+        window = self._window(endpoint)
+        if window is not None:
+            self._spend(window, "events", batches)
 
     def _injected(self, endpoint: Endpoint, injection: Injection) -> Response:
         if injection.effect == DROP:
@@ -334,8 +342,10 @@ class Emulator:
         if injection.effect == TRUNCATE:
             response.effect = server.TRUNCATE
             return response
-        if injection.effect == GARBAGE:
+        if injection.effect in (GARBAGE, EMPTY):
             headers = [(k, v) for k, v in response.headers if k != "Content-Type"]
+            if injection.effect == EMPTY:
+                return Response(response.status, b"", headers)
             return Response(response.status, _GARBAGE_BODY, [("Content-Type", "text/html"), *headers])
         return self._injected(endpoint, injection)  # STATUS, DROP or RESET after the request took effect
 
@@ -516,7 +526,8 @@ class Emulator:
     def _upload_events(self, request: Request) -> Response:
         key = self._api_key(request)
         batch = _events_payload(request)
-        faults = check_batch(batch, "$")
+        self._spend_batches("uploadEvents", 1)
+        faults = validate_batch(batch, "$")
         if faults:
             raise Rejected(400, "BAD_REQUEST", *_messages(faults))
         self.state.accept_batches(key, [batch], marker=self.settings["marker_attribute"])
@@ -527,8 +538,8 @@ class Emulator:
         fail and others succeed, so invalid batches are dropped (and kept for inspection,
         ``Sandbox.rejected_batches``) while the valid ones are accepted."""
         key = self._api_key(request)
-        batches = self._bulk_batches(request)
-        faults = [check_batch(batch, f"$[{i}]") for i, batch in enumerate(batches)]
+        batches = self._bulk_batches(request, "uploadBulkEvents")
+        faults = [validate_batch(batch, f"$[{i}]") for i, batch in enumerate(batches)]
         self.state.reject_batches(key, [(i, batches[i], found) for i, found in enumerate(faults) if found])
         self.state.accept_batches(
             key, [batch for batch, found in zip(batches, faults) if not found], marker=self.settings["marker_attribute"],
@@ -540,7 +551,7 @@ class Emulator:
         and not by the connector's code: every batch has events, every event a
         ``timestamp_unixtime_ms``, none less than 72 hours old (else the request is refused)."""
         key = self._api_key(request)
-        batches = self._bulk_batches(request)
+        batches = self._bulk_batches(request, "uploadHistoricalEvents")
         newest = (self.clock() - HISTORICAL_MIN_AGE_SECONDS) * 1000
         problems = []
         for i, batch in enumerate(batches):
@@ -553,24 +564,25 @@ class Emulator:
                     problems.append(f"$[{i}].events[{j}].data.timestamp_unixtime_ms: required on the historical endpoint.")
                 elif stamp > newest:
                     problems.append(f"$[{i}].events[{j}].data.timestamp_unixtime_ms: less than 72 hours old.")
-        faults = [fault for i, batch in enumerate(batches) for fault in check_batch(batch, f"$[{i}]")]
+        faults = [fault for i, batch in enumerate(batches) for fault in validate_batch(batch, f"$[{i}]")]
         problems += _messages(faults) if faults else []
         if problems:
             raise Rejected(400, "BAD_REQUEST", *problems[:MAX_ERRORS])
         self.state.accept_batches(key, batches, historical=True, marker=self.settings["marker_attribute"])
         return Response(202)
 
-    def _bulk_batches(self, request: Request) -> list:
+    def _bulk_batches(self, request: Request, endpoint: str) -> list:
         batches = _events_payload(request)
         if not isinstance(batches, list):
             raise Rejected(400, "BAD_REQUEST", "$: the body must be a JSON array of batches.")
         if not batches:
             raise Rejected(400, "BAD_REQUEST", "$: the array holds no batches.")
-        if len(batches) > MAX_BATCHES_PER_REQUEST:
+        if len(batches) > MAX_BATCHES:
             raise Rejected(
                 400, "BAD_REQUEST",
-                f"$: at most {MAX_BATCHES_PER_REQUEST} batches per request, got {len(batches)}.",
+                f"$: at most {MAX_BATCHES} batches per request, got {len(batches)}.",
             )
+        self._spend_batches(endpoint, len(batches))
         return batches
 
 
@@ -611,6 +623,10 @@ def _token_params(request: Request) -> dict[str, Any]:
     raise Rejected(400, "invalid_request", "Content-Type must be application/json or application/x-www-form-urlencoded.")
 
 
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _require_json(request: Request, code: str) -> None:
     if request.media_type != "application/json":
         raise Rejected(415, code, "Content-Type must be application/json.")
@@ -642,6 +658,6 @@ def _events_payload(request: Request) -> Any:
             f"$: the request body is {len(request.body)} bytes; the limit is {MAX_REQUEST_BYTES} bytes (256 KB).",
         )
     try:
-        return decode(request.body)
+        return json.loads(request.body, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise Rejected(400, "BAD_REQUEST", f"$: the body is not valid JSON: {exc}") from None

@@ -21,8 +21,9 @@ STATUS = "status"  # answer with an error status instead of the real answer
 DROP = "drop"  # close the connection without answering
 TRUNCATE = "truncate"  # send the head and half the body (or half the status line), then close
 GARBAGE = "garbage"  # keep the status, replace the body with HTML
+EMPTY = "empty"  # keep the status, send no body (scripted failures only)
 RESET = "reset"  # abort the connection with a TCP reset: before reading the body, or after the effect
-EFFECTS = (STATUS, DROP, TRUNCATE, GARBAGE, RESET)
+EFFECTS = (STATUS, DROP, TRUNCATE, GARBAGE, RESET, EMPTY)
 
 # Default X-mp-rate-limit-exceeded value per group.
 DEFAULT_SCOPES = {"token": "org", "platform": "account", "events": "app"}
@@ -117,7 +118,8 @@ class Injection:
 
 @attrs.frozen(kw_only=True)
 class RateLimit:
-    """At most ``limit`` requests per fixed window of ``window_seconds`` for one group.
+    """At most ``limit`` requests per fixed window of ``window_seconds`` for one group; for the
+    ``events`` group (and its endpoints) ``limit`` counts batches, as mParticle's does.
 
     Requests over the budget get 429 with ``Retry-After`` (``retry_after`` if set, else
     the whole seconds left in the window, at least 1) and ``X-mp-rate-limit-exceeded:
@@ -142,15 +144,17 @@ class RateWindow:
         self.start = -math.inf
         self.used = 0
 
-    def hit(self, now: float) -> int | None:
-        """Count one request; return None when allowed, else the Retry-After seconds."""
+    def hit(self, now: float, cost: int = 1) -> int | None:
+        """Count ``cost`` units (requests, or batches for the Events API); return None when
+        allowed, else the Retry-After seconds. A request over the budget uses none of it; one
+        that costs more than the whole budget is always refused."""
         if now - self.start >= self.rule.window_seconds:
             self.start, self.used = now, 0
-        if self.used >= self.rule.limit:
+        if self.used + cost > self.rule.limit:
             if self.rule.retry_after is not None:
                 return self.rule.retry_after
             return max(1, math.ceil(self.start + self.rule.window_seconds - now))
-        self.used += 1
+        self.used += cost
         return None
 
     @property

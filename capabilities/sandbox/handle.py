@@ -227,7 +227,8 @@ class Sandbox:
 
         ``effect``: ``status`` (answer ``status``), ``drop`` (close unanswered),
         ``reset`` (abort with a TCP reset, before the body is read unless ``after``),
-        ``truncate`` or ``garbage``. ``after=True`` processes the request first, so a write
+        ``truncate``, ``garbage`` (an HTML body) or ``empty`` (no body, the real status).
+        ``after=True`` processes the request first, so a write
         takes effect while its answer is lost.
         """
         return self.emulator.fail_next(

@@ -1,0 +1,278 @@
+"""The sandbox's own reading of an Events API batch: what it answers 400 to.
+
+Written from mParticle's documentation, separately from the connector's checker
+(``connector_mparticle.batches``), which the sandbox must not use: the sandbox is the
+witness the connector is tested against, and a witness that shares the connector's rules
+would agree with every mistake in them. ``tests/test_mparticle_truth.py`` runs both over
+the same batches; where they differ on purpose the README's sandbox table says why.
+
+The rules are data (``BATCH``, ``EVENT_DATA``): a small subset of JSON Schema read by
+``_walk``. Sources: the JSON reference (https://docs.mparticle.com/developers/server/json-reference/,
+"D-JSON"), the Events API page (https://docs.mparticle.com/developers/server/http/,
+"D-HTTP"), the official batch schema (``mparticle.inbound.eventsapi.schema.json``, "SCH").
+
+Tolerances: where SCH and the official SDKs disagree, the sandbox accepts what the SDKs
+send, as mParticle does (the Java SDK's own test expects 202 for it): the identity key
+``customerid`` (Python SDK), platforms ``Unknown``/``desktop``/``FireTV``, ``unknown``
+enumeration values (Python SDK), environment ``unknown`` (OpenAPI file, Java SDK),
+``product_impressions: []`` beside a ``product_action`` (Java SDK), a commerce event
+without any action (the Python SDK's crash reports) and null for any optional field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any, NamedTuple
+
+MAX_REQUEST_BYTES = 262_144  # "256KB" per request, /events and /bulkevents alike (service limits page)
+MAX_BATCHES = 100  # per /bulkevents request (D-HTTP)
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class Problem(NamedTuple):
+    """One reason for a 400: where (a JSON path) and what."""
+
+    path: str
+    message: str
+
+# -- the grammar: {"type": ..., "enum": ..., "fields": {...}, "items": ..., "values": ...,
+#    "required": (...), "open": True when undeclared keys are allowed}
+
+_STRING = {"type": "string"}
+_INTEGER = {"type": "integer"}
+_NUMBER = {"type": "number"}
+_BOOLEAN = {"type": "boolean"}
+_OBJECT = {"type": "object", "open": True}
+_SCALAR = {"type": ("string", "number", "integer", "boolean")}
+_STRING_MAP = {"type": "object", "values": _SCALAR}
+
+
+def _enum(*values: str) -> dict:
+    return {"type": "string", "enum": frozenset(values)}
+
+
+# D-JSON "user_identities": a string per identity type (plus the Python SDK's spelling).
+IDENTITY_KEYS = (
+    "customer_id", "email", "other", "other_id_2", "other_id_3", "other_id_4", "other_id_5", "other_id_6",
+    "other_id_7", "other_id_8", "other_id_9", "other_id_10", "mobile_number", "phone_number_2",
+    "phone_number_3", "facebook", "twitter", "google", "microsoft", "yahoo", "alias",
+    "facebook_custom_audience_id",
+    "customerid",  # tolerance: mparticle-python-sdk models/user_identities.py
+)
+# SCH "String": strings, numbers and booleans are all allowed as identity values.
+_IDENTITY = {"type": "object", "fields": {key: _SCALAR for key in IDENTITY_KEYS}}
+
+_PLATFORM = _enum("iOS", "Android", "web", "tvOS", "roku", "out_of_band", "alexa", "smart_tv", "fire_tv",
+                  "xbox", "Unknown", "desktop", "FireTV")  # the last three: SDK tolerances
+
+_USER_ATTRIBUTE = {"type": ("string", "number", "integer", "boolean", "array"),
+                   "items": {"type": ("string", "number", "integer", "boolean", "null")}}
+
+_COMMON = {  # D-JSON "common event data node properties"
+    "timestamp_unixtime_ms": _INTEGER,
+    "source_message_id": _STRING,
+    "session_id": _INTEGER,
+    "session_uuid": _STRING,
+    "event_id": _INTEGER,
+    "event_num": _INTEGER,
+    "custom_attributes": _STRING_MAP,
+    "custom_flags": _OBJECT,
+    "location": _OBJECT,
+    "device_current_state": _OBJECT,
+}
+
+_U = "unknown"  # every enumeration of the Python SDK's models also offers it (tolerance)
+
+_PRODUCT_LIST = {"type": "array", "items": _OBJECT}
+
+# event_type -> the fields D-JSON (or SCH, for types D-JSON does not describe) gives its data.
+EVENT_DATA: dict[str, dict] = {
+    "custom_event": {"required": ("event_name", "custom_event_type"), "fields": {
+        "event_name": _STRING,
+        "custom_event_type": _enum("navigation", "location", "search", "transaction", "user_content",
+                                   "user_preference", "social", "media", "attribution", "other", _U),
+    }},
+    "commerce_event": {"fields": {
+        "product_action": {"type": "object", "open": True, "required": ("action",), "fields": {
+            "action": _enum("add_to_cart", "remove_from_cart", "checkout", "checkout_option", "click",
+                            "view_detail", "purchase", "refund", "add_to_wishlist", "remove_from_wish_list", _U),
+            "products": _PRODUCT_LIST}},
+        "promotion_action": {"type": "object", "open": True, "required": ("action",), "fields": {
+            "action": _enum("view", "click", _U), "promotions": _PRODUCT_LIST}},
+        "product_impressions": {"type": "array", "items": _OBJECT},
+        "shopping_cart": _OBJECT,
+        "currency_code": _STRING,
+        "screen_name": _STRING,
+        "event_name": _STRING,
+        "is_non_interactive": _BOOLEAN,
+        "custom_event_type": _enum(
+            "add_to_cart", "remove_from_cart", "checkout", "checkout_option", "click", "view_detail", "purchase",
+            "refund", "promotion_view", "promotion_click", "add_to_wishlist", "remove_from_wishlist", "impression",
+            "attribution", "consent_granted", "consent_denied", "navigation", "location", "search",
+            "transaction", "user_content", "user_preference", "social", "media", "other", _U),
+    }},
+    "screen_view": {"fields": {"screen_name": _STRING}},
+    "session_start": {},
+    "session_end": {"fields": {"session_duration_ms": _INTEGER}},
+    "uninstall": {},
+    "first_run": {},
+    "pre_attribution": {},
+    "push_reaction": {},
+    "crash_report": {},
+    "opt_out": {"fields": {"is_opted_out": _BOOLEAN}},
+    "push_registration": {"required": ("register", "registration_token"),
+                          "fields": {"register": _BOOLEAN, "registration_token": _STRING}},
+    "application_state_transition": {"required": ("application_transition_type",), "fields": {
+        "application_transition_type": _enum("application_initialized", "application_exit",
+                                             "application_background", "application_foreground", _U),
+        "is_first_run": _BOOLEAN, "is_upgrade": _BOOLEAN}},
+    "push_message": {"required": ("push_message_type",), "fields": {
+        "push_message_type": _enum("sent", "received", "action", _U),
+        "application_state": _enum("not_running", "background", "foreground", _U)}},
+    "network_performance": {"fields": {"url": _STRING}},
+    "breadcrumb": {"required": ("label",), "fields": {"label": _STRING, "session_number": _INTEGER}},
+    # SCH: profile_event_type, previous_mpid, current_mpid are required there, but the Python
+    # SDK's ProfileEvent cannot carry the two ids; the sandbox requires none of them.
+    "profile": {"fields": {"profile_event_type": _enum("signup", "login", "logout", "update", "delete", _U),
+                           "previous_mpid": _INTEGER, "current_mpid": _INTEGER}},
+    "user_attribute_change": {"required": ("user_attribute_name",), "fields": {"user_attribute_name": _STRING}},
+    "user_identity_change": {"required": ("new",), "fields": {
+        "new": {"type": "object", "open": True, "fields": {"identity_type": _enum(*IDENTITY_KEYS[:-1])},
+                "required": ("identity_type",)},
+        "old": _OBJECT}},
+}
+EVENT_TYPES = frozenset(EVENT_DATA) | {_U}
+
+BATCH = {"type": "object", "fields": {
+    "events": {"type": "array", "items": "event"},
+    "environment": {**_enum("production", "development", _U), "null": False},
+    "user_identities": _IDENTITY,
+    "user_attributes": {"type": "object", "values": _USER_ATTRIBUTE},
+    "deleted_user_attributes": {"type": "array", "items": _STRING},
+    "device_info": {"type": "object", "open": True, "fields": {"platform": _PLATFORM}},
+    "application_info": _OBJECT,
+    "consent_state": _OBJECT,
+    "context": {"type": "object", "open": True, "fields": {"data_plan": {
+        "type": "object", "open": True, "fields": {"plan_id": _SCALAR, "plan_version": _INTEGER}}}},
+    "integration_attributes": {"type": "object", "values": {"type": "object", "open": True}},
+    "partner_identities": _OBJECT,
+    "source_info": _OBJECT,
+    "attribution_info": _OBJECT,
+    "mpid": {"type": "integer", "range": _INT64},
+    "origin_mpid": _INTEGER,
+    "timestamp_unixtime_ms": _INTEGER,
+    "batch_id": _INTEGER,
+    "source_request_id": _STRING,
+    "mp_deviceid": _STRING,
+    "ip": {"type": "string", "format": "ip"},
+    "api_key": _SCALAR,
+    "api_keys": {"type": "array", "items": _STRING},
+    "partner_identity": _SCALAR,
+    "sdk_version": _SCALAR,
+    "job_id": _SCALAR,
+    "schema_version": {"type": "any"},  # sent in D-HTTP's examples although D-JSON calls it output-only
+}}
+
+_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+    "any": lambda v: True,
+}
+
+
+def _kind(value: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "object", "array"):
+        if _TYPES[name](value):
+            return name
+    return "null"
+
+
+def _key(path: str, key: str) -> str:
+    return f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else f"{path}[{json.dumps(key)}]"
+
+
+def _walk(value: Any, spec: dict, path: str, errors: list[Problem]) -> None:
+    types = spec["type"] if isinstance(spec["type"], tuple) else (spec["type"],)
+    if not any(_TYPES[t](value) for t in types):
+        errors.append(Problem(path, f"expected {' or '.join(types)}, got {_kind(value)}"))
+        return
+    if "enum" in spec and not (isinstance(value, str) and value in spec["enum"]):
+        errors.append(Problem(path, f"{value!r} is not one of {', '.join(sorted(spec['enum']))}"))
+    if "range" in spec and not spec["range"][0] <= value <= spec["range"][1]:
+        errors.append(Problem(path, "out of range"))
+    if spec.get("format") == "ip":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            errors.append(Problem(path, "not an IP address"))
+    if isinstance(value, list) and "items" in spec:
+        for i, item in enumerate(value):
+            if spec["items"] == "event":
+                _event(item, f"{path}[{i}]", errors)
+            else:
+                _walk(item, spec["items"], f"{path}[{i}]", errors)
+    if isinstance(value, dict):
+        fields = spec.get("fields", {})
+        for name in spec.get("required", ()):
+            if value.get(name) in (None, ""):
+                errors.append(Problem(_key(path, name), "required field missing or empty"))
+        for key, item in value.items():
+            sub = fields.get(key) or spec.get("values")
+            if sub is None:
+                if not spec.get("open") and "values" not in spec:
+                    errors.append(Problem(_key(path, key), "unknown field"))
+                continue
+            if item is None:
+                if sub.get("null", True) is False:
+                    errors.append(Problem(_key(path, key), "must not be null"))
+                continue
+            _walk(item, sub, _key(path, key), errors)
+
+
+def _event(event: Any, path: str, errors: list[Problem]) -> None:
+    if not isinstance(event, dict):
+        errors.append(Problem(path, f"an event is an object, got {_kind(event)}"))
+        return
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        errors.append(Problem(f"{path}.event_type", f"{event_type!r} is not an event type"))
+        return
+    data = event.get("data")
+    if data is None:
+        stray = [k for k in event if k not in ("event_type", "data")]
+        if stray:  # fields next to a missing data would be lost
+            errors.append(Problem(f"{path}.data", f"missing; {', '.join(stray)} belong inside it"))
+            return
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(Problem(f"{path}.data", f"expected object, got {_kind(data)}"))
+        return
+    spec = EVENT_DATA.get(event_type, {})
+    rules = {"type": "object", "open": True, "required": spec.get("required", ()),
+             "fields": {**_COMMON, **spec.get("fields", {})}}
+    _walk(data, rules, f"{path}.data", errors)
+    if event_type == "commerce_event":
+        # D-JSON: product_action, promotion_action and product_impressions are "required or
+        # disallowed": one kind per event. Empty values count as absent (the Java SDK).
+        kinds = [k for k in ("product_action", "promotion_action", "product_impressions")
+                 if data.get(k) not in (None, [], {})]
+        if len(kinds) > 1:
+            errors.append(Problem(f"{path}.data", "one of product_action, promotion_action, product_impressions, "
+                                  f"not {len(kinds)}"))
+
+
+def validate_batch(batch: Any, path: str = "$") -> list[Problem]:
+    """The reasons mParticle would answer 400 to ``batch``, each with its JSON path; [] when valid."""
+    errors: list[Problem] = []
+    if not isinstance(batch, dict):
+        return [Problem(path, f"a batch is a JSON object, got {_kind(batch)}")]
+    _walk(batch, BATCH, path, errors)
+    return errors
