@@ -176,103 +176,126 @@ BATCH = {"type": "object", "fields": {
     "schema_version": {"type": "any"},  # sent in D-HTTP's examples although D-JSON calls it output-only
 }}
 
-_TYPES = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "null": lambda v: v is None,
-    "any": lambda v: True,
+_PYTHON_TYPES = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "object": (dict,), "array": (list,), "null": (type(None),),
 }
+
+
+def _compile(spec: Any) -> None:
+    """Give every spec the set of Python types it admits (``bool`` is not an integer)."""
+    if not isinstance(spec, dict) or "python" in spec:
+        return
+    types = spec["type"] if isinstance(spec["type"], tuple) else (spec["type"],)
+    spec["types"] = types
+    spec["python"] = None if "any" in types else frozenset(t for name in types for t in _PYTHON_TYPES[name])
+    for sub in (*spec.get("fields", {}).values(), spec.get("items"), spec.get("values")):
+        _compile(sub)
 
 
 def _kind(value: Any) -> str:
     for name in ("boolean", "integer", "number", "string", "object", "array"):
-        if _TYPES[name](value):
+        if type(value) in _PYTHON_TYPES[name]:
             return name
-    return "null"
+    return "null" if value is None else type(value).__name__
 
 
-def _key(path: str, key: str) -> str:
-    return f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else f"{path}[{json.dumps(key)}]"
+def _path(path: tuple) -> str:
+    """``("$", "events", 0, "data")`` → ``$.events[0].data``; built only for a fault."""
+    out = [path[0]]
+    for key in path[1:]:
+        if isinstance(key, int):
+            out.append(f"[{key}]")
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            out.append(f".{key}")
+        else:
+            out.append(f"[{json.dumps(key)}]")
+    return "".join(out)
 
 
-def _walk(value: Any, spec: dict, path: str, errors: list[Problem]) -> None:
-    types = spec["type"] if isinstance(spec["type"], tuple) else (spec["type"],)
-    if not any(_TYPES[t](value) for t in types):
-        errors.append(Problem(path, f"expected {' or '.join(types)}, got {_kind(value)}"))
+def _walk(value: Any, spec: dict, path: tuple, errors: list[Problem]) -> None:
+    python = spec["python"]
+    if python is not None and type(value) not in python:
+        errors.append(Problem(_path(path), f"expected {' or '.join(spec['types'])}, got {_kind(value)}"))
         return
     if "enum" in spec and not (isinstance(value, str) and value in spec["enum"]):
-        errors.append(Problem(path, f"{value!r} is not one of {', '.join(sorted(spec['enum']))}"))
+        errors.append(Problem(_path(path), f"{value!r} is not one of {', '.join(sorted(spec['enum']))}"))
     if "range" in spec and not spec["range"][0] <= value <= spec["range"][1]:
-        errors.append(Problem(path, "out of range"))
+        errors.append(Problem(_path(path), "out of range"))
     if spec.get("format") == "ip":
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            errors.append(Problem(path, "not an IP address"))
-    if isinstance(value, list) and "items" in spec:
+            errors.append(Problem(_path(path), "not an IP address"))
+    items = spec.get("items")
+    if items is not None and type(value) is list:
         for i, item in enumerate(value):
-            if spec["items"] == "event":
-                _event(item, f"{path}[{i}]", errors)
+            if items == "event":
+                _event(item, (*path, i), errors)
             else:
-                _walk(item, spec["items"], f"{path}[{i}]", errors)
-    if isinstance(value, dict):
+                _walk(item, items, (*path, i), errors)
+    if type(value) is dict:
         fields = spec.get("fields", {})
         for name in spec.get("required", ()):
             if value.get(name) in (None, ""):
-                errors.append(Problem(_key(path, name), "required field missing or empty"))
+                errors.append(Problem(_path((*path, name)), "required field missing or empty"))
+        values = spec.get("values")
         for key, item in value.items():
-            sub = fields.get(key) or spec.get("values")
+            sub = fields.get(key) or values
             if sub is None:
-                if not spec.get("open") and "values" not in spec:
-                    errors.append(Problem(_key(path, key), "unknown field"))
+                if not spec.get("open"):
+                    errors.append(Problem(_path((*path, key)), "unknown field"))
                 continue
             if item is None:
                 if sub.get("null", True) is False:
-                    errors.append(Problem(_key(path, key), "must not be null"))
+                    errors.append(Problem(_path((*path, key)), "must not be null"))
                 continue
-            _walk(item, sub, _key(path, key), errors)
+            _walk(item, sub, (*path, key), errors)
 
 
-def _event(event: Any, path: str, errors: list[Problem]) -> None:
-    if not isinstance(event, dict):
-        errors.append(Problem(path, f"an event is an object, got {_kind(event)}"))
+def _event(event: Any, path: tuple, errors: list[Problem]) -> None:
+    if type(event) is not dict:
+        errors.append(Problem(_path(path), f"an event is an object, got {_kind(event)}"))
         return
     event_type = event.get("event_type")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
-        errors.append(Problem(f"{path}.event_type", f"{event_type!r} is not an event type"))
+        errors.append(Problem(_path((*path, "event_type")), f"{event_type!r} is not an event type"))
         return
     data = event.get("data")
     if data is None:
         stray = [k for k in event if k not in ("event_type", "data")]
         if stray:  # fields next to a missing data would be lost
-            errors.append(Problem(f"{path}.data", f"missing; {', '.join(stray)} belong inside it"))
+            errors.append(Problem(_path((*path, "data")), f"missing; {', '.join(stray)} belong inside it"))
             return
         data = {}
-    if not isinstance(data, dict):
-        errors.append(Problem(f"{path}.data", f"expected object, got {_kind(data)}"))
+    if type(data) is not dict:
+        errors.append(Problem(_path((*path, "data")), f"expected object, got {_kind(data)}"))
         return
-    spec = EVENT_DATA.get(event_type, {})
-    rules = {"type": "object", "open": True, "required": spec.get("required", ()),
-             "fields": {**_COMMON, **spec.get("fields", {})}}
-    _walk(data, rules, f"{path}.data", errors)
+    _walk(data, _EVENT_RULES.get(event_type, _EVENT_RULES[_U]), (*path, "data"), errors)
     if event_type == "commerce_event":
         # D-JSON: product_action, promotion_action and product_impressions are "required or
         # disallowed": one kind per event. Empty values count as absent (the Java SDK).
         kinds = [k for k in ("product_action", "promotion_action", "product_impressions")
                  if data.get(k) not in (None, [], {})]
         if len(kinds) > 1:
-            errors.append(Problem(f"{path}.data", "one of product_action, promotion_action, product_impressions, "
-                                  f"not {len(kinds)}"))
+            errors.append(Problem(_path((*path, "data")), "one of product_action, promotion_action, "
+                                  f"product_impressions, not {len(kinds)}"))
+
+
+# Each event type's data: its own fields over the common ones, compiled once.
+_EVENT_RULES = {
+    event_type: {"type": "object", "open": True, "required": spec.get("required", ()),
+                 "fields": {**_COMMON, **spec.get("fields", {})}}
+    for event_type, spec in {**EVENT_DATA, _U: {}}.items()
+}
+for _rules in (BATCH, *_EVENT_RULES.values()):
+    _compile(_rules)
 
 
 def validate_batch(batch: Any, path: str = "$") -> list[Problem]:
     """The reasons mParticle would answer 400 to ``batch``, each with its JSON path; [] when valid."""
     errors: list[Problem] = []
-    if not isinstance(batch, dict):
+    if type(batch) is not dict:
         return [Problem(path, f"a batch is a JSON object, got {_kind(batch)}")]
-    _walk(batch, BATCH, path, errors)
+    _walk(batch, BATCH, (path,), errors)
     return errors
