@@ -178,7 +178,8 @@ def test_every_cli_command_and_error_path_keeps_the_secret(echo, tmp_path, capsy
         (3, ["run", "uploadEventBatch", "-v", "--config", config_file(secret), "--properties", json.dumps({"jsonBody": batch})]),
         (3, ["run", "uploadEventBatch", "--config", config_file(secret, apiKey="tenant-api-key", apiSecret=secret),
              "--properties", json.dumps({"jsonBody": [EXAMPLE_BATCH] * 2})]),
-        (4, ["run", "getAccount", "--config", config_file(secret, pod="Mars"), *get_1003]),
+        (4, ["run", "uploadEventBatch", "--config", config_file(secret, pod="Mars"),  # the pod matters only here
+             "--properties", json.dumps({"jsonBody": batch})]),
         (4, ["run", "getAccount", "--config", config_file(secret, timeoutSeconds=secret), *get_1003]),
         (3, ["run", "getAccount", "--config", config_file(secret), "--properties", json.dumps({"accountId": secret})]),
         (10, ["run", "getAccount", "-v", "--config", config_file(secret, platformUrl=f"http://127.0.0.1:{closed_port()}"), *get_1003]),
