@@ -119,7 +119,6 @@ import ipaddress
 import json
 import math
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -138,7 +137,6 @@ __all__ = [
     "check_batch",
     "check_batches",
     "parse_batches",
-    "ensure_request_ids",
     "encode",
     "decode",
     "encode_single",
@@ -1022,24 +1020,6 @@ def parse_batches(json_body: object, path: str = "$.jsonBody") -> tuple[list[dic
     raise InvalidInput("the JSON body must be a batch object or an array of batches", faults=[
         Fault(path, "must be a batch object {...} or an array of batch objects [{...}], "
                     f"not {_json_type(value)}")])
-
-
-def ensure_request_ids(
-    batches: list[dict], new_id: Callable[[], object] = uuid.uuid4
-) -> list[dict]:
-    """Return the batches, each with a ``source_request_id``.
-
-    A batch whose id is missing, null or empty gets ``str(new_id())`` in a shallow copy; the
-    caller's dicts are never changed. Existing ids are kept (``check_batch`` reports ids of
-    the wrong type).
-    """
-    out = []
-    for batch in batches:
-        current = batch.get("source_request_id")
-        if current is None or current == "":
-            batch = {**batch, "source_request_id": str(new_id())}
-        out.append(batch)
-    return out
 
 
 # --------------------------------------------------------------------------- requests

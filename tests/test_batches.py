@@ -6,7 +6,6 @@ import copy
 import importlib.util
 import json
 import sys
-import uuid
 
 import pytest
 from connector_mparticle import batches
@@ -20,7 +19,6 @@ from connector_mparticle.batches import (
     decode,
     encode,
     encode_single,
-    ensure_request_ids,
     parse_batches,
 )
 from shared_folder import needs_shared, shared_path
@@ -834,34 +832,6 @@ def test_array_items_must_be_objects(value):
         parse_batches(value)
     assert paths(list(info.value.faults)) == ["$.jsonBody[2]", "$.jsonBody[3]", "$.jsonBody[4]"]
     assert "not string" in info.value.faults[0].message
-
-
-# --------------------------------------------------------------------------- ensure_request_ids
-
-def test_ensure_request_ids_adds_missing_ids_without_mutating():
-    given = [{"mpid": 1}, {"source_request_id": "keep-me"}, {"source_request_id": None},
-             {"source_request_id": ""}]
-    snapshot = copy.deepcopy(given)
-    out = ensure_request_ids(given)
-    assert given == snapshot
-    assert out[1] is given[1] and out[1]["source_request_id"] == "keep-me"
-    for i in (0, 2, 3):
-        assert out[i] is not given[i]
-        assert str(uuid.UUID(out[i]["source_request_id"])) == out[i]["source_request_id"]
-    assert out[0]["mpid"] == 1
-    assert len({b["source_request_id"] for b in out}) == 4
-
-
-def test_ensure_request_ids_copy_is_shallow():
-    events = [first("uninstall")]
-    out = ensure_request_ids([{"events": events}])
-    assert out[0]["events"] is events
-
-
-def test_ensure_request_ids_uses_the_given_factory():
-    counter = iter(range(100))
-    out = ensure_request_ids([{}, {}], new_id=lambda: f"id-{next(counter)}")
-    assert [b["source_request_id"] for b in out] == ["id-0", "id-1"]
 
 
 # --------------------------------------------------------------------------- encode / decode
