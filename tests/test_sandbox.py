@@ -176,6 +176,8 @@ def test_token_accepts_a_form_encoded_body(sb):
 
 @pytest.mark.parametrize("fields", [
     {"client_secret": "wrong"}, {"client_id": "nobody"}, {"client_secret": None}, {"client_id": 42},
+    # Secrets of any characters are refused like any wrong secret, never a 500.
+    {"client_secret": "s\u00e9cret"}, {"client_secret": "\ud800"}, {"client_secret": "\u2603" * 40},
 ])
 def test_token_wrong_credentials_is_401_access_denied(sb, fields):
     response = token_request(sb, **fields)
@@ -508,6 +510,7 @@ def test_events_without_authorization_is_401(sb):
     "Basic " + base64.b64encode(b"us1-sandbox-api-key:wrong").decode(),
     "Basic " + base64.b64encode(b"unknown:sandbox-api-secret").decode(),
     "Basic " + base64.b64encode(b"no-colon").decode(),
+    "Basic " + base64.b64encode("us1-sandbox-api-key:s\u00e9cret".encode()).decode(),
     "Basic !!!not-base64",
     "Bearer " + base64.b64encode(b"us1-sandbox-api-key:sandbox-api-secret").decode(),
 ])

@@ -140,7 +140,7 @@ class State:
         client = self.clients.get(client_id) if isinstance(client_id, str) else None
         if client is None or not isinstance(client_secret, str):
             return None
-        return client if secrets.compare_digest(client.client_secret, client_secret) else None
+        return client if _same_secret(client.client_secret, client_secret) else None
 
     def issue_token(self, client: Client, lifetime: int) -> str:
         token = secrets.token_urlsafe(32)
@@ -232,7 +232,7 @@ class State:
     def authenticate_input(self, key: str, secret: str, client_credentials: bool) -> bool:
         item = self.inputs.get(key)
         if item is not None:
-            return secrets.compare_digest(item.api_secret, secret)
+            return _same_secret(item.api_secret, secret)
         return client_credentials and self.authenticate_client(key, secret) is not None
 
     def accept_batches(
@@ -371,3 +371,13 @@ def _markers(batch: dict[str, Any], attribute: str) -> list[Any]:
             value = attributes[attribute]
             found.append(value if isinstance(value, (str, int, float, bool)) or value is None else repr(value))
     return found
+
+
+def _same_secret(expected: str, offered: str) -> bool:
+    """Constant-time comparison of two secrets of any characters.
+
+    ``secrets.compare_digest`` raises ``TypeError`` for ``str`` with non-ASCII characters, so
+    a hostile client sending ``client_secret=é`` would get a 500 instead of a 401; bytes compare
+    whatever the characters (``surrogatepass``: a JSON body may hold a lone surrogate).
+    """
+    return secrets.compare_digest(expected.encode("utf-8", "surrogatepass"), offered.encode("utf-8", "surrogatepass"))
