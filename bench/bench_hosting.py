@@ -1,4 +1,4 @@
-"""Calls that end and tokens that survive tenant churn: the figures of the README's
+"""Calls that end and tokens that survive tenant churn: the figures of docs/operators.md's
 "Hosting untrusted configs" section, measured side by side in one run.
 
     python bench/bench_hosting.py [--tenants 1000]

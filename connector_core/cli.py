@@ -11,10 +11,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import textwrap
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -372,10 +373,39 @@ def cmd_validate(args, engine: Engine) -> int:
     return 0 if all(r["valid"] for r in results) else EXIT_CODES["plugin"]
 
 
+def cmd_docs(args, engine: Engine) -> int:
+    from . import docgen
+
+    pages = {
+        docgen.CAPABILITIES_PAGE: docgen.capability_reference(engine, connectors=args.connector, distributions=args.distribution),
+        docgen.CLI_PAGE: docgen.cli_reference(engine, distributions=args.distribution),
+    }
+    folder = Path(args.output)
+    if args.check:
+        stale = [str(folder / name) for name, text in pages.items()
+                 if not (folder / name).is_file() or (folder / name).read_text("utf-8") != text]
+        _dump({"stale": stale, "checked": [str(folder / name) for name in pages]})
+        return 1 if stale else 0
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in pages.items():
+            (folder / name).write_text(text, "utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the pages into {folder}: {exc.strerror or exc}; pass --output DIR",
+                           faults=[Fault("--output", str(exc.strerror or exc))]) from None
+    _dump({"written": [str(folder / name) for name in pages]})
+    return 0
+
+
 # -- parser and main -------------------------------------------------------------------
 
 
-BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate", "serve", "openapi"})
+BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate", "docs", "serve", "openapi"})
+
+
+def _normal_name(name: str) -> str:
+    """A distribution name as pip compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -383,9 +413,10 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def build_parser(engine: Engine, *, plugin_commands: bool = True) -> argparse.ArgumentParser:
+def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions: Iterable[str] | None = None) -> argparse.ArgumentParser:
     """The ``connector`` parser; ``plugin_commands=False`` leaves out the commands plugins add
-    (importing them can cost more than the rest of a start, and a built-in command needs none)."""
+    (importing them can cost more than the rest of a start, and a built-in command needs none);
+    ``distributions`` keeps only the plugin commands of those distributions (``connector docs``)."""
     parser = _Parser(prog="connector", description="Run connector capabilities (JSON in, JSON out).")
     parser.add_argument("--version", action="version", version=f"connector-framework {__version__}")
     # The global flags work before or after the command; SUPPRESS keeps a subcommand's
@@ -436,8 +467,23 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True) -> argparse.Ar
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(handler=cmd_validate)
 
+    p = sub.add_parser(
+        "docs", parents=[common], help="write the capability and CLI reference pages (Markdown)",
+        description="Write capabilities.md (every loaded capability's inputs, output, config, examples "
+        "and errors, from its manifest) and cli.md (the --help of every command) into a folder.",
+    )
+    p.add_argument("--output", metavar="DIR", default="docs", help="folder to write the pages into (default: docs)")
+    p.add_argument("--connector", metavar="ID", action="append", help="only the capabilities of this connector (repeatable)")
+    p.add_argument("--distribution", metavar="NAME", action="append",
+                   help="only the capabilities and plugin commands this distribution ships (repeatable)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page differs from what would be written")
+    p.set_defaults(handler=cmd_docs)
+
     serve_commands.register_commands(subparsers=sub)  # the ASGI stack is imported only to serve
+    wanted = None if distributions is None else {_normal_name(d) for d in distributions}
     for impl in engine.pm.hook.register_commands.get_hookimpls() if plugin_commands else ():
+        if wanted is not None and _normal_name(impl.plugin_name.split(":", 1)[0]) not in wanted:
+            continue  # plugin names are "<distribution>:<entry point>"
         try:
             impl.function(subparsers=sub)
         except Exception as exc:  # one broken plugin must not take the CLI down

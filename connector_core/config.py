@@ -49,25 +49,46 @@ _CONNECTIONS_SCHEMA = {
 }
 
 
-def resolve_env(config: Any, environ: Mapping[str, str] | None = None, _path: str = "$") -> Any:
-    """A copy of ``config`` with every ``{"$env": NAME}`` replaced from the environment."""
+def resolve_env(config: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """A copy of ``config`` with every ``{"$env": NAME}`` replaced from the environment.
+
+    Every unset variable (without ``default``) and every malformed reference is reported at
+    once, one fault each at its JSON path, in one ``InvalidConfig``.
+    """
     environ = os.environ if environ is None else environ
+    unset: list[tuple[str, str]] = []  # (path, variable name)
+    malformed: list[str] = []  # paths
+    resolved = _resolve(config, environ, "$", unset, malformed)
+    if unset or malformed:
+        found = [Fault(path, "$env must be a non-empty string naming an environment variable") for path in malformed]
+        found += [Fault(path, f"environment variable {name} is not set; export it or put a value here") for path, name in unset]
+        names = ", ".join(name for _, name in unset)
+        if len(found) == 1 and unset:
+            message = f"environment variable {names} is not set (referenced by {unset[0][0]})"
+        elif not malformed:
+            message = f"environment variables {names} are not set"
+        else:
+            message = f"{len(found)} environment reference(s) cannot be resolved"
+        raise InvalidConfig(message, faults=sorted(found, key=lambda f: f.path))
+    return resolved
+
+
+def _resolve(config: Any, environ: Mapping[str, str], path: str, unset: list, malformed: list) -> Any:
     if isinstance(config, dict):
         if "$env" in config and set(config) <= {"$env", "default"}:
             name = config["$env"]
             if not isinstance(name, str) or not name:
-                raise InvalidConfig(f"{_path}: $env must name an environment variable", faults=[Fault(_path, "$env must be a non-empty string")])
-            if name in environ:
+                malformed.append(path)
+            elif name in environ:
                 return environ[name]
-            if "default" in config:
+            elif "default" in config:
                 return config["default"]
-            raise InvalidConfig(
-                f"environment variable {name} is not set (referenced by {_path})",
-                faults=[Fault(_path, f"environment variable {name} is not set; export it or put a value here")],
-            )
-        return {k: resolve_env(v, environ, f"{_path}.{k}") for k, v in config.items()}
+            else:
+                unset.append((path, name))
+            return None
+        return {k: _resolve(v, environ, f"{path}.{k}", unset, malformed) for k, v in config.items()}
     if isinstance(config, list):
-        return [resolve_env(v, environ, f"{_path}[{i}]") for i, v in enumerate(config)]
+        return [_resolve(v, environ, f"{path}[{i}]", unset, malformed) for i, v in enumerate(config)]
     return config
 
 

@@ -21,7 +21,7 @@ from .validation import json_path
 
 @attrs.frozen
 class HostPolicy:
-    """The limits a host puts on connection configs (see the README, "Hosting untrusted configs").
+    """The limits a host puts on connection configs (see docs/operators.md, "Hosting untrusted configs").
 
     - ``allow_env``: ``{"$env": NAME}`` values read the host's environment.
     - ``allow_url_overrides``: config fields that replace an endpoint's or a token URL

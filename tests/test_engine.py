@@ -134,6 +134,23 @@ def test_missing_env_variable_is_a_config_fault_at_its_path(engine, monkeypatch)
     assert "TOY_MISSING is not set" in fault.message
 
 
+
+def test_every_missing_env_variable_is_reported_at_once(engine, monkeypatch):
+    for name in ("TOY_MISSING_ID", "TOY_MISSING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config = {"clientId": {"$env": "TOY_MISSING_ID"}, "clientSecret": {"$env": "TOY_MISSING_SECRET"}}
+    with pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyEcho", {"name": "a"}, config)
+    assert [(f.path, f.message.split(";")[0]) for f in caught.value.faults] == [
+        ("$.clientId", "environment variable TOY_MISSING_ID is not set"),
+        ("$.clientSecret", "environment variable TOY_MISSING_SECRET is not set"),
+    ]
+    assert "TOY_MISSING_ID, TOY_MISSING_SECRET" in caught.value.message
+    # A malformed reference is reported beside the unset ones.
+    with pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyEcho", {"name": "a"}, {**config, "clientId": {"$env": ""}})
+    assert [f.path for f in caught.value.faults] == ["$.clientId", "$.clientSecret"]
+
 # -- input validation ------------------------------------------------------------------
 
 

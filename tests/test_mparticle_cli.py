@@ -27,7 +27,7 @@ CAPABILITIES = (
     "getAudiences", "getCalculatedAttributes", "uploadEventBatch",
 )
 SECRETS = ("sandbox-client-secret", "sandbox-api-secret")
-# Exit codes by error category, as the README's table promises them (not read from the code).
+# Exit codes by error category, as the table of docs/hosts.md promises them (not read from the code).
 EXIT = {"input": 3, "config": 4, "auth": 5, "not_found": 6, "conflict": 7, "upstream": 9}
 
 

@@ -2,7 +2,7 @@
 said, and errors that say what to resend.
 
 Everything runs through the engine against the sandbox over real HTTP. The derivation of
-ids is checked against the formula written in the README, computed here with the standard
+ids is checked against the formula written in docs/mparticle.md, computed here with the standard
 library's ``json`` and ``uuid`` (not the connector's code).
 """
 
@@ -24,13 +24,13 @@ from connector_core import ConnectorError, Engine, InvalidInput, OutcomeUnknown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((REPO_ROOT / "manifests" / "uploadEventBatch.json").read_text("utf-8"))
-README = (REPO_ROOT / "README.md").read_text("utf-8")
+DOCS = (REPO_ROOT / "docs" / "mparticle.md").read_text("utf-8")  # the connector's documentation
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
 def readme_namespace() -> uuid.UUID:
-    """The namespace the README documents, read from the README itself."""
-    (found,) = set(re.findall(r"uuid5\((" + UUID.pattern + r")", README))
+    """The namespace docs/mparticle.md documents, read from docs/mparticle.md itself."""
+    (found,) = set(re.findall(r"uuid5\((" + UUID.pattern + r")", DOCS))
     return uuid.UUID(found)
 
 
@@ -217,8 +217,8 @@ def test_examples_describe_and_readme_carry_no_fixed_id(cli_describe):
     assert '"source_request_id"' not in manifest_text
     assert not UUID.findall(manifest_text)
     assert "source_request_id" not in cli_describe.split("Example input:")[1].split("Example output:")[0]
-    # The only UUID in the README is the documented namespace of derived ids.
-    assert set(UUID.findall(README)) == {str(NAMESPACE)}
+    # The only UUID in docs/mparticle.md is the documented namespace of derived ids.
+    assert set(UUID.findall(DOCS)) == {str(NAMESPACE)}
 
 
 @pytest.fixture
@@ -329,7 +329,7 @@ def test_the_error_category_is_the_first_that_applies_in_the_documented_order():
         UpstreamError,
     )
 
-    documented = re.search(r"category is the first of (.*?) that applies", " ".join(README.split())).group(1)
+    documented = re.search(r"category is the first of (.*?) that applies", " ".join(DOCS.split())).group(1)
     assert tuple(re.findall(r"`(\w+)`", documented)) == CATEGORY_ORDER
     by_category = {
         "outcome_unknown": lambda i: Sent([i], UNKNOWN, NetworkError("reset")),

@@ -318,7 +318,7 @@ def test_the_checker_accepts_events_of_every_type_the_official_schema_accepts():
 
 # The connector's checker and the sandbox's validator (capabilities/sandbox/validation.py,
 # written separately from the documentation) must agree on what mParticle refuses. Every
-# disagreement these tests found was fixed on one side (the README's sandbox table says
+# disagreement these tests found was fixed on one side (the sandbox table of docs/sandbox.md says
 # which); none is tolerated.
 
 

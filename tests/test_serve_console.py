@@ -2,7 +2,7 @@
 
 Skips, saying why, where the browser or its driver is missing (`.ci/run` installs
 Debian's ``chromium`` and ``chromium-driver``). Saves a screenshot of the console to
-``$CONSOLE_SCREENSHOT`` when set (the README's ``docs/console.png`` is made that way), else
+``$CONSOLE_SCREENSHOT`` when set (``docs/console.png`` of docs/serve.md is made that way), else
 to the test's temporary folder.
 """
 

@@ -68,7 +68,7 @@ both sides; these are the sandbox's choices):
   duplicate dropped).
 * Rate limits count requests per fixed window, per group, except the Events API's, which
   count batches as mParticle's do (a bulk of 100 costs 100); rejected requests do not use
-  the budget. The README's sandbox table lists every behaviour with its source. Default: no limits and no faults.
+  the budget. The table of docs/sandbox.md lists every behaviour with its source. Default: no limits and no faults.
 * Faults: one ``random.Random`` per group (``token``, ``platform``, ``events``) seeded from
   ``seed``, one draw per request, so a seed and a request sequence give the same faults.
   A truncated answer keeps its head and loses half its body (half the status line when

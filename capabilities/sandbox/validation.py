@@ -4,7 +4,7 @@ Written from mParticle's documentation, separately from the connector's checker
 (``connector_mparticle.batches``), which the sandbox must not use: the sandbox is the
 witness the connector is tested against, and a witness that shares the connector's rules
 would agree with every mistake in them. ``tests/test_mparticle_truth.py`` runs both over
-the same batches; where they differ on purpose the README's sandbox table says why.
+the same batches; where they differ on purpose the table of docs/sandbox.md says why.
 
 The rules are data (``BATCH``, ``EVENT_DATA``): a small subset of JSON Schema read by
 ``_walk``. Sources: the JSON reference (https://docs.mparticle.com/developers/server/json-reference/,

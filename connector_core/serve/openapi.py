@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConnectorError
 from ..registry import Capability, Registry
 
-# HTTP status of an execute/check answer per error category (documented in the README).
+# HTTP status of an execute/check answer per error category (documented in docs/serve.md).
 STATUS_BY_CATEGORY = {
     "input": 422,
     "config": 422,
