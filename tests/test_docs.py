@@ -4,16 +4,23 @@ writes now, every relative link resolves, and the reference tables cover what th
 
 from __future__ import annotations
 
+import doctest
 import io
 import json
+import os
 import re
+import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from connector_core import Engine, docgen, errors
 from connector_core.cli import main
+from connector_mparticle.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -114,3 +121,212 @@ def test_the_manifest_reference_has_every_field_of_the_meta_schema(kind):
     section = text[text.index(f"### {kind.capitalize()} manifest"):]
     for field in schema["properties"]:
         assert f"`{field}`" in section, f"{kind} manifest field {field} is not in docs/plugins.md"
+
+
+# -- every snippet runs ------------------------------------------------------------------
+#
+# Fenced blocks of README.md and docs/*.md in `sh`, `console`, `python` and `pycon` run in
+# order, page by page, in a fresh working folder with one namespace per page (a running
+# sandbox is `sandbox` in it). An HTML comment right before a block steers it:
+#
+#   <!-- docs-test: skip REASON -->     not run; the reason is required
+#   <!-- docs-test: file NAME -->       any block: its text is written to NAME first
+#   <!-- docs-test: setup               python run before the block, not shown
+#   CODE
+#   -->
+#
+# `connector ...` lines run in-process through connector_core.cli.main; a line ending in `&`
+# starts the command in a process of its own, stopped when the page is done; `> FILE` and
+# `< FILE` redirect; `echo $?` prints the last exit code. Output shown after a `$ ` line of a
+# `console` block, and after `>>>` in a `pycon` block, is compared with what runs, with
+# doctest's rules: runs of whitespace are equal, and `...` matches anything (ids, times, ports).
+
+RUNNABLE = {"sh", "console", "python", "pycon"}
+FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(\w+)(.*?)-->", re.S)
+MATCH_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+@attrs.frozen
+class Block:
+    page: Path
+    line: int
+    lang: str
+    text: str
+    directive: str | None = None
+    argument: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks_of(page: Path) -> list[Block]:
+    text = page.read_text("utf-8")
+    found = []
+    for match in FENCE.finditer(text):
+        before = text[: match.start()].rstrip()
+        directive = DIRECTIVE.fullmatch(before[before.rindex("<!--"):]) if before.endswith("-->") else None
+        line = text.count("\n", 0, match.start()) + 1
+        lang = {"bash": "sh", "shell": "sh"}.get(match.group(1), match.group(1))
+        if directive:
+            found.append(Block(page, line, lang, match.group(2), directive.group(1), directive.group(2).strip()))
+        else:
+            found.append(Block(page, line, lang, match.group(2)))
+    return found
+
+
+ALL_BLOCKS = [block for page in PAGES for block in blocks_of(page)]
+
+
+def test_every_directive_is_known_and_every_skip_says_why():
+    for block in ALL_BLOCKS:
+        assert block.directive in (None, "skip", "file", "setup"), f"{block.where}: unknown docs-test directive {block.directive}"
+        if block.directive == "skip":
+            assert len(block.argument.split()) >= 3, f"{block.where}: a skipped block must say why it cannot run"
+        if block.directive == "file":
+            assert re.fullmatch(r"[\w.-]+", block.argument), f"{block.where}: file NAME must be a plain file name"
+    assert sum(b.lang in RUNNABLE and b.directive != "skip" for b in ALL_BLOCKS) >= 15  # the collector finds them
+
+
+def _skipped(page: Path) -> list[Block]:
+    return [b for b in blocks_of(page) if b.directive == "skip" and b.lang in RUNNABLE]
+
+
+class Shell:
+    """Runs the shell lines of the docs: `connector` in-process, `&` in a process of its own."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.status = 0
+        self.background: list[subprocess.Popen] = []
+
+    def run(self, line: str, where: str) -> str:
+        output = []
+        for command in re.split(r"\s&&\s", line):
+            output.append(self._one(command.strip(), where))
+            if self.status:
+                break
+        return "".join(output)
+
+    def _one(self, command: str, where: str) -> str:
+        words = shlex.split(command, comments=True)
+        if not words:
+            return ""
+        background = words[-1] == "&"
+        words = [w for w in words if w != "&"]
+        stdin_path = stdout_path = None
+        if "<" in words:
+            i = words.index("<")
+            stdin_path, words = self.folder / words[i + 1], words[:i] + words[i + 2:]
+        if ">" in words:
+            i = words.index(">")
+            stdout_path, words = self.folder / words[i + 1], words[:i] + words[i + 2:]
+        if words == ["echo", "$?"]:
+            return f"{self.status}\n"
+        assert words[0] == "connector", f"{where}: only `connector` commands run here; mark the block `skip` with a reason: {command}"
+        if background:
+            self._start(words[1:], stdout_path, where)
+            return ""
+        stdin = io.StringIO(stdin_path.read_text("utf-8") if stdin_path else "")
+        out, err = io.StringIO(), io.StringIO()
+        self.status = main(words[1:], stdin=stdin, stdout=out, stderr=err)
+        if stdout_path:
+            stdout_path.write_text(out.getvalue(), "utf-8")
+            return err.getvalue()
+        return out.getvalue() + err.getvalue()
+
+    def _start(self, argv: list[str], stdout_path: Path | None, where: str) -> None:
+        assert stdout_path, f"{where}: a background command writes its output to a file (`> FILE &`)"
+        with open(stdout_path, "w", encoding="utf-8") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from connector_core.cli import main; sys.exit(main())", *argv],
+                stdout=sink, stderr=subprocess.DEVNULL, cwd=self.folder,
+            )
+        self.background.append(process)
+        deadline = time.monotonic() + 30
+        while not stdout_path.read_text("utf-8").endswith("\n"):  # the first line is its answer
+            assert process.poll() is None, f"{where}: `connector {' '.join(argv)}` exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"{where}: `connector {' '.join(argv)}` printed nothing in 30 s"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for process in self.background:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _check_output(block: Block, command: str, expected: str, got: str) -> None:
+    if not doctest.OutputChecker().check_output(expected, got, MATCH_FLAGS):
+        pytest.fail(f"{block.where}: `{command}` printed\n{got}\nwhere the docs show\n{expected}")
+
+
+def _run_shell(block: Block, shell: Shell) -> None:
+    if block.lang == "sh":
+        for line in block.text.replace("\\\n", " ").splitlines():
+            shell.run(line, block.where)
+            assert shell.status == 0, f"{block.where}: `{line.strip()}` exited with {shell.status}"
+        return
+    command, expected = None, []
+    for line in [*block.text.splitlines(), "$ "]:
+        if line.startswith("$ "):
+            if command is not None:
+                _check_output(block, command, "\n".join(expected) + "\n" if expected else "", shell.run(command, block.where))
+            command, expected = line[2:], []
+        else:
+            expected.append(line)
+
+
+def _run_python(block: Block, namespace: dict) -> None:
+    if block.lang == "python":
+        exec(compile(block.text, block.where, "exec"), namespace)
+        return
+    test = doctest.DocTestParser().get_doctest(block.text, namespace, block.where, str(block.page), block.line)
+    report = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=MATCH_FLAGS)
+    runner.run(test, out=report.write, clear_globs=False)
+    namespace.update(test.globs)
+    if runner.failures:
+        pytest.fail(f"{block.where}: the pycon block does not print what it shows\n{report.getvalue()}")
+
+
+def _close_all(namespace: dict) -> None:
+    for value in namespace.values():
+        if isinstance(value, (Sandbox, Engine)):
+            (value.stop if isinstance(value, Sandbox) else value.close)()
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(b.lang in RUNNABLE or b.directive == "file" for b in blocks_of(p))],
+                         ids=lambda p: p.name)
+def test_every_snippet_runs(page, tmp_path, monkeypatch):
+    for name in [n for n in os.environ if n.startswith(("MP_", "CONNECTOR_SERVE_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    shell = Shell(tmp_path)
+    namespace: dict = {"__name__": "__docs__", "sandbox": Sandbox().start()}
+    preset = namespace["sandbox"]
+    try:
+        for block in blocks_of(page):
+            if block.directive == "skip":
+                continue
+            if block.directive == "file":
+                (tmp_path / block.argument).write_text(block.text, "utf-8")
+            if block.directive == "setup":
+                exec(compile(block.argument, f"{block.where} (setup)", "exec"), namespace)
+            if block.lang in ("sh", "console"):
+                _run_shell(block, shell)
+            elif block.lang in ("python", "pycon"):
+                _run_python(block, namespace)
+    finally:
+        shell.close()
+        _close_all(namespace)
+        preset.stop()
+
+
+def test_ci_runs_the_test_command_of_the_readme():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    (command,) = [line for line in readme.splitlines() if "python -m pytest" in line]
+    ci = ROOT / ".ci" / "run"
+    if not ci.exists():
+        pytest.skip(".ci/run is not in this checkout")
+    assert ci.read_text("utf-8").rstrip().splitlines()[-1] == command
