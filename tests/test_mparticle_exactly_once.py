@@ -189,6 +189,13 @@ def test_canonical_form_does_not_depend_on_key_order():
     check()
 
 
+def test_canonical_form_of_small_floats_and_exponent_like_text():
+    from connector_mparticle.request_ids import derive_id
+
+    content = {"sku": "spring-sale-2025", "code": "1e-5", "tiny": [1e-05, 2.5e-07, 1.5e-05, -1e-10], "ok": 0.0001}
+    assert derive_id("k", 0, content) == documented_id("k", 0, content)
+
+
 # --------------------------------------------------------------------------- ids that collide
 
 

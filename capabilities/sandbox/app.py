@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
+import orjson
 
 from . import admin, server
 from . import seed as seeded
@@ -650,6 +651,17 @@ def _account_name(request: Request) -> str:
     return name.strip()
 
 
+# orjson reads integers outside [-2**63, 2**64) as floats: a body with 20 digits in a row, or
+# a minus and 19, goes to json. Digits become "0" and the rest spaces, then two finds (a
+# regex over a 256 KB body costs more than parsing it).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else (0x2D if b == 0x2D else 0x20) for b in range(256))
+
+
+def _may_hold_big_int(body: bytes) -> bool:
+    digits = body.translate(_DIGITS)
+    return b"0" * 20 in digits or b"-" + b"0" * 19 in digits
+
+
 def _events_payload(request: Request) -> Any:
     _require_json(request, "UNSUPPORTED_MEDIA_TYPE")
     if len(request.body) > MAX_REQUEST_BYTES:
@@ -657,6 +669,11 @@ def _events_payload(request: Request) -> Any:
             413, "REQUEST_TOO_LARGE",
             f"$: the request body is {len(request.body)} bytes; the limit is {MAX_REQUEST_BYTES} bytes (256 KB).",
         )
+    if not _may_hold_big_int(request.body):
+        try:  # orjson reads a bulk body several times faster; what it refuses, json tells apart
+            return orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(request.body, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:

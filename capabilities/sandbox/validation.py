@@ -189,6 +189,8 @@ def _compile(spec: Any) -> None:
     types = spec["type"] if isinstance(spec["type"], tuple) else (spec["type"],)
     spec["types"] = types
     spec["python"] = None if "any" in types else frozenset(t for name in types for t in _PYTHON_TYPES[name])
+    # A leaf needs only its type checked: the walker checks it in place of a call (most values are leaves).
+    spec["leaf"] = not any(k in spec for k in ("enum", "range", "format", "items", "fields", "values", "required"))
     for sub in (*spec.get("fields", {}).values(), spec.get("items"), spec.get("values")):
         _compile(sub)
 
@@ -232,7 +234,7 @@ def _walk(value: Any, spec: dict, path: tuple, errors: list[Problem]) -> None:
         for i, item in enumerate(value):
             if items == "event":
                 _event(item, (*path, i), errors)
-            else:
+            elif not (items["leaf"] and (items["python"] is None or type(item) in items["python"])):
                 _walk(item, items, (*path, i), errors)
     if type(value) is dict:
         fields = spec.get("fields", {})
@@ -249,6 +251,8 @@ def _walk(value: Any, spec: dict, path: tuple, errors: list[Problem]) -> None:
             if item is None:
                 if sub.get("null", True) is False:
                     errors.append(Problem(_path((*path, key)), "must not be null"))
+                continue
+            if sub["leaf"] and (sub["python"] is None or type(item) in sub["python"]):
                 continue
             _walk(item, sub, (*path, key), errors)
 
