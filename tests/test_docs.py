@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import attrs
@@ -134,6 +135,9 @@ def test_the_manifest_reference_has_every_field_of_the_meta_schema(kind):
 #   <!-- docs-test: setup               python run before the block, not shown
 #   CODE
 #   -->
+#   <!-- docs-test: include PATH -->    the block is the file PATH of the repository, verbatim
+#   <!-- docs-test: pytest [DIR...] -->  the python block is a test module: pytest runs it in a
+#                                        process of its own, DIRs of the repository on sys.path
 #
 # `connector ...` lines run in-process through connector_core.cli.main; a line ending in `&`
 # starts the command in a process of its own, stopped when the page is done; `> FILE` and
@@ -181,7 +185,9 @@ ALL_BLOCKS = [block for page in PAGES for block in blocks_of(page)]
 
 def test_every_directive_is_known_and_every_skip_says_why():
     for block in ALL_BLOCKS:
-        assert block.directive in (None, "skip", "file", "setup"), f"{block.where}: unknown docs-test directive {block.directive}"
+        if block.directive == "include":
+            assert (ROOT / block.argument).is_file(), f"{block.where}: {block.argument} does not exist"
+        assert block.directive in (None, "skip", "file", "setup", "include", "pytest"), f"{block.where}: unknown docs-test directive {block.directive}"
         if block.directive == "skip":
             assert len(block.argument.split()) >= 3, f"{block.where}: a skipped block must say why it cannot run"
         if block.directive == "file":
@@ -189,8 +195,23 @@ def test_every_directive_is_known_and_every_skip_says_why():
     assert sum(b.lang in RUNNABLE and b.directive != "skip" for b in ALL_BLOCKS) >= 15  # the collector finds them
 
 
-def _skipped(page: Path) -> list[Block]:
-    return [b for b in blocks_of(page) if b.directive == "skip" and b.lang in RUNNABLE]
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.directive == "include"], ids=lambda b: b.where)
+def test_an_included_file_is_shown_verbatim(block):
+    assert block.text == (ROOT / block.argument).read_text("utf-8"), f"{block.where} differs from {block.argument}: copy the file again"
+
+
+def _run_pytest(block: Block, folder: Path) -> None:
+    module = folder / f"test_snippet_{block.line}.py"
+    module.write_text(block.text, "utf-8")
+    paths = [str(ROOT / d) for d in block.argument.split()]
+    # Only the framework's own pytest plugins load (the others of the test environment, such
+    # as hypothesis's, cost seconds of start-up and are nothing a plugin author's tests have).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    plugins = [arg for ep in metadata.distribution(PROJECT).entry_points if ep.group == "pytest11" for arg in ("-p", ep.value)]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugins, module.name],
+                         cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"{block.where}: the test module fails\n{run.stdout}{run.stderr}"
 
 
 class Shell:
@@ -307,7 +328,10 @@ def test_every_snippet_runs(page, tmp_path, monkeypatch):
     preset = namespace["sandbox"]
     try:
         for block in blocks_of(page):
-            if block.directive == "skip":
+            if block.directive in ("skip", "include"):
+                continue  # included files are compared by test_an_included_file_is_shown_verbatim
+            if block.directive == "pytest":
+                _run_pytest(block, tmp_path)
                 continue
             if block.directive == "file":
                 (tmp_path / block.argument).write_text(block.text, "utf-8")
