@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import __version__
+from . import __version__, scaffold
 from .config import decode_json, load_connections, read_json_file
 from .engine import Connection, Engine
 from .errors import (
@@ -400,7 +400,7 @@ def cmd_docs(args, engine: Engine) -> int:
 # -- parser and main -------------------------------------------------------------------
 
 
-BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate", "docs", "serve", "openapi"})
+BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate", "docs", "new", "serve", "openapi"})
 
 
 def _normal_name(name: str) -> str:
@@ -479,6 +479,7 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page differs from what would be written")
     p.set_defaults(handler=cmd_docs)
 
+    scaffold.register_commands(subparsers=sub)
     serve_commands.register_commands(subparsers=sub)  # the ASGI stack is imported only to serve
     wanted = None if distributions is None else {_normal_name(d) for d in distributions}
     for impl in engine.pm.hook.register_commands.get_hookimpls() if plugin_commands else ():
