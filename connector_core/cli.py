@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 import textwrap
 import traceback
@@ -35,7 +34,7 @@ from .errors import (
 )
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
 from .redact import RedactingFormatter, Redactor
-from .registry import LOAD_PLUGINS_ENV, STRICT_ENV
+from .registry import LOAD_PLUGINS_ENV, STRICT_ENV, _normalise
 from .serve import commands as serve_commands
 
 CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
@@ -403,11 +402,6 @@ def cmd_docs(args, engine: Engine) -> int:
 BUILTIN_COMMANDS = frozenset({"plugins", "describe", "connectors", "run", "check", "validate", "docs", "new", "serve", "openapi"})
 
 
-def _normal_name(name: str) -> str:
-    """A distribution name as pip compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (global flags take no values)."""
     return next((arg for arg in argv if not arg.startswith("-")), None)
@@ -481,9 +475,9 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions:
 
     scaffold.register_commands(subparsers=sub)
     serve_commands.register_commands(subparsers=sub)  # the ASGI stack is imported only to serve
-    wanted = None if distributions is None else {_normal_name(d) for d in distributions}
+    wanted = None if distributions is None else {_normalise(d) for d in distributions}
     for impl in engine.pm.hook.register_commands.get_hookimpls() if plugin_commands else ():
-        if wanted is not None and _normal_name(impl.plugin_name.split(":", 1)[0]) not in wanted:
+        if wanted is not None and _normalise(impl.plugin_name.split(":", 1)[0]) not in wanted:
             continue  # plugin names are "<distribution>:<entry point>"
         try:
             impl.function(subparsers=sub)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 from .engine import Engine
 from .errors import EXIT_CODES
-from .registry import Capability
+from .registry import Capability, _normalise
 
 CAPABILITIES_PAGE = "capabilities.md"
 CLI_PAGE = "cli.md"
@@ -137,20 +136,15 @@ def _capability_section(capability: Capability, secret_fields: Iterable[str]) ->
 
 def _selected(engine: Engine, connectors: Iterable[str] | None, distributions: Iterable[str] | None) -> list[Capability]:
     wanted_connectors = set(connectors or ())
-    wanted_distributions = {_normal(d) for d in distributions or ()}
+    wanted_distributions = {_normalise(d) for d in distributions or ()}
     out = []
     for capability in engine.registry.capabilities.values():
         if wanted_connectors and capability.connector.id not in wanted_connectors:
             continue
-        if wanted_distributions and _normal(capability.distribution) not in wanted_distributions:
+        if wanted_distributions and _normalise(capability.distribution) not in wanted_distributions:
             continue
         out.append(capability)
     return sorted(out, key=lambda c: c.id)
-
-
-def _normal(name: str | None) -> str:
-    """A distribution name as pip compares them."""
-    return re.sub(r"[-_.]+", "-", name or "").lower()
 
 
 def capability_reference(engine: Engine, *, connectors: Iterable[str] | None = None, distributions: Iterable[str] | None = None) -> str:

@@ -354,3 +354,12 @@ def test_ci_runs_the_test_command_of_the_readme():
     if not ci.exists():
         pytest.skip(".ci/run is not in this checkout")
     assert ci.read_text("utf-8").rstrip().splitlines()[-1] == command
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.lang == "json"], ids=lambda b: b.where)
+def test_every_json_block_is_json(block):
+    if block.directive == "file" and block.argument.endswith(".ndjson"):
+        for line in block.text.splitlines():
+            json.loads(line)  # one JSON document per line
+    else:
+        json.loads(block.text)
