@@ -432,3 +432,48 @@ def test_named_connections_only_refuses_caller_configs(named_only, mparticle_san
     document = requests.get(named_only.url + "/openapi.json", timeout=10).json()
     body = document["paths"]["/v1/capabilities/mparticle.getAccount/execute"]["post"]["requestBody"]["content"]["application/json"]
     assert "config" not in body["schema"]["properties"]
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or not hasattr(os, "fork"), reason="needs os.fork and Linux /proc")
+def test_workers_share_the_port_finish_calls_on_sigterm_and_never_outlive_the_supervisor(tmp_path, mparticle_sandbox):
+    mparticle_sandbox.set_faults("platform", latency_ms=400)
+    runs = []
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        process, started, _ = start_serve(tmp_path, mparticle_sandbox, "--workers", "2")
+        assert started["workers"] == 2
+        url = started["url"]
+        try:
+            deadline = time.monotonic() + 30
+            while len(_children(process.pid)) < 2 or requests.get(url + "/readyz", timeout=5).status_code != 200:
+                assert time.monotonic() < deadline, "the workers never became ready"
+                time.sleep(0.1)
+            workers = _children(process.pid)
+            answers: list[requests.Response] = []
+            calls = [threading.Thread(target=lambda: answers.append(requests.post(
+                url + "/v1/capabilities/mparticle.getAccount/execute", timeout=30,
+                json={"properties": {"accountId": "1001"}, "connection": "sandbox"}))) for _ in range(4)]
+            for call in calls:
+                call.start()
+            while sum(r["path"].startswith("/v1/accounts") for r in mparticle_sandbox.requests) < 4:
+                assert time.monotonic() < deadline, "the calls never reached the sandbox"
+                time.sleep(0.02)
+            process.send_signal(stop)
+            for call in calls:
+                call.join(30)
+            runs.append((stop, process.wait(30), [a.status_code for a in answers]))
+            while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+                      for pid in workers):
+                assert time.monotonic() < deadline, f"workers {workers} outlived the supervisor ({stop.name})"
+                time.sleep(0.1)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.stderr.close()
+    # SIGTERM: the supervisor passes it on, calls in flight finish, exit 0. SIGKILL of the
+    # supervisor: its workers notice, still finish their calls and stop.
+    assert runs[0] == (signal.SIGTERM, 0, [200] * 4)
+    assert runs[1][2] == [200] * 4

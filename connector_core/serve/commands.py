@@ -58,6 +58,8 @@ def register_commands(subparsers: Any) -> None:
     p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, metavar="N", help="largest request body accepted (default 4 MiB)")
     p.add_argument("--threads", type=int, default=32, metavar="N",
                    help="capability calls run at once (default 32, the size of a connection's HTTP pool)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="serving processes sharing the port (default 1); one per CPU core lets calls use every core")
     p.add_argument("--grace-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM/SIGINT, how long calls in flight may take to finish (default 30)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log one line per request")
@@ -209,8 +211,11 @@ def run_serve(args: Any, engine: Any) -> int:
         allowed: set[str] | None = None
     else:
         allowed = {*LOOPBACK_NAMES, args.host.strip("[]").lower(), *(h.lower() for h in args.allow_host)}
-    if args.threads < 1 or args.max_body_bytes < 1:
-        raise InvalidConfig("--threads and --max-body-bytes must be positive")
+    if args.threads < 1 or args.max_body_bytes < 1 or args.workers < 1:
+        raise InvalidConfig("--threads, --workers and --max-body-bytes must be positive")
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise InvalidConfig("--workers above 1 needs os.fork (Linux or macOS); run one service per port elsewhere",
+                            faults=[Fault("--workers", "needs os.fork")])
     _configure_logging(bool(getattr(args, "verbose", False)), args.access_log)
     with contextlib.ExitStack() as sandboxes:
         connections = _connections(args)
@@ -234,19 +239,34 @@ def _start_sandboxes(engine: Any, stack: contextlib.ExitStack) -> dict[str, Conn
 
 
 def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys: list[str], allowed: set[str] | None) -> int:
-    import uvicorn
-
-    from .app import Service, create_app
-
     from ..policy import HostPolicy
+    from .app import Service
 
-    service = Service(engine, connections, api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
-                      threads=args.threads, caller_policy=HostPolicy.untrusted() if args.caller_configs else None)
+    def service() -> Service:
+        return Service(engine, connections, api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
+                       threads=args.threads, caller_policy=HostPolicy.untrusted() if args.caller_configs else None)
+
+    first = service()  # opens the named connections: an operator's mistake stops the start here, once
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(json.dumps({"url": url, "openapi": f"{url}/openapi.json", "console": f"{url}/", "api_keys": len(keys),
-                      "connections": sorted(service.connections)}), flush=True)
+                      "connections": sorted(first.connections), "workers": args.workers}), flush=True)
+    if args.workers == 1:
+        return _run_worker(first, sock, args)
+    first.close()
+    try:
+        return _supervise(service, sock, args)
+    finally:
+        sock.close()
+
+
+def _run_worker(service: Any, sock: socket.socket, args: Any) -> int:
+    """Serve ``service`` on ``sock`` with uvicorn until SIGINT/SIGTERM; calls in flight finish first."""
+    import uvicorn
+
+    from .app import create_app
+
     config = uvicorn.Config(
         create_app(service),
         log_config=None,
@@ -267,3 +287,83 @@ def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys:
         sock.close()
         service.close()
     return 0
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _supervise(make_service: Any, sock: socket.socket, args: Any) -> int:
+    """Fork ``args.workers`` processes serving ``sock``, pass SIGINT/SIGTERM on to them, wait for all.
+
+    Each worker opens its own connections (HTTP pools are not shared across a fork) and
+    the kernel spreads accepted connections over them. A worker that exits unexpectedly
+    stops the others and the command exits 1: the process supervisor running the service
+    restarts it whole, rather than it running short of a worker unnoticed.
+    """
+    log = logging.getLogger("connector_core.serve")
+    workers: set[int] = set()
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        for _ in range(args.workers):
+            # Signals wait until the child has its own handlers, so none reaches it under ours.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _worker_process(make_service, sock, args, previous)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            workers.add(pid)
+        code = 0
+        while workers:
+            pid, status = os.wait()
+            workers.discard(pid)
+            exit_code = os.waitstatus_to_exitcode(status)
+            if exit_code != 0:
+                code = 1
+            if not stopping:
+                log.error("worker %d exited with code %d; stopping the service", pid, exit_code)
+                code = 1
+                stop()
+        return code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _worker_process(make_service: Any, sock: socket.socket, args: Any, handlers: dict) -> None:
+    """The body of a forked worker: serve, then leave without running the parent's clean-ups."""
+    code = 1
+    try:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        _stop_when_orphaned(os.getppid())
+        code = _run_worker(make_service(), sock, args)
+    except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's code
+        logging.getLogger("connector_core.serve").exception("worker %d failed", os.getpid())
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """SIGTERM this worker (a graceful stop) once its supervisor is gone, e.g. killed with SIGKILL."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="connector-serve-orphan-watch", daemon=True).start()
