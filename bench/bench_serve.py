@@ -1,25 +1,37 @@
 """``getAccount`` through ``connector serve`` against the same call through the Python API.
 
-One command (after ``pip install -e '.[serve]'``)::
+One command (after ``pip install -e '.[serve]'``), printing each target with PASS or FAIL
+(exit status 1 when one fails)::
 
-    python bench/bench_serve.py                 # defaults: 5 rounds x 300 latency calls, 3 x 4 s throughput
-    python bench/bench_serve.py --calls 300 --rounds 5 --seconds 4 --clients 8
+    python bench/bench_serve.py      # defaults: 5 rounds x 300 latency calls, 3 x 4 s throughput, 8 clients
+    python bench/bench_serve.py --calls 300 --rounds 5 --seconds 4 --reps 3 --clients 8 --workers 2
 
-The mParticle sandbox runs in a child process (``SandboxProcess``) and ``connector serve``
-in another (``--connections`` naming the sandbox, access log on as deployed, logs to
-/dev/null), so server, service and client do not share an interpreter lock. Side by side,
-interleaved so drift hits both alike:
+The mParticle sandbox runs in a child process (``SandboxProcess``) for every variant, and
+``connector serve`` in another (``--connections`` naming the sandbox, access log on as
+deployed, logs to /dev/null), so sandbox, service and client do not share an interpreter
+lock. The service runs with ``--workers`` set to the number of CPUs, as one would deploy it:
+a single Python process runs one call's Python code at a time, and a host calling the Python
+API from threads is held to one core the same way, which is what the comparison is about
+(``--workers 1`` measures a single process). Variants, side by side and interleaved so drift
+hits all alike:
 
-1. Latency: one caller, one call at a time. The service through one keep-alive
-   ``http.client.HTTPConnection`` (the cheapest client a host could use: POST the JSON body,
-   read the answer, parse it) against ``Connection.execute("getAccount", ...)`` on an open
-   connection in this process. Rounds of ``--calls`` calls alternate which goes first.
-   Reported: median and p90 per call and the ratio of medians (target: service <= 1.5x).
+- ``connector serve``: the service, every guard on (Host/Origin, media type, body limit,
+  correlation id, access log), through one keep-alive ``http.client.HTTPConnection`` per
+  caller (the cheapest client a host could use: POST the JSON body, read, parse);
+- floor: a bare ASGI app on the same uvicorn (uvloop, httptools) that only reads the body,
+  runs ``Connection.execute`` in a thread and answers ``Result.to_dict()``, in one process:
+  what any Python HTTP service in front of the engine costs on this machine (for reference;
+  ``--no-floor`` skips it);
+- Python API: ``Connection.execute("getAccount", ...)`` on an open connection in this process.
 
-2. Throughput: ``--clients`` threads (8) for ``--seconds`` each, the service with one
-   keep-alive connection per thread against the same number of threads sharing one
-   ``Connection`` in this process; ``--reps`` repetitions alternating. Reported: calls/s per
-   variant (median of the repetitions) and the ratio (target: service >= 0.8x).
+1. Latency: one caller, one call at a time, ``--rounds`` rounds of ``--calls`` calls per
+   variant, alternating the order. Reported: median and p90 per call, CPU per call (this
+   process plus the server's processes, not the sandbox) and the ratio of medians
+   (target: service <= 1.5x the Python API).
+2. Throughput: ``--clients`` callers (8) for ``--seconds`` each: keep-alive clients in threads
+   for the servers, threads sharing one ``Connection`` for the Python API; ``--reps``
+   repetitions alternating. Reported: calls/s (median of the repetitions) and the ratio
+   (target: service >= 0.8x the Python API).
 """
 
 from __future__ import annotations
