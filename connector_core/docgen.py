@@ -96,9 +96,10 @@ def _errors(capability: Capability) -> list[str]:
         ("server_error, invalid_response", "upstream", "the service failed or answered something unreadable"),
         ("network_error", "network", "the service could not be reached or did not answer in time"),
     ]
-    if manifest.effect != "read" and not manifest.retry_safe:
+    if manifest.effect != "read":
         rows.append(("outcome_unknown", "outcome_unknown",
-                     "the request was sent and its answer lost: it is not repeated blindly (`retrySafe` is false), so the write may have happened"))
+                     "the write may have taken effect without an answer saying so: check before repeating"
+                     + (" (an ambiguous failure is never repeated blindly: `retrySafe` is false)" if not manifest.retry_safe else "")))
     lines = ["| code | category (exit) | when |", "|---|---|---|"]
     for code, category, when in rows:
         exits = ", ".join(f"`{c.strip()}` ({EXIT_CODES[c.strip()]})" for c in category.split(","))
