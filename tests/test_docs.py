@@ -363,3 +363,32 @@ def test_every_json_block_is_json(block):
             json.loads(line)  # one JSON document per line
     else:
         json.loads(block.text)
+
+
+def test_the_sandbox_page_has_every_option_with_its_default():
+    import argparse
+
+    from connector_mparticle.sandbox import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in (DOCS / "sandbox.md").read_text("utf-8").splitlines()
+            if line.startswith("| `--")}
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        (row,) = [cells for option, cells in rows.items() if any(f"`{o}" in option for o in action.option_strings)]
+        if isinstance(action.default, (str, int)) and not isinstance(action.default, bool) and action.default != []:
+            assert f"`{action.default}`" in row, f"the default of {action.option_strings[0]} is {action.default!r}, the page says {row}"
+
+
+def test_the_upload_events_table_has_every_option(engine):
+    from connector_core.cli import build_parser
+
+    (parser,) = [p for name, p in docgen._commands(build_parser(engine, distributions=[PROJECT])) if name == "connector upload-events"]
+    text = (DOCS / "mparticle.md").read_text("utf-8")
+    table = "\n".join(line for line in text[text.index("## Backfills: `connector upload-events`"):].splitlines() if line.startswith("| `--"))
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help", "-v", "--verbose", "--strict"):
+                assert f"`{option}" in table, f"upload-events {option} is not in the options table of docs/mparticle.md"
