@@ -91,7 +91,6 @@ def check_contract_fixture() -> Callable[..., ContractReport]:
 # -- near misses ---------------------------------------------------------------------------
 
 _ABSENT = object()
-_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 # One value of each JSON type, most plausible mistakes first (a number as text, a fraction).
 _WRONG = (("string", "7"), ("number", 1.5), ("integer", 7), ("boolean", True), ("array", []), ("object", {}), ("null", None))
 
@@ -111,20 +110,6 @@ class NearMiss:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.change}"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def _allowed(schema: Mapping[str, Any]) -> set[str] | None:
