@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Conflict, Fault, InvalidInput, PluginRejected, UnknownCapability
+from .manifest import read_manifest
 
 ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*\Z")
 FRAMEWORK = "connector-framework"
@@ -56,8 +57,11 @@ def _words(name: str) -> str:
 def _write(root: Path, files: dict[str, str]) -> list[str]:
     for relative, text in files.items():
         target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, "utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, "utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}; pick a folder you can write with --output", faults=[Fault("$.output", "cannot be written")]) from None
     return sorted(files)
 
 
@@ -569,7 +573,10 @@ def _package_declaring(folder: Path, connector: str) -> tuple[str, configparser.
     if not setup.is_file():
         return None
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read(setup, encoding="utf-8")
+    try:
+        parser.read(setup, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {setup}: {exc}", faults=[Fault("$.output", "holds a setup.cfg that cannot be read")]) from None
     declared = parser.get("options.entry_points", "connector_core.connectors", fallback="")
     for line in declared.splitlines():
         name, _, target = line.partition("=")
@@ -611,7 +618,11 @@ def new_capability(connector: str, capability: str, output: Path, registry: Any)
         for path in (manifests / f"{capability}.json", output / package / f"{module}.py"):
             if path.exists():
                 raise Conflict(f"{path} already exists; pick another capability id", code="already_exists", faults=[Fault("$.id", "already exists")])
-        endpoint = next(iter(json.loads(own.read_text("utf-8"))["endpoints"]))
+        data, _ = read_manifest(own)  # its auth may need a plugin's scheme: read, do not load
+        endpoints = data.get("endpoints")
+        if not isinstance(endpoints, dict) or not endpoints:
+            raise InvalidInput(f"{own} declares no endpoints; run `connector validate {own}`")
+        endpoint = next(iter(endpoints))
         files = {
             f"{package}/manifests/{capability}.json": _json(capability_manifest(connector, capability, endpoint)),
             f"{package}/{module}.py": _capability_module(connector, capability, endpoint, package, attached=False),

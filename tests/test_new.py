@@ -59,3 +59,20 @@ def test_a_capability_for_a_connector_nobody_declares_says_what_to_do(cli, tmp_p
     assert "connector 'nowhere' is not installed" in run.error()["message"]
     assert "--output pointing at the package that declares it" in run.error()["message"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_package_folder_that_cannot_be_read_or_written_is_a_typed_error(cli, tmp_path):
+    cli("new", "connector", "shop", "--output", str(tmp_path))
+    package = tmp_path / "shop-connector"
+    manifest = package / "shop_connector" / "manifests" / "shop.json"
+    manifest.write_text("{not json", "utf-8")
+    run = cli("new", "capability", "shop", "getInvoice", "--output", str(package))
+    assert (run.code, run.error()["code"]) == (12, "invalid_manifest")
+    (package / "setup.cfg").write_text("[options.entry_points\nbroken", "utf-8")
+    run = cli("new", "capability", "shop", "getInvoice", "--output", str(package))
+    assert (run.code, run.error()["code"], run.error()["faults"][0]["path"]) == (3, "invalid_input", "$.output")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", "utf-8")
+    run = cli("new", "connector", "shop", "--output", str(blocker))
+    assert (run.code, run.error()["code"]) == (3, "invalid_input")
+    assert "cannot write" in run.error()["message"]
