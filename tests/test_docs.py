@@ -141,7 +141,8 @@ def test_the_manifest_reference_has_every_field_of_the_meta_schema(kind):
 #
 # `connector ...` lines run in-process through connector_core.cli.main; a line ending in `&`
 # starts the command in a process of its own, stopped when the page is done; `> FILE` and
-# `< FILE` redirect; `echo $?` prints the last exit code. Output shown after a `$ ` line of a
+# `< FILE` redirect; `NAME=value` before a command and `export NAME=value` set variables (for
+# that command, for the rest of the page); `echo $?` prints the last exit code. Output shown after a `$ ` line of a
 # `console` block, and after `>>>` in a `pycon` block, is compared with what runs, with
 # doctest's rules: runs of whitespace are equal, and `...` matches anything (ids, times, ports).
 
@@ -220,6 +221,7 @@ class Shell:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.status = 0
+        self.exported: dict[str, str] = {}  # `export NAME=value`: for every later command of the page
         self.background: list[subprocess.Popen] = []
 
     def run(self, line: str, where: str) -> str:
@@ -232,8 +234,25 @@ class Shell:
 
     def _one(self, command: str, where: str) -> str:
         words = shlex.split(command, comments=True)
+        env = {}
+        while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # NAME=value before the command
+            name, _, value = words.pop(0).partition("=")
+            env[name] = value
         if not words:
             return ""
+        env = {**self.exported, **env}
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            return self._command(words, command, where)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def _command(self, words: list[str], command: str, where: str) -> str:
         background = words[-1] == "&"
         words = [w for w in words if w != "&"]
         stdin_path = stdout_path = None
@@ -245,6 +264,11 @@ class Shell:
             stdout_path, words = self.folder / words[i + 1], words[:i] + words[i + 2:]
         if words == ["echo", "$?"]:
             return f"{self.status}\n"
+        if words[0] == "export":
+            for word in words[1:]:
+                name, _, value = word.partition("=")
+                self.exported[name] = value
+            return ""
         assert words[0] == "connector", f"{where}: only `connector` commands run here; mark the block `skip` with a reason: {command}"
         if background:
             self._start(words[1:], stdout_path, where)
