@@ -416,3 +416,14 @@ def test_the_upload_events_table_has_every_option(engine):
         for option in action.option_strings:
             if option not in ("-h", "--help", "-v", "--verbose", "--strict"):
                 assert f"`{option}" in table, f"upload-events {option} is not in the options table of docs/mparticle.md"
+
+
+def test_the_context_and_httpclient_reference_has_every_public_member():
+    from connector_core import Context, HttpClient
+
+    text = (DOCS / "plugins.md").read_text("utf-8")
+    section = text[text.index("## `Context` and `HttpClient` reference"):text.index("## Hooks")]
+    members = [f.name for f in attrs.fields(Context)] + [n for n in vars(Context) if not n.startswith("_")]
+    members += [n for n in vars(HttpClient) if not n.startswith("_")] + ["base_url", "service"]
+    for name in members:
+        assert f"`{name}" in section or f"/{name}" in section, f"{name} is not in the Context and HttpClient reference"
