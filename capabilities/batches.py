@@ -114,7 +114,6 @@ limits that mParticle applies by truncating are not checked either.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import math
@@ -291,6 +290,8 @@ def _hint(value: object, choices) -> str:
     if not _is_str(value):
         return ""
     by_lower = {choice.lower(): choice for choice in choices}
+    import difflib  # only for a did-you-mean, not at start-up
+
     match = difflib.get_close_matches(value.lower(), list(by_lower), n=1)
     return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""
 

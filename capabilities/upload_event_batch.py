@@ -19,10 +19,7 @@ Exactly once rests on mParticle's de-duplication by ``source_request_id``:
 
 from connector_core import AuthenticationFailed, ConnectorError, InvalidInput, hookimpl
 
-from .batches import check_batches, chunk_batches, encode_single, parse_batches
 from .common import CONNECTOR_MANIFEST, manifest
-from .request_ids import assign_ids, duplicate_id_faults
-from .upload_report import ACKNOWLEDGED, REFUSED, Sent, UploadReport, post_batches
 
 MANIFEST = manifest("uploadEventBatch")
 __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
@@ -30,6 +27,10 @@ __all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
 
 @hookimpl
 def execute(ctx, properties):
+    # The checker, the chunker and the report load on the first upload, not on every start
+    # of the host (listing plugins needs none of them).
+    from .upload_report import ACKNOWLEDGED, REFUSED, Sent, UploadReport, post_batches
+
     try:
         batches, single, key, requests, warnings = _prepare(properties)
         client = ctx.http("events")
@@ -61,6 +62,9 @@ def execute(ctx, properties):
 def _prepare(properties):
     """Parse, check, identify and pack the batches: ``(batches, single, key, requests, warnings)``;
     ``warnings`` lists what the checker passes but doubts, as ``{"path", "message"}``."""
+    from .batches import check_batches, chunk_batches, encode_single, parse_batches
+    from .request_ids import assign_ids, duplicate_id_faults
+
     batches, single = parse_batches(properties["jsonBody"])
     doubts = []
     faults = check_batches(batches, single=single, warnings=doubts)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import __version__, scaffold
+from . import __version__
 from .config import decode_json, load_connections, read_json_file
 from .engine import Connection, Engine
 from .errors import (
@@ -35,7 +35,6 @@ from .errors import (
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
 from .redact import RedactingFormatter, Redactor
 from .registry import LOAD_PLUGINS_ENV, STRICT_ENV, _normalise
-from .serve import commands as serve_commands
 
 CONNECTIONS_ENV = "CONNECTOR_CONNECTIONS"
 
@@ -407,10 +406,18 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions: Iterable[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    engine: Engine, *, plugin_commands: bool = True, distributions: Iterable[str] | None = None, command: str | None = None
+) -> argparse.ArgumentParser:
     """The ``connector`` parser; ``plugin_commands=False`` leaves out the commands plugins add
     (importing them can cost more than the rest of a start, and a built-in command needs none);
-    ``distributions`` keeps only the plugin commands of those distributions (``connector docs``)."""
+    ``distributions`` keeps only the plugin commands of those distributions (``connector docs``).
+    ``command`` (a built-in command) builds only that command's parser: what a start that
+    runs it needs, since every parser argparse builds costs start-up time."""
+
+    def builds(name: str) -> bool:
+        return command is None or command == name
+
     parser = _Parser(prog="connector", description="Run connector capabilities (JSON in, JSON out).")
     parser.add_argument("--version", action="version", version=f"connector-framework {__version__}")
     # The global flags work before or after the command; SUPPRESS keeps a subcommand's
@@ -421,20 +428,23 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("plugins", parents=[common], help="list every plugin and whether it loaded")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_plugins)
+    if builds("plugins"):
+        p = sub.add_parser("plugins", parents=[common], help="list every plugin and whether it loaded")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(handler=cmd_plugins)
 
-    p = sub.add_parser("describe", parents=[common], help="show a capability's inputs, config and example (or a connector's)")
-    p.add_argument("capability", metavar="ID", help="capability id (qualified connector.capability or bare) or connector id")
-    p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.set_defaults(handler=cmd_describe)
+    if builds("describe"):
+        p = sub.add_parser("describe", parents=[common], help="show a capability's inputs, config and example (or a connector's)")
+        p.add_argument("capability", metavar="ID", help="capability id (qualified connector.capability or bare) or connector id")
+        p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
+        p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+        p.set_defaults(handler=cmd_describe)
 
-    p = sub.add_parser("connectors", parents=[common], help="list connectors: config fields, endpoints, auth, capabilities")
-    p.add_argument("connector", metavar="ID", nargs="?", help="show only this connector")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_connectors)
+    if builds("connectors"):
+        p = sub.add_parser("connectors", parents=[common], help="list connectors: config fields, endpoints, auth, capabilities")
+        p.add_argument("connector", metavar="ID", nargs="?", help="show only this connector")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(handler=cmd_connectors)
 
     def add_connection_args(p: argparse.ArgumentParser) -> None:
         group = p.add_mutually_exclusive_group()
@@ -442,39 +452,49 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions:
         group.add_argument("--connection", metavar="NAME", help="a named connection from the connections file")
         p.add_argument("--connections", metavar="PATH", help=f"connections file (default ${CONNECTIONS_ENV} or ./connections.json)")
 
-    p = sub.add_parser("run", parents=[common], help="run one capability and print its output")
-    p.add_argument("capability", metavar="ID", help="capability id: qualified (connector.capability) or bare")
-    p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
-    p.add_argument("--properties", metavar="JSON", help="input properties: JSON text, @file or - for stdin (default {})")
-    add_connection_args(p)
-    p.add_argument("--sandbox", action="store_true", help="run against the connector's local sandbox started in-process")
-    p.add_argument("--meta", action="store_true", help="print output with duration and request counts")
-    p.set_defaults(handler=cmd_run)
+    if builds("run"):
+        p = sub.add_parser("run", parents=[common], help="run one capability and print its output")
+        p.add_argument("capability", metavar="ID", help="capability id: qualified (connector.capability) or bare")
+        p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
+        p.add_argument("--properties", metavar="JSON", help="input properties: JSON text, @file or - for stdin (default {})")
+        add_connection_args(p)
+        p.add_argument("--sandbox", action="store_true", help="run against the connector's local sandbox started in-process")
+        p.add_argument("--meta", action="store_true", help="print output with duration and request counts")
+        p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("check", parents=[common], help="check a config: which capabilities are ready, whether credentials work")
-    add_connection_args(p)
-    p.add_argument("--connector", metavar="ID", help="connector of the config when several are installed")
-    p.add_argument("--offline", action="store_true", help="do not contact the service")
-    p.set_defaults(handler=cmd_check)
+    if builds("check"):
+        p = sub.add_parser("check", parents=[common], help="check a config: which capabilities are ready, whether credentials work")
+        add_connection_args(p)
+        p.add_argument("--connector", metavar="ID", help="connector of the config when several are installed")
+        p.add_argument("--offline", action="store_true", help="do not contact the service")
+        p.set_defaults(handler=cmd_check)
 
-    p = sub.add_parser("validate", parents=[common], help="validate manifest files you are writing")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.set_defaults(handler=cmd_validate)
+    if builds("validate"):
+        p = sub.add_parser("validate", parents=[common], help="validate manifest files you are writing")
+        p.add_argument("paths", nargs="+", metavar="PATH")
+        p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser(
-        "docs", parents=[common], help="write the capability and CLI reference pages (Markdown)",
-        description="Write capabilities.md (every loaded capability's inputs, output, config, examples "
-        "and errors, from its manifest) and cli.md (the --help of every command) into a folder.",
-    )
-    p.add_argument("--output", metavar="DIR", default="docs", help="folder to write the pages into (default: docs)")
-    p.add_argument("--connector", metavar="ID", action="append", help="only the capabilities of this connector (repeatable)")
-    p.add_argument("--distribution", metavar="NAME", action="append",
-                   help="only the capabilities and plugin commands this distribution ships (repeatable)")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page differs from what would be written")
-    p.set_defaults(handler=cmd_docs)
+    if builds("docs"):
+        p = sub.add_parser(
+            "docs", parents=[common], help="write the capability and CLI reference pages (Markdown)",
+            description="Write capabilities.md (every loaded capability's inputs, output, config, examples "
+            "and errors, from its manifest) and cli.md (the --help of every command) into a folder.",
+        )
+        p.add_argument("--output", metavar="DIR", default="docs", help="folder to write the pages into (default: docs)")
+        p.add_argument("--connector", metavar="ID", action="append", help="only the capabilities of this connector (repeatable)")
+        p.add_argument("--distribution", metavar="NAME", action="append",
+                       help="only the capabilities and plugin commands this distribution ships (repeatable)")
+        p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page differs from what would be written")
+        p.set_defaults(handler=cmd_docs)
 
-    scaffold.register_commands(subparsers=sub)
-    serve_commands.register_commands(subparsers=sub)  # the ASGI stack is imported only to serve
+    if builds("new"):
+        from . import scaffold
+
+        scaffold.register_commands(subparsers=sub)
+    if builds("serve") or builds("openapi"):
+        from .serve import commands as serve_commands  # the ASGI stack is imported only to serve
+
+        serve_commands.register_commands(subparsers=sub)
     wanted = None if distributions is None else {_normalise(d) for d in distributions}
     for impl in engine.pm.hook.register_commands.get_hookimpls() if plugin_commands else ():
         if wanted is not None and _normalise(impl.plugin_name.split(":", 1)[0]) not in wanted:
@@ -483,10 +503,10 @@ def build_parser(engine: Engine, *, plugin_commands: bool = True, distributions:
             impl.function(subparsers=sub)
         except Exception as exc:  # one broken plugin must not take the CLI down
             logging.getLogger("connector_core.cli").warning("plugin %s could not add commands: %s", impl.plugin_name, exc)
-    for command in sub.choices.values():  # plugin commands get the global flags too
-        if not any(a.dest == "verbose" for a in command._actions):
-            command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr")
-            command.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help="fail when any plugin could not be loaded")
+    for subparser in sub.choices.values():  # plugin commands get the global flags too
+        if not any(a.dest == "verbose" for a in subparser._actions):
+            subparser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr")
+            subparser.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help="fail when any plugin could not be loaded")
     return parser
 
 
@@ -566,7 +586,11 @@ def _main(argv: list[str]) -> int:
         try:
             # Strictness is applied after parsing, so `connector plugins` can still list the rejects.
             engine = Engine(strict=False, redactor=redactor)
-            args = build_parser(engine, plugin_commands=_command_of(argv) not in BUILTIN_COMMANDS).parse_args(argv)
+            command = _command_of(argv)
+            builtin = command in BUILTIN_COMMANDS
+            # Top-level help lists every command, so it needs them all built.
+            only = command if builtin and not {"-h", "--help"} & set(argv[: argv.index(command)]) else None
+            args = build_parser(engine, plugin_commands=not builtin, command=only).parse_args(argv)
             args.strict = _strict(args)
             if args.strict and engine.registry.rejected and args.handler is not cmd_plugins:
                 raise PluginLoadError(

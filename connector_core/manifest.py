@@ -12,7 +12,6 @@ meta-schema when the manifest loads (or found verified in the content-keyed cach
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from functools import cache
@@ -26,7 +25,7 @@ import attrs
 from . import cache as verified_cache
 from .auth import builtin_schemes
 from .errors import Fault, ManifestError
-from .validation import fast_check, faults, json_path, lint_schema, schema_faults, validator_for
+from .validation import close_matches, fast_check, faults, json_path, lint_schema, schema_faults, validator_for
 
 
 @cache
@@ -98,7 +97,7 @@ def _check_schema(schema: Any, where: str, name: str) -> None:
 
 
 def _did_you_mean(name: str, known) -> str:
-    match = difflib.get_close_matches(name, list(known), n=1)
+    match = close_matches(name, list(known), n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
@@ -210,7 +209,7 @@ def _auth_entries(auth: Mapping[str, Any], fields: Mapping[str, Any], schemes: M
         where = json_path(["auth", name])
         scheme = schemes.get(spec["type"])
         if scheme is None:
-            match = difflib.get_close_matches(str(spec["type"]), list(schemes), n=1)
+            match = close_matches(str(spec["type"]), list(schemes), n=1)
             hint = f"did you mean {match[0]!r}?" if match else "install the plugin that provides it"
             known = ", ".join(sorted(schemes)) or "none"
             problems.append(Fault(f"{where}.type", f"unknown auth scheme {spec['type']!r}; {hint} (installed: {known})"))

@@ -33,7 +33,6 @@ working.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -47,8 +46,10 @@ import attrs
 import pluggy
 
 from . import auth, hookspecs
+from . import cache as verified_cache
 from .errors import AmbiguousCapability, ConnectorError, PluginLoadError, PluginRejected, UnknownCapability
 from .manifest import CapabilityManifest, ConnectorManifest, read_manifest
+from .validation import close_matches
 
 ENTRY_POINT_GROUP = "connector_core"
 CONNECTOR_GROUP = "connector_core.connectors"
@@ -156,37 +157,90 @@ def _normalise(name: str | None) -> str:
     return re.sub(r"[-_.]+", "-", name).lower() if name else ""
 
 
-# id(distribution) -> (distribution, name, version); holding the object keeps its id unique.
-_DISTRIBUTIONS: dict[int, tuple[Any, str | None, str | None]] = {}
+class _EntryPoint:
+    """An installed entry point and the name and version of the distribution that ships it."""
+
+    __slots__ = ("group", "name", "value", "distribution", "version")
+
+    def __init__(self, group: str, name: str, value: str, distribution: str | None, version: str | None) -> None:
+        self.group, self.name, self.value = group, name, value
+        self.distribution, self.version = distribution, version
+
+    def load(self) -> Any:
+        return metadata.EntryPoint(self.name, self.value, self.group).load()
+
+    def as_list(self) -> list:
+        return [self.group, self.name, self.value, self.distribution, self.version]
+
+    def __repr__(self) -> str:
+        return f"<entry point {self.group}: {self.name} = {self.value} ({self.distribution})>"
 
 
-def _distribution(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
-    """Name and version of the entry point's distribution; its metadata is parsed once."""
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return None, None
-    known = _DISTRIBUTIONS.get(id(dist))
-    if known is None or known[0] is not dist:
-        meta = dist.metadata  # parses the METADATA file: once per distribution, not per access
-        known = _DISTRIBUTIONS[id(dist)] = (dist, meta["Name"], meta["Version"])
-    return known[1], known[2]
+def _name_and_version(dist: metadata.Distribution) -> tuple[str | None, str | None]:
+    # Only the header block is read: ``dist.metadata`` parses the whole file as an e-mail,
+    # and the body after the headers is often a complete README (ours is).
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    headers = {}
+    for line in re.split(r"\r?\n\r?\n", text, maxsplit=1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version") and key not in headers:
+            headers[key] = value.strip()
+    if len(headers) < 2:  # an unusual file: let importlib.metadata read it
+        meta = dist.metadata
+        return meta["Name"], meta["Version"]
+    return headers["Name"], headers["Version"]
 
 
-def _origin_of(ep: metadata.EntryPoint) -> dict[str, Any]:
-    name, version = _distribution(ep)
-    return {"entry_point": f"{ep.name} = {ep.value}", "distribution": name, "version": version}
+def _scan(groups: tuple[str, ...]) -> list[_EntryPoint]:
+    """The entry points of ``groups`` as ``importlib.metadata`` finds them on ``sys.path``."""
+    found = []
+    names: dict[int, tuple[Any, str | None, str | None]] = {}  # id(dist) -> (dist, name, version)
+    every = metadata.entry_points()
+    for group in groups:
+        for ep in every.select(group=group):
+            dist = getattr(ep, "dist", None)
+            known = names.get(id(dist))
+            if known is None:  # the metadata of a distribution is read once
+                known = names[id(dist)] = (dist, *(_name_and_version(dist) if dist is not None else (None, None)))
+            found.append(_EntryPoint(group, ep.name, ep.value, known[1], known[2]))
+    return found
 
 
-def _entry_points(group: str, every: Any = None) -> list[metadata.EntryPoint]:
+def installed_entry_points(groups: Iterable[str] = (CONNECTOR_GROUP, ENTRY_POINT_GROUP)) -> list[_EntryPoint]:
+    """The entry points of ``groups``, each with its distribution's name and version.
+
+    Scanning every installed distribution's metadata is a large part of a cold start, so the
+    answer is kept in the cache directory (:mod:`connector_core.cache`) under a key made of
+    ``sys.path`` and, for every distribution on it, the name, modification time and size of
+    its metadata folder, ``entry_points.txt`` and ``METADATA``: installing, removing or editing
+    a distribution gives a new key (see :func:`connector_core.cache.path_fingerprint`).
+    """
+    groups = tuple(dict.fromkeys(groups))
+    fingerprint = verified_cache.path_fingerprint()
+    key = verified_cache.content_key("entry-points", f"{groups!r}\0{fingerprint[0]}") if fingerprint else None
+    if key is not None:
+        rows = verified_cache.load_json(key)
+        if isinstance(rows, list) and all(isinstance(r, list) and len(r) == 5 for r in rows):
+            return [_EntryPoint(*row) for row in rows]
+    found = _scan(groups)
+    if key is not None and fingerprint[1]:  # type: ignore[index]
+        verified_cache.store_json(key, [ep.as_list() for ep in found])
+    return found
+
+
+def _origin_of(ep: _EntryPoint) -> dict[str, Any]:
+    return {"entry_point": f"{ep.name} = {ep.value}", "distribution": ep.distribution, "version": ep.version}
+
+
+def _entry_points(group: str, every: Iterable[_EntryPoint]) -> list[_EntryPoint]:
     """The group's entry points in the documented processing order (install order never matters):
     by normalised distribution name, then entry-point name, then value."""
-    every = metadata.entry_points() if every is None else every
-    return sorted(every.select(group=group), key=lambda ep: (_normalise(_distribution(ep)[0]), ep.name, ep.value))
+    return sorted((ep for ep in every if ep.group == group), key=lambda ep: (_normalise(ep.distribution), ep.name, ep.value))
 
 
-def sorted_entry_points(group: str) -> list[metadata.EntryPoint]:
+def sorted_entry_points(group: str) -> list[_EntryPoint]:
     """The group's entry points in the documented processing order (install order never matters)."""
-    return _entry_points(group)
+    return _entry_points(group, installed_entry_points((group,)))
 
 
 def _unregister(pm: pluggy.PluginManager, name: str) -> None:
@@ -262,7 +316,7 @@ def load_entry_points(
     state = _state(pm)
     selection = state.selection = _Selection(only) if only is not None else None
     rejected: list[PluginReport] = []
-    every = metadata.entry_points()  # one scan of the installed distributions for both groups
+    every = installed_entry_points((CONNECTOR_GROUP, group))  # one scan for both groups
     for ep in _entry_points(CONNECTOR_GROUP, every):
         origin = _origin_of(ep)
         try:
@@ -304,13 +358,13 @@ def _connector_named_by(plugin: Any) -> str | None:
     return data.get("connector")
 
 
-def _pluggy_name(ep: metadata.EntryPoint) -> str:
+def _pluggy_name(ep: _EntryPoint) -> str:
     # Unique per distribution and entry point: two connectors' `createAccount` both register.
-    dist = _distribution(ep)[0]
+    dist = ep.distribution
     return f"{dist}:{ep.name}" if dist else ep.name
 
 
-def _register_entry_point(pm: pluggy.PluginManager, ep: metadata.EntryPoint, rejected: list, extensions_only: bool = False) -> bool:
+def _register_entry_point(pm: pluggy.PluginManager, ep: _EntryPoint, rejected: list, extensions_only: bool = False) -> bool:
     origin = _origin_of(ep)
     try:
         plugin = ep.load()
@@ -412,7 +466,7 @@ class CapabilityMap(Mapping):
                     entry_point=report.entry_point,
                 )
         known = list(self._by_id) + list(self._bare)
-        match = difflib.get_close_matches(wanted, known, n=1)
+        match = close_matches(wanted, known, n=1)
         hint = f"; did you mean {match[0]!r}?" if match else ""
         where = f" for connector {connector!r}" if connector else ""
         return UnknownCapability(
@@ -528,7 +582,7 @@ _KNOWN_HOOKS = tuple(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspe
 def _hook_problem(plugin: Any, impls: list[tuple[str, Any, bool]]) -> str | None:
     for hook_name, _, has_spec in impls:
         if not has_spec:
-            match = difflib.get_close_matches(hook_name, _KNOWN_HOOKS, n=1)
+            match = close_matches(hook_name, _KNOWN_HOOKS, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else f"; known hooks: {', '.join(_KNOWN_HOOKS)}"
             return f"implements unknown hook {hook_name!r}{hint}"
     if not impls:

@@ -14,7 +14,6 @@ trailing newline through.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -24,18 +23,31 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
+from . import cache as verified_cache
 from .errors import Fault
 
 _MAX_MESSAGE = 300
 
 
+def close_matches(word: str, possibilities: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """``difflib.get_close_matches``, imported only when a did-you-mean is needed (not at start-up)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(possibilities), n=n, cutoff=cutoff)
+
+
 def compile_schema(schema: dict) -> jsonschema.protocols.Validator:
     """Check ``schema`` against its meta-schema and return a reusable validator.
 
-    Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid.
+    Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid. A pass is
+    remembered in the content-keyed cache (:mod:`connector_core.cache`), so a later process
+    compiles the same schema without the meta-schema check; a failure is never remembered.
     """
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    cls.check_schema(schema)
+    key = verified_cache.content_key("schema", _content_key(schema))
+    if not verified_cache.verified(key):
+        cls.check_schema(schema)
+        verified_cache.remember(key)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
@@ -114,7 +126,7 @@ def _lint(schema: Any, parts: list, found: list) -> None:
         return
     for key in schema:
         if key not in KNOWN_KEYWORDS and not key.startswith("x-"):
-            match = difflib.get_close_matches(key, sorted(KNOWN_KEYWORDS), n=1, cutoff=0.7)
+            match = close_matches(key, sorted(KNOWN_KEYWORDS), n=1, cutoff=0.7)
             hint = f"; did you mean {match[0]!r}?" if match else "; prefix extensions with 'x-'"
             found.append((parts + [key], f"unknown JSON Schema keyword {key!r} (JSON Schema ignores it){hint}"))
     if isinstance(schema.get("pattern"), str) and leaky_end_anchor(schema["pattern"]):
@@ -222,7 +234,7 @@ def _describe(error: jsonschema.exceptions.ValidationError):
 
 
 def _close_match(name: str, known: Iterable[str]) -> str:
-    match = difflib.get_close_matches(name, list(known), n=1)
+    match = close_matches(name, list(known), n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 

@@ -4,9 +4,12 @@ rejected plugins, validate's lint, the content-keyed cache, routing."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from importlib import resources
 from pathlib import Path
 
+import jsonschema.exceptions
 import pytest
 from toy import TOY_CONNECTOR, Echo, capability_manifest, toy_pm, variant
 
@@ -23,7 +26,8 @@ from connector_core import (
 )
 from connector_core import cache as manifest_cache
 from connector_core import declare_connector
-from connector_core.validation import leaky_end_anchor, lint_schema
+from connector_core.registry import installed_entry_points
+from connector_core.validation import compile_schema, leaky_end_anchor, lint_schema
 
 CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,6 +182,56 @@ def test_passed_checks_are_remembered_by_content_and_failures_never(tmp_path, mo
     assert markers() == [first]
     monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", "off")
     assert manifest_cache.cache_dir() is None and not manifest_cache.verified(first)
+
+
+
+def test_a_schema_that_passes_its_meta_schema_check_is_remembered_and_a_broken_one_never(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", str(tmp_path / "cache"))
+    files = lambda: sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())  # noqa: E731
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}
+    assert not compile_schema(schema).is_valid({"n": 1})
+    (marker,) = files()
+    assert manifest_cache.verified(marker)
+    assert compile_schema(json.loads(json.dumps(schema))).is_valid({"n": 4}) and files() == [marker]
+    for _ in range(2):  # refused every time, never recorded
+        with pytest.raises(jsonschema.exceptions.SchemaError):
+            compile_schema({"type": "no-such-type"})
+    assert files() == [marker]
+
+
+def _age(root: Path, seconds: float = 60) -> None:
+    """Date everything under ``root`` back, as an installation made a while ago."""
+    stamp = time.time() - seconds
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (stamp, stamp))
+
+
+def test_installed_entry_points_are_kept_by_path_fingerprint_and_rescanned_when_a_distribution_changes(
+    tmp_path, monkeypatch, fake_distribution
+):
+    monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", str(tmp_path / "cache"))
+    stored = lambda: list((tmp_path / "cache").rglob("*.json"))  # noqa: E731
+    names = lambda: sorted(f"{ep.distribution}:{ep.name}={ep.value}" for ep in installed_entry_points() if ep.group == "connector_core" and ep.distribution.startswith("fp-"))  # noqa: E731
+    site = fake_distribution("fp-one", entry_points={"fpEcho": "fp_echo"}, modules={"fp_echo": ""})
+    # Just written: its times may still move within one clock tick, so nothing is stored.
+    assert names() == ["fp-one:fpEcho=fp_echo"] and stored() == []
+    _age(site)
+    assert names() == ["fp-one:fpEcho=fp_echo"]
+    (cached,) = stored()
+    # The stored list is what a later start reads (proved by changing it behind our back)...
+    rows = json.loads(cached.read_text())
+    cached.write_text(json.dumps([r[:2] + ["fp_elsewhere"] + r[3:] if r[1] == "fpEcho" else r for r in rows]))
+    assert names() == ["fp-one:fpEcho=fp_elsewhere"]
+    # ... until a distribution changes: entry_points.txt rewritten in place,
+    (entry_points,) = site.glob("*.dist-info/entry_points.txt")
+    entry_points.write_text("[connector_core]\nfpEcho = fp_echo\nfpOther = fp_echo\n")
+    assert names() == ["fp-one:fpEcho=fp_echo", "fp-one:fpOther=fp_echo"]
+    # or another one installed next to it.
+    other = fake_distribution("fp-two", entry_points={"fpTwo": "fp_two"}, modules={"fp_two": ""})
+    _age(other)
+    assert names() == ["fp-one:fpEcho=fp_echo", "fp-one:fpOther=fp_echo", "fp-two:fpTwo=fp_two"]
+    monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", "off")
+    assert names() == ["fp-one:fpEcho=fp_echo", "fp-one:fpOther=fp_echo", "fp-two:fpTwo=fp_two"]
 
 
 # -- routing ---------------------------------------------------------------------------
