@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -213,6 +214,9 @@ def test_installed_entry_points_are_kept_by_path_fingerprint_and_rescanned_when_
     stored = lambda: list((tmp_path / "cache").rglob("*.json"))  # noqa: E731
     names = lambda: sorted(f"{ep.distribution}:{ep.name}={ep.value}" for ep in installed_entry_points() if ep.group == "connector_core" and ep.distribution.startswith("fp-"))  # noqa: E731
     site = fake_distribution("fp-one", entry_points={"fpEcho": "fp_echo"}, modules={"fp_echo": ""})
+    # Only these sites and the standard library: site-packages may be changing under other tests
+    # (monkeypatch restores sys.path afterwards).
+    sys.path[:] = [p for p in sys.path if p == str(site) or (p.startswith(sys.base_prefix) and "site-packages" not in p)]
     # Just written: its times may still move within one clock tick, so nothing is stored.
     assert names() == ["fp-one:fpEcho=fp_echo"] and stored() == []
     _age(site)
