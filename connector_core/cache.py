@@ -135,7 +135,7 @@ def path_fingerprint() -> tuple[str, bool] | None:
     that is not a string: then there is nothing safe to key by.
     """
     for finder in sys.meta_path:
-        if getattr(finder, "find_distributions", None) is not None and finder is not PathFinder:
+        if getattr(finder, "find_distributions", None) is not None and not _reads_sys_path(finder):
             return None
     parts = [sys.version]
     newest = 0
@@ -163,3 +163,10 @@ def path_fingerprint() -> tuple[str, bool] | None:
                 newest = max(newest, stat.st_mtime_ns)
                 parts.append(f"\0{path}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_size}")
     return "".join(parts), time.time_ns() - newest > _SETTLE_NS
+
+
+def _reads_sys_path(finder) -> bool:
+    """Whether ``finder`` finds distributions only on ``sys.path``: the standard path finder, or
+    the ``importlib_metadata`` backport's, which some packages add to ``sys.meta_path``."""
+    kind = finder if isinstance(finder, type) else type(finder)
+    return finder is PathFinder or (kind.__name__ == "MetadataPathFinder" and kind.__module__.split(".")[0] in ("importlib", "importlib_metadata"))

@@ -238,6 +238,20 @@ def test_installed_entry_points_are_kept_by_path_fingerprint_and_rescanned_when_
     assert names() == ["fp-one:fpEcho=fp_echo", "fp-one:fpOther=fp_echo", "fp-two:fpTwo=fp_two"]
 
 
+def test_a_finder_that_provides_distributions_from_elsewhere_turns_the_entry_point_list_cache_off(monkeypatch):
+    class Elsewhere:
+        def find_spec(self, *args):
+            return None
+
+        def find_distributions(self, context=None):
+            return iter(())
+
+    assert manifest_cache.path_fingerprint() is not None
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Elsewhere()])
+    assert manifest_cache.path_fingerprint() is None
+    assert any(ep.name == "getAccount" for ep in installed_entry_points())  # scanned every time instead
+
+
 # -- routing ---------------------------------------------------------------------------
 
 
