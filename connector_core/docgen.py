@@ -88,7 +88,7 @@ def _errors(capability: Capability) -> list[str]:
         ("invalid_config", "config", "the connection config does not fit the connector's config schema or lacks a field listed under config"),
     ]
     if auth:
-        rows.append(("authentication_failed, permission_denied", "auth", f"the service refused the credentials ({', '.join(auth)})"))
+        rows.append(("authentication_failed, permission_denied", "auth", f"the service refused the credentials (auth {', '.join(f'`{a}`' for a in auth)})"))
     rows += [
         ("rejected_by_service", "input", "the service answered 400"),
         ("not_found, conflict", "not_found, conflict", "the service answered 404 or 409"),
@@ -108,10 +108,15 @@ def _errors(capability: Capability) -> list[str]:
     return lines
 
 
+def _field(name: str, secret: set[str]) -> str:
+    return f"`{name}`" + (" (secret)" if name in secret else "")
+
+
 def _capability_section(capability: Capability, secret_fields: Iterable[str]) -> list[str]:
     manifest = capability.manifest
     config = capability.connector.config_schema
-    needed = sorted(set(config.get("required", [])) | set(manifest.required_config))
+    always = list(config.get("required", []))
+    own = [f for f in manifest.required_config if f not in always]
     secret = set(secret_fields)
     retry = "retried after an ambiguous failure" if manifest.retry_safe or manifest.effect == "read" else "never repeated blindly after an ambiguous failure"
     lines = [
@@ -121,8 +126,8 @@ def _capability_section(capability: Capability, secret_fields: Iterable[str]) ->
         "",
         f"- effect: `{manifest.effect}`; `retrySafe`: `{str(manifest.retry_safe).lower()}` ({retry})",
         f"- endpoints: {', '.join(f'`{e}`' for e in manifest.endpoints) or 'none declared'}",
-        f"- config: {', '.join(f'`{f}`' + (' (secret)' if f in secret else '') for f in needed) or 'none'}"
-        + (f"; this capability also needs {', '.join(f'`{f}`' for f in manifest.required_config)}" if manifest.required_config else ""),
+        "- config: " + (", ".join(_field(f, secret) for f in always) or "none required by the connector")
+        + (f"; this capability also needs {', '.join(_field(f, secret) for f in own)}" if own else ""),
     ]
     if manifest.data.get("documentation"):
         lines.append(f"- documentation: <{manifest.data['documentation']}>")

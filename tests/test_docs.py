@@ -427,3 +427,23 @@ def test_the_context_and_httpclient_reference_has_every_public_member():
     members += [n for n in vars(HttpClient) if not n.startswith("_")] + ["base_url", "service"]
     for name in members:
         assert f"`{name}" in section or f"/{name}" in section, f"{name} is not in the Context and HttpClient reference"
+
+
+def test_connector_docs_writes_a_third_party_connector(make_engine, monkeypatch):
+    # The tinydesk example (examples/), registered without installing it.
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "tinydesk"))
+    import tinydesk_connector
+    from tinydesk_connector import create_ticket, list_tickets
+
+    engine = make_engine(create_ticket, list_tickets, connectors=[tinydesk_connector.CONNECTOR_MANIFEST])
+    page = docgen.capability_reference(engine, connectors=["tinydesk"])
+    assert "## Tinydesk helpdesk (`tinydesk`)" in page
+    assert "| `apiToken` | string |  | yes |" in page  # a secret field, not required by the connector
+    assert "| `oauth` | `oauth2_client_credentials` |" in page and "| `basic` | `basic` |" in page
+    create = page[page.index("### `tinydesk.createTicket`"):page.index("### `tinydesk.listTickets`")]
+    assert "- config: none required by the connector; this capability also needs `clientId`, `clientSecret` (secret)" in create
+    assert '| `priority` | one of `"low"`, `"normal"`, `"high"`, `"urgent"` |  |' in create
+    assert "| `tags` | array of string |" in create
+    assert "`outcome_unknown`" in create and "`retrySafe` is false" in create
+    listing = page[page.index("### `tinydesk.listTickets`"):]
+    assert "`outcome_unknown`" not in listing and "(auth `basic`)" in listing
