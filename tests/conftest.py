@@ -5,11 +5,9 @@ Connector-specific fixtures live in the test files that need them.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 from httpserver import TestServer
+from installs import install
 from shared_folder import pytest_runtest_makereport  # noqa: F401  (the ../shared skip rule)
 
 from connector_core import get_plugin_manager
@@ -114,47 +113,19 @@ def fake_distribution(tmp_path, monkeypatch):
         sys.modules.pop(module, None)
 
 
-# -- installed plugin packages (session-scoped: pip runs once per package) -------------
-
-
-def _can_build_without_isolation() -> bool:
-    """Whether setuptools here can build a wheel by itself (bdist_wheel: setuptools>=70.1 or `wheel`)."""
-    try:
-        import setuptools
-    except ImportError:
-        return False
-    major, minor = (int(p) if p.isdigit() else 0 for p in (setuptools.__version__.split(".") + ["0"])[:2])
-    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
-
-
-def pip_install(package: Path | list[Path], target: Path, workdir: Path) -> Path:
-    """``pip install --no-deps --target`` copies of ``package`` (one or several; the source trees stay clean)."""
-    sources = []
-    for one in package if isinstance(package, list) else [package]:
-        source = workdir / f"{one.name}-src"
-        shutil.copytree(one, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-        sources.append(str(source))
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
-    if _can_build_without_isolation():
-        command.append("--no-build-isolation")
-    command += ["--target", str(target), *sources]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip install {sources} failed:\n{done.stdout}\n{done.stderr}"
-    return target
+# -- installed plugin packages (built and pip-installed once per run, shared by xdist workers) --
 
 
 @pytest.fixture(scope="session")
 def sample_site(tmp_path_factory) -> Path:
     """A directory where tests/plugins/sample_plugin is installed (put it on PYTHONPATH)."""
-    work = tmp_path_factory.mktemp("sample-build")
-    return pip_install(PLUGINS / "sample_plugin", tmp_path_factory.mktemp("sample-site"), work)
+    return install(tmp_path_factory, PLUGINS / "sample_plugin")
 
 
 @pytest.fixture(scope="session")
 def broken_site(tmp_path_factory) -> Path:
     """A directory where tests/plugins/broken_plugins is installed."""
-    work = tmp_path_factory.mktemp("broken-build")
-    return pip_install(PLUGINS / "broken_plugins", tmp_path_factory.mktemp("broken-site"), work)
+    return install(tmp_path_factory, PLUGINS / "broken_plugins")
 
 
 # -- the `connector` command ----------------------------------------------------------

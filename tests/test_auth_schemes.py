@@ -13,8 +13,9 @@ import copy
 import json
 
 import pytest
-from conftest import PLUGINS, pip_install
+from conftest import PLUGINS
 from httpserver import Answer
+from installs import install
 from toy import SECRET, TOY_CONNECTOR, token_issuer, toy_config, toy_pm
 
 from connector_core import ConnectorManifest, Engine, ManifestError, get_plugin_manager, hookimpl
@@ -26,8 +27,7 @@ BEARER = "b3arer-Th1s-Is-Secret"
 
 @pytest.fixture(scope="session")
 def auth_site(tmp_path_factory):
-    work = tmp_path_factory.mktemp("auth-build")
-    return pip_install(PLUGINS / "auth_plugin", tmp_path_factory.mktemp("auth-site"), work)
+    return install(tmp_path_factory, PLUGINS / "auth_plugin")
 
 
 @pytest.fixture

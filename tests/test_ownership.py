@@ -16,27 +16,25 @@ both orders:
 from __future__ import annotations
 
 import pytest
-from conftest import PLUGINS, pip_install
+from conftest import PLUGINS
+from installs import install
 
 BUILTIN = ["createAccount", "deleteAccount", "getAccount", "getAudiences", "getCalculatedAttributes", "updateAccount", "uploadEventBatch"]
 
 
 @pytest.fixture(scope="session")
 def site_a(tmp_path_factory):
-    work = tmp_path_factory.mktemp("a-build")
-    return pip_install([PLUGINS / "acme_connector", PLUGINS / "mparticle_addon"], tmp_path_factory.mktemp("site-a"), work)
+    return install(tmp_path_factory, PLUGINS / "acme_connector", PLUGINS / "mparticle_addon")
 
 
 @pytest.fixture(scope="session")
 def site_b(tmp_path_factory):
-    work = tmp_path_factory.mktemp("b-build")
-    return pip_install([PLUGINS / "mparticle_copycat", PLUGINS / "mparticle_impostor"], tmp_path_factory.mktemp("site-b"), work)
+    return install(tmp_path_factory, PLUGINS / "mparticle_copycat", PLUGINS / "mparticle_impostor")
 
 
 @pytest.fixture(scope="session")
 def site_c(tmp_path_factory):
-    work = tmp_path_factory.mktemp("c-build")
-    return pip_install(PLUGINS / "mparticle_fork", tmp_path_factory.mktemp("site-c"), work)
+    return install(tmp_path_factory, PLUGINS / "mparticle_fork")
 
 
 @pytest.fixture
