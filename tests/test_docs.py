@@ -25,7 +25,7 @@ from connector_mparticle.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
+PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md"), ROOT / "examples" / "README.md"])
 PROJECT = "connector-framework"  # the distribution whose capabilities and commands the pages document
 
 
@@ -90,7 +90,7 @@ def _outside_fences(text: str) -> str:
     return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
     text = _outside_fences(page.read_text("utf-8"))
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
@@ -342,7 +342,7 @@ def _close_all(namespace: dict) -> None:
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if any(b.lang in RUNNABLE or b.directive == "file" for b in blocks_of(p))],
-                         ids=lambda p: p.name)
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_snippet_runs(page, tmp_path, monkeypatch):
     for name in [n for n in os.environ if n.startswith(("MP_", "CONNECTOR_SERVE_"))]:
         monkeypatch.delenv(name)
