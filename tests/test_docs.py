@@ -459,3 +459,12 @@ def test_every_error_code_of_the_code_is_documented():
     assert {"invalid_input", "server_error", "cannot_listen", "method_not_allowed"} <= codes  # the patterns still find them
     documented = " ".join((DOCS / page).read_text("utf-8") for page in ("hosts.md", "serve.md", "mparticle.md", "operators.md", "sandbox.md"))
     assert not {c for c in codes if f"`{c}`" not in documented}, "error codes missing from the docs"
+
+
+def test_every_page_of_docs_is_linked_from_the_index_and_the_readme():
+    index = (DOCS / "README.md").read_text("utf-8")
+    readme = (ROOT / "README.md").read_text("utf-8")
+    for page in DOCS.glob("*.md"):
+        if page.name != "README.md":
+            assert f"]({page.name}" in index, f"docs/README.md does not link {page.name}"
+            assert f"](docs/{page.name}" in readme, f"README.md does not link docs/{page.name}"
