@@ -98,7 +98,8 @@ def floor_server() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     print(json.dumps({"url": "http://127.0.0.1:%d" % sock.getsockname()[1]}), flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, server_header=False, lifespan="off")).run(sockets=[sock])
+    uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, server_header=False, lifespan="off",
+                                  timeout_keep_alive=30)).run(sockets=[sock])
 
 
 class ServeProcess:

@@ -264,6 +264,17 @@ def test_requests_a_web_page_could_send_are_refused(served, headers, body, statu
     assert mparticle_sandbox.state()["requests_total"] == 0
 
 
+def test_execute_answers_carry_the_service_headers_and_other_methods_get_the_json_error(api):
+    answer = execute(api, "getAccount", {"accountId": "1001"}, **{"X-Correlation-ID": "hdr-1"})
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/json"
+    assert int(answer.headers["Content-Length"]) == len(answer.content)
+    assert (answer.headers["X-Correlation-ID"], answer.headers["Cache-Control"], answer.headers["X-Content-Type-Options"]) == (
+        "hdr-1", "no-store", "nosniff")
+    for method in ("GET", "PUT", "DELETE"):
+        wrong = api.request(method, api.base + "/v1/capabilities/mparticle.getAccount/execute", timeout=10)
+        assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed"), wrong.text
+
+
 def test_a_chunked_body_over_the_limit_is_refused(served):
     def chunks():
         for _ in range(10):
