@@ -293,6 +293,7 @@ def _run_worker(service: Any, sock: socket.socket, args: Any) -> int:
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(args.grace_seconds + 0.999)),
         timeout_keep_alive=30,
+        proxy_headers=False,  # the service never reads the client address, so it trusts no X-Forwarded-* header
     )
     # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again under the
     # handlers it found; with these the command then exits 0, as `connector sandbox` does.
