@@ -68,6 +68,9 @@ application_state, profile_event_type)
 other enum values                                      error    D-JSON/SCH enums; no SDK
 required fields per event type (below)                 error    D-JSON; SCH when D-JSON is
                                                                 silent
+required ``push_registration.register`` or             warning  SCH21/26 admit null
+``user_identity_change.new`` null (absent: error)               (``Boolean``; an untyped
+                                                                ``new``); JAVA sends nulls
 required string empty                                  error    D-HTTP 400: "missing or empty"
 ``profile`` without its SCH26-required fields          warning  PY profile_event.py has no
                                                                 previous_mpid/current_mpid
@@ -318,6 +321,9 @@ def _path_order(fault: Fault) -> list:
 # Field kinds of the per-event-type rules, and how a fault message names each.
 _STR, _BOOL, _INT, _ENUM, _OBJ = range(5)
 _WARN = "warn"  # "required" level of a field the schema requires but an SDK cannot send
+# "required" level of a field D-JSON and the schemas require, whose schema type admits null:
+# absent is an error, an explicit null only a warning (uncertain: the schema accepts it).
+_NULL_WARN = "null-warn"
 _NEED = {_STR: "string", _BOOL: "true or false", _INT: "integer", _OBJ: "object"}
 
 # event_type -> ((field, required, kind, allowed values or None), ...)
@@ -338,7 +344,8 @@ _RULES: dict[str, tuple] = {
     "session_end": (("session_duration_ms", False, _INT, None),),
     "opt_out": (("is_opted_out", False, _BOOL, None),),
     "push_registration": (
-        ("register", True, _BOOL, None),
+        # SCH21/26 ``Boolean`` is boolean or null; JAVA serialises an unset register as null.
+        ("register", _NULL_WARN, _BOOL, None),
         ("registration_token", True, _STR, None),
     ),
     "application_state_transition": (
@@ -361,7 +368,8 @@ _RULES: dict[str, tuple] = {
         ("current_mpid", _WARN, _INT, None),
     ),
     "user_attribute_change": (("user_attribute_name", True, _STR, None),),
-    "user_identity_change": (("new", True, _OBJ, None),),
+    # SCH26 requires "new" but gives it no type, so null passes the schema.
+    "user_identity_change": (("new", _NULL_WARN, _OBJ, None),),
 }
 
 
@@ -387,6 +395,11 @@ def _check_rules(rules, data, event, event_type, path, i, faults) -> None:
                 faults.warn(f"{_data_path(path, i)}.{field}", (
                     f"{event_type} should have {field!r} (the 2026 schema requires it; the "
                     "Python SDK's model has no such field)"
+                ))
+            elif required is _NULL_WARN and field in data:
+                faults.warn(f"{_data_path(path, i)}.{field}", (
+                    f"{event_type} has {field!r} null; D-JSON requires a value, but the official "
+                    "schema admits null, so it is sent (mParticle may refuse or ignore the event)"
                 ))
             elif required:
                 _missing(faults, path, i, event, data, event_type, field, kind, allowed)

@@ -14,7 +14,6 @@ it, or only its name when the answer holds no readable account (no ``id`` then).
 from connector_core import Conflict, OutcomeUnknown, UpstreamError, hookimpl
 
 from .common import (
-    CONNECTOR_MANIFEST,
     account_output,
     entities,
     manifest,
@@ -23,7 +22,7 @@ from .common import (
 )
 
 MANIFEST = manifest("createAccount")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

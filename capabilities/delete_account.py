@@ -3,10 +3,10 @@
 from connector_core import Conflict, NotFound, OutcomeUnknown, hookimpl
 from connector_core.http import NOT_EXECUTED
 
-from .common import CONNECTOR_MANIFEST, account_not_found, as_id, manifest, platform
+from .common import account_not_found, as_id, manifest, platform
 
 MANIFEST = manifest("deleteAccount")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

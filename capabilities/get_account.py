@@ -3,7 +3,6 @@
 from connector_core import NotFound, hookimpl
 
 from .common import (
-    CONNECTOR_MANIFEST,
     account_not_found,
     account_output,
     as_id,
@@ -14,7 +13,7 @@ from .common import (
 )
 
 MANIFEST = manifest("getAccount")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

@@ -3,7 +3,6 @@
 from connector_core import NotFound, hookimpl
 
 from .common import (
-    CONNECTOR_MANIFEST,
     account_not_found,
     as_id,
     entities,
@@ -13,7 +12,7 @@ from .common import (
 )
 
 MANIFEST = manifest("getAudiences")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

@@ -6,10 +6,10 @@ GET /platform/v2/workspaces/{workspace}/calculatedattributes, with ``name`` when
 
 from connector_core import NotFound, hookimpl
 
-from .common import CONNECTOR_MANIFEST, as_id, entities, identified, manifest, platform
+from .common import as_id, entities, identified, manifest, platform
 
 MANIFEST = manifest("getCalculatedAttributes")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

@@ -19,10 +19,10 @@ Exactly once rests on mParticle's de-duplication by ``source_request_id``:
 
 from connector_core import AuthenticationFailed, ConnectorError, InvalidInput, hookimpl
 
-from .common import CONNECTOR_MANIFEST, manifest
+from .common import manifest
 
 MANIFEST = manifest("uploadEventBatch")
-__all__ = ["CONNECTOR_MANIFEST", "MANIFEST", "execute"]
+__all__ = ["MANIFEST", "execute"]
 
 
 @hookimpl

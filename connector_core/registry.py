@@ -19,10 +19,14 @@ The outcome never depends on install order. Entry points are processed sorted by
 * a connector declared by several distributions with different manifests is refused
   (with all its capabilities) unless the host pins an owner (``Engine(owners=...)`` or
   ``CONNECTOR_CORE_OWNERS=connector=distribution,...``); identical declarations agree;
-* a connector nobody declares may still be declared the old way, by the
-  ``CONNECTOR_MANIFEST`` of its capability plugins (the same rules apply to those copies);
+* the capabilities of a distribution that declares a connector are written for its own
+  declaration: when another declaration is in effect (a pinned owner), they are rejected;
 * a capability carrying a ``CONNECTOR_MANIFEST`` that differs from the declared one is
-  rejected alone, naming the owner;
+  rejected alone, naming the owner (an identical copy is accepted);
+* compatibility with plugins written before the ``connector_core.connectors`` group: a
+  connector *nobody* declares may still be implied by the ``CONNECTOR_MANIFEST`` of its
+  capability plugins (the same rules apply to those copies). A copy never declares a
+  connector that a distribution declares;
 * a capability id the owner provides is rejected for any other distribution; an id
   claimed by several distributions none of which owns the connector is rejected for all.
 
@@ -636,6 +640,8 @@ class _Connector:
     owners: tuple[str, ...]  # normalised distribution names ("" for registered directly)
     owner_names: tuple[str, ...]
     problem: str | None = None
+    # normalised distribution -> (name, manifest data) of every explicit declaration, in effect or not
+    declared_by: dict = attrs.field(factory=dict)
 
 
 def _resolve_connectors(
@@ -688,6 +694,7 @@ def _resolve_connectors(
                 connectors[connector_id] = _Connector(None, (), tuple(by), problem=problem)
         if connector_id in explicit:
             resolved = connectors[connector_id]
+            resolved.declared_by = {_normalise(o.get("distribution")): (o.get("distribution") or DIRECT, m.data) for m, o in candidates}
             for manifest, origin in candidates:
                 mine = (
                     resolved.manifest is not None
@@ -725,6 +732,13 @@ def _assign(entries: list[_Entry], connectors: dict[str, _Connector]) -> list[_E
             )
         elif connector.manifest is None:
             entry.problem = f"its connector {manifest.connector!r} is refused: {connector.problem}"
+        elif entry.dist in connector.declared_by and connector.declared_by[entry.dist][1] != connector.manifest.data:
+            # A distribution that declares the connector wrote its capabilities for its own
+            # declaration: when another one is in effect (pinned), they step aside.
+            entry.problem = (
+                f"{entry.who} declares connector {manifest.connector!r} with a manifest that differs from the one declared by "
+                f"{' and '.join(connector.owner_names)}, the owner in effect; its capabilities are written for its own declaration"
+            )
         elif entry.copy is not None and entry.copy.data != connector.manifest.data:
             entry.problem = (
                 f"carries its own connector manifest for {manifest.connector!r} ({entry.copy.source}) that differs from the "

@@ -15,6 +15,8 @@ both orders:
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import PLUGINS
 from installs import install
@@ -183,5 +185,33 @@ def test_the_host_pins_the_owner(forked, owner, runs):
         demo = forked("demo", env=env)
         assert demo.code == 0, demo
     else:
-        # The fork owns the connector now: the built-ins carry a different copy and step aside.
-        assert all("differs from the one declared by mparticle-fork" in r["reason"] for r in builtins.values())
+        # The fork owns the connector now: the built-ins were written for connector-framework's
+        # own declaration (they carry no copy of it) and step aside.
+        assert len(builtins) == 7 and all(r["status"] == "rejected" for r in builtins.values())
+        assert all(
+            "connector-framework declares connector 'mparticle' with a manifest that differs from the one declared by mparticle-fork"
+            in r["reason"]
+            for r in builtins.values()
+        )
+
+
+def test_the_mparticle_connector_is_declared_by_its_entry_point_alone(cli):
+    """Issue 7: a connector is declared explicitly by one distribution, not implied by whichever
+    capability module happens to carry a copy of its manifest."""
+    from importlib import import_module, metadata
+
+    from connector_mparticle.common import CONNECTOR_MANIFEST
+
+    (declaration,) = [ep for ep in metadata.entry_points(group="connector_core.connectors") if ep.name == "mparticle"]
+    assert declaration.value == "connector_mparticle.common:CONNECTOR_MANIFEST"
+    capabilities = [ep for ep in metadata.entry_points(group="connector_core") if ep.dist.name == "connector-framework"]
+    modules = {ep.name: import_module(ep.value) for ep in capabilities}
+    assert set(BUILTIN) <= set(modules)
+    assert [name for name, module in modules.items() if hasattr(module, "CONNECTOR_MANIFEST")] == []
+    for name in BUILTIN:  # each names its connector in its manifest instead
+        assert json.loads(modules[name].MANIFEST.read_text("utf-8"))["connector"] == "mparticle"
+    reports = cli("plugins", "--json").json()
+    (connector,) = [r for r in reports if r["kind"] == "connector" and r["id"] == "mparticle"]
+    assert (connector["id"], connector["status"], connector["distribution"]) == ("mparticle", "loaded", "connector-framework")
+    assert connector["entry_point"] == "mparticle = connector_mparticle.common:CONNECTOR_MANIFEST"
+    assert str(CONNECTOR_MANIFEST).endswith("mparticle.json")

@@ -16,7 +16,9 @@ send, as mParticle does (the Java SDK's own test expects 202 for it): the identi
 ``customerid`` (Python SDK), platforms ``Unknown``/``desktop``/``FireTV``, ``unknown``
 enumeration values (Python SDK), environment ``unknown`` (OpenAPI file, Java SDK),
 ``product_impressions: []`` beside a ``product_action`` (Java SDK), a commerce event
-without any action (the Python SDK's crash reports) and null for any optional field.
+without any action (the Python SDK's crash reports), null for any optional field, and null
+for the two required fields whose SCH type admits it (``push_registration.register``,
+``user_identity_change.new``).
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ EVENT_DATA: dict[str, dict] = {
     "push_reaction": {},
     "crash_report": {},
     "opt_out": {"fields": {"is_opted_out": _BOOLEAN}},
-    "push_registration": {"required": ("register", "registration_token"),
+    # SCH's Boolean admits null and the Java SDK writes an unset register as null: present suffices.
+    "push_registration": {"required": ("registration_token",), "present": ("register",),
                           "fields": {"register": _BOOLEAN, "registration_token": _STRING}},
     "application_state_transition": {"required": ("application_transition_type",), "fields": {
         "application_transition_type": _enum("application_initialized", "application_exit",
@@ -139,7 +142,8 @@ EVENT_DATA: dict[str, dict] = {
     "profile": {"fields": {"profile_event_type": _enum("signup", "login", "logout", "update", "delete", _U),
                            "previous_mpid": _INTEGER, "current_mpid": _INTEGER}},
     "user_attribute_change": {"required": ("user_attribute_name",), "fields": {"user_attribute_name": _STRING}},
-    "user_identity_change": {"required": ("new",), "fields": {
+    # SCH26 requires "new" without giving it a type, so null passes the schema: present suffices.
+    "user_identity_change": {"present": ("new",), "fields": {
         "new": {"type": "object", "open": True, "fields": {"identity_type": _enum(*IDENTITY_KEYS[:-1])},
                 "required": ("identity_type",)},
         "old": _OBJECT}},
@@ -190,7 +194,7 @@ def _compile(spec: Any) -> None:
     spec["types"] = types
     spec["python"] = None if "any" in types else frozenset(t for name in types for t in _PYTHON_TYPES[name])
     # A leaf needs only its type checked: the walker checks it in place of a call (most values are leaves).
-    spec["leaf"] = not any(k in spec for k in ("enum", "range", "format", "items", "fields", "values", "required"))
+    spec["leaf"] = not any(k in spec for k in ("enum", "range", "format", "items", "fields", "values", "required", "present"))
     for sub in (*spec.get("fields", {}).values(), spec.get("items"), spec.get("values")):
         _compile(sub)
 
@@ -241,6 +245,9 @@ def _walk(value: Any, spec: dict, path: tuple, errors: list[Problem]) -> None:
         for name in spec.get("required", ()):
             if value.get(name) in (None, ""):
                 errors.append(Problem(_path((*path, name)), "required field missing or empty"))
+        for name in spec.get("present", ()):  # required, but null is accepted
+            if name not in value:
+                errors.append(Problem(_path((*path, name)), "required field missing"))
         values = spec.get("values")
         for key, item in value.items():
             sub = fields.get(key) or values
@@ -288,7 +295,7 @@ def _event(event: Any, path: tuple, errors: list[Problem]) -> None:
 
 # Each event type's data: its own fields over the common ones, compiled once.
 _EVENT_RULES = {
-    event_type: {"type": "object", "open": True, "required": spec.get("required", ()),
+    event_type: {"type": "object", "open": True, "required": spec.get("required", ()), "present": spec.get("present", ()),
                  "fields": {**_COMMON, **spec.get("fields", {})}}
     for event_type, spec in {**EVENT_DATA, _U: {}}.items()
 }
