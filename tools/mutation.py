@@ -55,7 +55,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "validation": ("connector_core/validation.py", ["tests/test_manifest.py", "tests/test_engine.py"]),
     "common": ("capabilities/common.py", ["tests/test_mparticle_answers.py", "tests/test_mparticle.py"]),
     "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle.py"]),
-    "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_engine.py"]),
+    # uploadEventBatch's requests, fates and report (the capability module is the thin part)
+    "upload_report": ("capabilities/upload_report.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle_exactly_once.py",
+                                                      "tests/test_mparticle.py", "tests/test_mparticle_exactly_once_faults.py"]),
+    "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_engine.py", "tests/test_entry_points.py",
+                                                "tests/test_ownership.py"]),
     "manifest": ("connector_core/manifest.py", ["tests/test_manifest.py", "tests/test_registry.py"]),
     "cli": ("connector_core/cli.py", ["tests/test_cli.py", "tests/test_mparticle_cli.py", "tests/test_entry_points.py"]),
     "engine": ("connector_core/engine.py", ["tests/test_engine.py", "tests/test_http.py", "tests/test_registry.py", "tests/test_mparticle.py"]),
@@ -141,6 +145,20 @@ def _changed_lines(source: str) -> list[int]:
     return lines
 
 
+def _test_env(source: str) -> dict[str, str]:
+    """The environment of a mutant's test run: bytecode (and pytest's rewritten modules) cached
+    under ``.mutation/pycache`` even where PYTHONDONTWRITEBYTECODE is set, which halves the
+    start-up of each run; the mutated module's cached files are removed first, so no run can
+    load the bytecode of another mutant of the same size written in the same second."""
+    prefix = WORK / "pycache"
+    stale = prefix / Path(ROOT / source).resolve().parent.relative_to("/")
+    for cached in stale.glob(Path(source).stem + ".*.pyc"):
+        cached.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(prefix)
+    return env
+
+
 def run_tests(name: str) -> int:
     """cosmic-ray's test command: the tests that ran the mutated line (all of the module's
     tests when a line ran outside any test function, such as at import time)."""
@@ -152,9 +170,9 @@ def run_tests(name: str) -> int:
         if nodeids is None:
             # Not recorded inside a test: run at import (before coverage started), in a
             # thread, in a subprocess, or by no test at all. Run all the module's tests.
-            return subprocess.run(PYTEST + tests, cwd=ROOT).returncode
+            return subprocess.run(PYTEST + tests, cwd=ROOT, env=_test_env(source)).returncode
         selected.update(nodeids)
-    return subprocess.run(PYTEST + sorted(selected), cwd=ROOT).returncode
+    return subprocess.run(PYTEST + sorted(selected), cwd=ROOT, env=_test_env(source)).returncode
 
 
 def _accepted() -> list[dict]:
@@ -173,8 +191,11 @@ def _why(name: str, operator: str, line: str, accepted: list[dict]) -> str | Non
     return None
 
 
-def _sample(session: Path, name: str, fraction: float) -> int:
-    """Leave a seeded random ``fraction`` of the pending mutants to run; skip the others."""
+def _sample(session: Path, name: str, fraction: float, size: int | None = None) -> int:
+    """Leave a seeded random ``fraction`` (or ``size``) of the pending mutants to run; skip the others.
+
+    The seed is the module's name: the same commit and options give the same sample.
+    """
     import random
 
     from cosmic_ray.work_db import use_db
@@ -182,14 +203,15 @@ def _sample(session: Path, name: str, fraction: float) -> int:
 
     with use_db(str(session)) as db:
         pending = sorted(item.job_id for item in db.pending_work_items)
-        keep = set(random.Random(name).sample(pending, round(len(pending) * fraction)))
+        count = min(len(pending), size) if size else round(len(pending) * fraction)
+        keep = set(random.Random(name).sample(pending, count))
         for job_id in pending:
             if job_id not in keep:
                 db.set_result(job_id, WorkResult(output="not in the sample", worker_outcome=WorkerOutcome.SKIPPED))
     return len(pending)
 
 
-def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0) -> dict:
+def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0, size: int | None = None) -> dict:
     """Run (or resume) one module's session; return its counts and survivors."""
     source, tests = MODULES[name]
     if _modified(source):
@@ -204,7 +226,7 @@ def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0) -> d
         _run("cosmic-ray", "init", str(config), str(session))
         _run("cr-filter-operators", str(session), str(config))
         _run("cr-filter-pragma", str(session))
-        population = _sample(session, name, fraction)
+        population = _sample(session, name, fraction, size)
         (WORK / f"{name}.population").write_text(str(population), "utf-8")
     original = (ROOT / source).read_bytes()
     try:
@@ -302,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a mutant's test run counts as hung (killed)")
     parser.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
                         help="run a seeded random fraction of each module's mutants (default 1: all of them)")
+    parser.add_argument("--sample-size", type=int, metavar="N",
+                        help="run a seeded random N of each module's mutants (all when it has fewer)")
     parser.add_argument("--run-tests", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
     args = parser.parse_args(argv)
     if args.run_tests:
@@ -318,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(previous.read_text("utf-8")) if previous.exists() else {}
     for name in args.modules or list(MODULES):
         print(f"{name}: mutating {MODULES[name][0]} ...", flush=True)
-        results[name] = measure(name, args.timeout, args.resume, args.sample)
+        results[name] = measure(name, args.timeout, args.resume, args.sample, args.sample_size)
         r = results[name]
         print(f"{name}: {r['killed']}/{r['mutants']} (of {r['population']}) killed, {r['accepted']} accepted, {r['survived']} survived: "
               f"{r['score']}% ({r['seconds']} s)", flush=True)
