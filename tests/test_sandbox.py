@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from connector_mparticle.batches import MAX_REQUEST_BYTES
 from connector_mparticle.sandbox import Sandbox, SandboxProcess, add_arguments
 from connector_mparticle.sandbox.__main__ import main as sandbox_main
 from shared_folder import shared_path
+
+# mParticle's documented request limit (256 KB per request), written out.
+MAX_REQUEST_BYTES = 256 * 1024
 
 pytest_plugins = ["pytester"]
 

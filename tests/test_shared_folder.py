@@ -26,6 +26,8 @@ def test_unrelated():
 def run(pytester, monkeypatch):
     def run(shared):
         monkeypatch.setattr(shared_folder, "SHARED", shared)
+        # The rule's plugin alone: loading every installed plugin would triple the run's cost.
+        monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
         pytester.makepyfile(test_uses_shared=USES_SHARED)
         return pytester.runpytest_inprocess("-p", "shared_folder", "-rs", "-p", "no:cacheprovider")
 
