@@ -14,7 +14,8 @@ import json
 import sys
 from typing import Any
 
-from connector_core import Fault, InvalidConfig, InvalidInput
+from connector_core import Fault, InvalidInput
+from connector_core.cli import add_connection_options, connect_from_args
 
 from .backfill import DEFAULT_CONCURRENCY, DEFAULT_RATE, HISTORICAL_MODES, Progress, StateFile, upload
 from .batch_files import STDIN, check_readable, file_digest, iter_batches
@@ -46,11 +47,7 @@ def add_command(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="JSON array or NDJSON file, gzip allowed; '-' for standard input")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--config", metavar="PATH", help="connection config JSON file ({\"$env\": NAME} values read the environment)")
-    group.add_argument("--connection", metavar="NAME", help="a named connection from the connections file")
-    group.add_argument("--sandbox", action="store_true", help="upload to a local mParticle sandbox started in-process (to try it)")
-    parser.add_argument("--connections", metavar="PATH", help="connections file (default $CONNECTOR_CONNECTIONS or ./connections.json)")
+    add_connection_options(parser)
     parser.add_argument("--dead-letter", metavar="PATH",
                         help="write refused batches here as NDJSON: {\"index\", \"batch\", \"reasons\": [{\"path\", \"message\"}]}")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first refused batch instead of continuing")
@@ -145,20 +142,7 @@ def run(args, engine) -> int:
         raise InvalidInput("--rate must be a positive number of batches per second", faults=[Fault("$.rate", "must be > 0")])
     if args.concurrency < 1:
         raise InvalidInput("--concurrency must be at least 1", faults=[Fault("$.concurrency", "must be >= 1")])
-    if args.sandbox:
-        factory = engine.pm.hook.sandbox(connector=CONNECTOR)
-        if factory is None:
-            raise InvalidConfig("no installed plugin provides the mParticle sandbox")
-        with factory as config, engine.connect(config, connector=CONNECTOR) as connection:
-            return _upload(args, connection)
-    from connector_core.cli import _connection_spec
-
-    config, connector, allow = _connection_spec(args)
-    if connector is not None and connector != CONNECTOR:
-        raise InvalidConfig(f"connection {args.connection!r} is for connector {connector!r}, not {CONNECTOR!r}")
-    if allow is not None and not {"uploadEventBatch", f"{CONNECTOR}.uploadEventBatch"} & set(allow):
-        raise InvalidConfig(f"connection {args.connection!r} does not allow uploadEventBatch", code="capability_not_allowed")
-    with engine.connect(config, connector=CONNECTOR, allow=allow) as connection:
+    with connect_from_args(engine, args, CONNECTOR, capability="uploadEventBatch") as connection:
         return _upload(args, connection)
 
 

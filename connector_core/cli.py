@@ -114,6 +114,46 @@ def _connection_spec(args) -> tuple[dict, str | None, tuple[str, ...] | None]:
     raise InvalidConfig("no connection config given; pass --config PATH or --connection NAME")
 
 
+def add_connection_options(parser: argparse.ArgumentParser, *, sandbox: bool = True) -> None:
+    """Add ``--config PATH | --connection NAME [| --sandbox]`` and ``--connections PATH`` to a
+    command's parser, for :func:`connect_from_args` (commands added through
+    ``register_commands`` take a connection the way built-in ones do)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--config", metavar="PATH", help="connection config JSON file ({\"$env\": NAME} values read the environment)")
+    group.add_argument("--connection", metavar="NAME", help="a named connection from the connections file")
+    if sandbox:
+        group.add_argument("--sandbox", action="store_true", help="use the connector's local sandbox, started in-process")
+    parser.add_argument("--connections", metavar="PATH", help=f"connections file (default ${CONNECTIONS_ENV} or ./connections.json)")
+
+
+@contextlib.contextmanager
+def connect_from_args(engine: Engine, args: argparse.Namespace, connector: str, *,
+                      capability: str | None = None) -> Iterator[Connection]:
+    """The open connection that a command's options name (see :func:`add_connection_options`).
+
+    ``--sandbox`` starts the sandbox a plugin provides for ``connector`` (stopped on exit);
+    ``--connection NAME`` reads the connections file, and refuses a connection made for
+    another connector or one that does not allow ``capability`` (bare or qualified id);
+    ``--config PATH`` reads a config file. Raises ``InvalidConfig`` when none is given or
+    the named one cannot be used. The connection is closed on exit.
+    """
+    if getattr(args, "sandbox", False):
+        factory = engine.pm.hook.sandbox(connector=connector)
+        if factory is None:
+            hint = " (CONNECTOR_CORE_LOAD_PLUGINS is set: add the sandbox extension's entry-point name)" if os.environ.get(LOAD_PLUGINS_ENV) else ""
+            raise InvalidConfig(f"no installed plugin provides a sandbox for connector {connector!r}{hint}")
+        with factory as config, engine.connect(config, connector=connector) as connection:
+            yield connection
+        return
+    config, named_for, allow = _connection_spec(args)
+    if named_for is not None and named_for != connector:
+        raise InvalidConfig(f"connection {args.connection!r} is for connector {named_for!r}, not {connector!r}")
+    if capability is not None and allow is not None and not {capability, f"{connector}.{capability}"} & set(allow):
+        raise InvalidConfig(f"connection {args.connection!r} does not allow {capability}", code="capability_not_allowed")
+    with engine.connect(config, connector=connector, allow=allow) as connection:
+        yield connection
+
+
 # -- commands --------------------------------------------------------------------------
 
 
@@ -446,25 +486,19 @@ def build_parser(
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(handler=cmd_connectors)
 
-    def add_connection_args(p: argparse.ArgumentParser) -> None:
-        group = p.add_mutually_exclusive_group()
-        group.add_argument("--config", metavar="PATH", help="connection config JSON file ({\"$env\": NAME} values read the environment)")
-        group.add_argument("--connection", metavar="NAME", help="a named connection from the connections file")
-        p.add_argument("--connections", metavar="PATH", help=f"connections file (default ${CONNECTIONS_ENV} or ./connections.json)")
-
     if builds("run"):
         p = sub.add_parser("run", parents=[common], help="run one capability and print its output")
         p.add_argument("capability", metavar="ID", help="capability id: qualified (connector.capability) or bare")
         p.add_argument("--connector", metavar="ID", help="connector of a bare capability id that several connectors provide")
         p.add_argument("--properties", metavar="JSON", help="input properties: JSON text, @file or - for stdin (default {})")
-        add_connection_args(p)
+        add_connection_options(p, sandbox=False)
         p.add_argument("--sandbox", action="store_true", help="run against the connector's local sandbox started in-process")
         p.add_argument("--meta", action="store_true", help="print output with duration and request counts")
         p.set_defaults(handler=cmd_run)
 
     if builds("check"):
         p = sub.add_parser("check", parents=[common], help="check a config: which capabilities are ready, whether credentials work")
-        add_connection_args(p)
+        add_connection_options(p, sandbox=False)
         p.add_argument("--connector", metavar="ID", help="connector of the config when several are installed")
         p.add_argument("--offline", action="store_true", help="do not contact the service")
         p.set_defaults(handler=cmd_check)

@@ -352,6 +352,8 @@ def test_upload_events_with_a_named_connection_needs_upload_allowed(sb, tmp_path
     assert code == 4 and json.loads(err)["code"] == "capability_not_allowed"
     code, summary, _ = run_cli([*base, "--connection", "loader"], capsys)
     assert code == 0 and summary["acknowledged"]["events"] == 3
+    code, _, err = run_cli(base[:2], capsys)  # the core's connect_from_args: no connection named
+    assert code == 4 and "--config PATH or --connection NAME" in json.loads(err)["message"]
 
 
 def test_a_killed_upload_rerun_delivers_every_event_exactly_once(tmp_path):
