@@ -55,7 +55,7 @@ from connector_core import (
 from connector_core.http import CallStats, parse_retry_after
 
 from .batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch, encode
-from .upload_report import ACKNOWLEDGED, REFUSED, UNKNOWN, post_batches
+from .upload_report import ACKNOWLEDGED, FAILED, REFUSED, UNKNOWN, NotSent, Sent, UploadReport, post_batches
 from .request_ids import canonical_json
 from .request_ids import id_from_canonical as derive_request_id
 
@@ -342,104 +342,10 @@ class Progress:
     rate: float  # the pacer's current batches/s
 
 
-@attrs.define
-class UploadReport:
-    """What happened to every batch of an upload; ``to_dict()`` is the JSON summary.
-
-    ``status``: ``accepted`` (every batch acknowledged, now or by an earlier run),
-    ``partial`` (some refused, the rest acknowledged), ``unknown`` (some were sent without
-    a definite answer: rerun to resend them with the same ids) or ``stopped`` (an error
-    ended the upload before every batch was sent; ``error`` says why; rerun to resume).
-    """
-
-    batches: int = 0
-    events: int = 0
-    acknowledged_batches: int = 0
-    acknowledged_events: int = 0
-    refused_batches: int = 0
-    refused_events: int = 0
-    refusals: list[dict] = attrs.Factory(list)
-    unknown: dict[int, str] = attrs.Factory(dict)
-    unknown_events: int = 0
-    unsent_batches: int = 0
-    failed: dict[int, str] = attrs.Factory(dict)
-    failed_events: int = 0
-    skipped_batches: int = 0
-    historical_batches: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    duration: float = 0.0
-    interrupted: bool = False
-    error: ConnectorError | None = None
-
-    @property
-    def status(self) -> str:
-        if self.error is not None and not isinstance(self.error, OutcomeUnknown):
-            return "stopped"
-        if self.unknown:
-            return "unknown"
-        if self.refused_batches:
-            return "partial"
-        return "accepted"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON summary: ``uploadEventBatch``'s report (``upload_report``), summed.
-
-        ``acknowledged``, ``refused``, ``unknown`` and ``failed`` each give a ``count`` and
-        ``events``; the last three also list (the first 1,000) ``batches`` by position and,
-        for unknown and failed, the ``sourceRequestIds`` to resend them with.
-        """
-        seconds = max(self.duration, 1e-9)
-        unknown = sorted(self.unknown.items())[:_MAX_LISTED]
-        failed = sorted(self.failed.items())[:_MAX_LISTED]
-        out: dict[str, Any] = {
-            "status": self.status,
-            "batches": self.batches,
-            "events": self.events,
-            "requests": self.requests,
-            "acknowledged": {"count": self.acknowledged_batches, "events": self.acknowledged_events},
-            "refused": {"count": self.refused_batches, "events": self.refused_events,
-                        "batches": [r["index"] for r in self.refusals], "reasons": self.refusals},
-            "unknown": {"count": len(self.unknown), "events": self.unknown_events,
-                        "batches": [i for i, _ in unknown], "sourceRequestIds": [r for _, r in unknown]},
-            "failed": {"count": self.unsent_batches, "events": self.failed_events,
-                       "batches": [i for i, _ in failed], "sourceRequestIds": [r for _, r in failed]},
-            "skipped": {"count": self.skipped_batches},
-            "historical": {"count": self.historical_batches},
-            "retries": self.retries,
-            "rateLimited": self.rate_limited,
-            "durationSeconds": round(self.duration, 3),
-            "eventsPerSecond": round(self.acknowledged_events / seconds, 1),
-            "batchesPerSecond": round(self.acknowledged_batches / seconds, 1),
-        }
-        if self.error is not None:
-            out["error"] = self.error.to_dict()
-        return out
-
-
 def combine_reports(reports: Iterable[UploadReport]) -> UploadReport:
-    """One report for several uploads of consecutive parts of one input (e.g. partitions).
-
-    Counts are summed; positions (refusals, unknown batches) are shifted by the batches of
-    the parts before, so they are positions in the whole input; the first error is kept.
-    """
-    total = UploadReport()
-    offset = 0
-    for report in reports:
-        for name in ("batches", "events", "acknowledged_batches", "acknowledged_events", "refused_batches",
-                     "refused_events", "unknown_events", "unsent_batches", "skipped_batches",
-                     "historical_batches", "requests", "retries", "rate_limited"):
-            setattr(total, name, getattr(total, name) + getattr(report, name))
-        total.refusals += [{**r, "index": r["index"] + offset} for r in report.refusals][: _MAX_LISTED - len(total.refusals)]
-        total.unknown.update({i + offset: rid for i, rid in report.unknown.items()})
-        total.failed.update({i + offset: rid for i, rid in report.failed.items()})
-        total.failed_events += report.failed_events
-        total.duration = max(total.duration, report.duration)
-        total.interrupted = total.interrupted or report.interrupted
-        total.error = total.error or report.error
-        offset += report.batches
-    return total
+    """One summed report for uploads of consecutive parts of one input (e.g. partitions);
+    see :meth:`UploadReport.combine`."""
+    return UploadReport.combine(reports, _MAX_LISTED)
 
 
 # --------------------------------------------------------------------------- requests
@@ -518,7 +424,8 @@ class _Upload:
 
     def __init__(self, connection, *, pacer: Pacer, concurrency: int, state: StateFile | None,
                  dead_letter: Callable[[dict], None] | None, fail_fast: bool,
-                 progress: Callable[[Progress], None] | None, max_rounds: int, sleep: Callable[[float], None]) -> None:
+                 progress: Callable[[Progress], None] | None, max_rounds: int, sleep: Callable[[float], None],
+                 report: UploadReport | None = None, stats: CallStats | None = None) -> None:
         self.connection = connection
         self.pacer = pacer
         self.state = state
@@ -527,7 +434,8 @@ class _Upload:
         self.progress = progress
         self.max_rounds = max_rounds
         self.sleep = sleep
-        self.report = UploadReport()
+        self.report = report if report is not None else UploadReport(limit=_MAX_LISTED)
+        self.stats = stats
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.started = time.perf_counter()
@@ -541,10 +449,7 @@ class _Upload:
     def refuse(self, index: int, batch: Any, events: int, faults: list[Fault]) -> None:
         reasons = [f.to_dict() for f in faults]
         with self.lock:
-            self.report.refused_batches += 1
-            self.report.refused_events += events
-            if len(self.report.refusals) < _MAX_LISTED:
-                self.report.refusals.append({"index": index, "reasons": reasons[:20]})
+            self.report.refuse(index, events, faults)
             if self.dead_letter is not None:
                 self.dead_letter({"index": index, "batch": batch, "reasons": reasons})
             if self.state is not None:
@@ -557,15 +462,12 @@ class _Upload:
                 faults=[Fault(f["path"], f["message"]) for f in reasons],
             ))
 
-    def acknowledged(self, request: _Request) -> None:
+    def acknowledged(self, request: _Request, attempts: int) -> None:
         with self.lock:
             report = self.report
-            report.acknowledged_batches += len(request.indexes)
-            report.acknowledged_events += sum(request.events)
+            report.record(Sent(request.indexes, ACKNOWLEDGED, attempts=attempts), request.ids, request.events)
             if request.path == HISTORICAL_PATH:
-                report.historical_batches += len(request.indexes)
-            for index in request.indexes:
-                report.unknown.pop(index, None)
+                report.historical += len(request.indexes)
             if self.state is not None:
                 for index in request.indexes:
                     self.state.acknowledged.add(index)
@@ -573,23 +475,24 @@ class _Upload:
                 self.state.save()
             self._tell()
 
-    def sent_unanswered(self, request: _Request) -> None:
+    def sent_unanswered(self, request: _Request, error: ConnectorError) -> None:
         with self.lock:
-            for index, request_id, events in zip(request.indexes, request.ids, request.events):
-                self.report.unknown[index] = request_id
-                self.report.unknown_events += events
-                if self.state is not None:
-                    self.state.unknown[index] = request_id
+            self.report.record(Sent(request.indexes, UNKNOWN, error), request.ids, request.events)
             if self.state is not None:
+                for index, request_id in zip(request.indexes, request.ids):
+                    self.state.unknown[index] = request_id
                 self.state.save(force=True)
 
-    def unsent(self, request: _Request) -> None:
+    def unsent(self, request: _Request, error: ConnectorError | None = None) -> None:
         """Batches mParticle did not take (never sent, or every attempt answered an error)."""
         with self.lock:
-            self.report.unsent_batches += len(request.indexes)
-            self.report.failed_events += sum(request.events)
-            if len(self.report.failed) < _MAX_LISTED:
-                self.report.failed.update(zip(request.indexes, request.ids))
+            if error is None:
+                cause = self.report.error
+                error = NotSent("not sent: the upload stopped before this request"
+                                + (f" ({cause.code})" if cause is not None else ""))
+                if cause is not None:
+                    error.category = cause.category
+            self.report.record(Sent(request.indexes, FAILED, error, attempts=0), request.ids, request.events)
 
     def fail(self, error: ConnectorError) -> None:
         with self.lock:
@@ -602,7 +505,7 @@ class _Upload:
             return
         r = self.report
         self.progress(Progress(r.batches, r.acknowledged_batches, r.acknowledged_events, r.refused_batches,
-                               r.skipped_batches, r.requests, time.perf_counter() - self.started, self.pacer.rate))
+                               r.skipped, r.requests, time.perf_counter() - self.started, self.pacer.rate))
 
     # -- sending threads ---------------------------------------------------------------
 
@@ -614,6 +517,9 @@ class _Upload:
         finally:
             with self.lock:
                 self.report.retries += stats.retries
+                if self.stats is not None:
+                    self.stats.requests += stats.requests
+                    self.stats.retries += stats.retries
 
     def _loop(self, client, stats: CallStats) -> None:
         while True:
@@ -627,8 +533,9 @@ class _Upload:
                 self._send(client, stats, request)
             except Exception as exc:  # a bug must not leave the reading loop waiting forever
                 log.exception("backfill sender failed")
-                self.sent_unanswered(request)
-                self.fail(OutcomeUnknown(f"the upload stopped on an unexpected error: {type(exc).__name__}: {exc}"))
+                error = OutcomeUnknown(f"the upload stopped on an unexpected error: {type(exc).__name__}: {exc}")
+                self.sent_unanswered(request, error)
+                self.fail(error)
 
     def _send(self, client, stats: CallStats, request: _Request) -> None:
         """Send one request until mParticle settles it (the fate as ``upload_report`` tells it)."""
@@ -642,7 +549,7 @@ class _Upload:
                 self.report.requests += 1
             sent = post_batches(client, request.path, request.body, request.indexes, lambda: stats.attempts, self.hooks)
             if sent.fate == ACKNOWLEDGED:
-                self.acknowledged(request)
+                self.acknowledged(request, sent.attempts)
                 return
             exc = sent.error
             if sent.fate == REFUSED:  # 400: mParticle refused the whole request
@@ -655,12 +562,12 @@ class _Upload:
                 return
             settle = self.sent_unanswered if sent.fate == UNKNOWN else self.unsent
             if isinstance(exc, AuthenticationFailed) or status in (404, 413) or exc.category in ("config", "plugin"):
-                settle(request)
+                settle(request, exc)
                 self.fail(exc)
                 return
             rounds += 1
             if rounds > self.max_rounds:
-                settle(request)
+                settle(request, exc)
                 self.fail(_unknown(exc) if sent.fate == UNKNOWN else exc)
                 return
             with self.lock:
@@ -728,6 +635,8 @@ def upload(
     pacer: Pacer | None = None,
     now_ms: Callable[[], int] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    report: UploadReport | None = None,
+    stats: CallStats | None = None,
 ) -> UploadReport:
     """Upload ``batches`` (any iterable of batch dicts) on ``connection``; return what happened.
 
@@ -740,7 +649,9 @@ def upload(
     gets the same id, so uploading the same data twice delivers it once). ``dead_letter`` is
     called with ``{"index", "batch", "reasons"}`` for each refused batch; ``fail_fast``
     ends the upload at the first. ``state`` makes the upload resumable; ``progress`` is
-    called with a :class:`Progress` after each request.
+    called with a :class:`Progress` after each request. ``report`` is the report to fill (by
+    default a new summed one; ``uploadEventBatch`` passes one holding every batch's id), and
+    ``stats``, when given, is credited with the HTTP requests and retries of the upload.
 
     Returns an :class:`UploadReport` (see its ``status``). Interrupted by Ctrl-C, it waits
     for the requests in flight, saves the state and returns a report with
@@ -752,6 +663,8 @@ def upload(
     if not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidInput("concurrency must be a positive whole number",
                            faults=[Fault("$.concurrency", f"must be >= 1, got {concurrency!r}")])
+    if max_rounds < 0:
+        raise InvalidInput("max_rounds must be >= 0")
     if not 1 <= max_batches_per_request <= MAX_BATCHES_PER_REQUEST or not 2 < max_request_bytes <= MAX_REQUEST_BYTES:
         raise InvalidInput("request limits must be within mParticle's (100 batches, 256 KB)")
     if "events" not in connection.connector.endpoints:
@@ -759,7 +672,8 @@ def upload(
     connection.base_url("events")  # a missing pod fails here, before anything is read
     now_ms = now_ms or (lambda: int(time.time() * 1000))
     job = _Upload(connection, pacer=pacer or Pacer(rate), concurrency=concurrency, state=state,
-                  dead_letter=dead_letter, fail_fast=fail_fast, progress=progress, max_rounds=max_rounds, sleep=sleep)
+                  dead_letter=dead_letter, fail_fast=fail_fast, progress=progress, max_rounds=max_rounds, sleep=sleep,
+                  report=report, stats=stats)
     report = job.report
     packers = {path: _Packer(path, max_batches_per_request, max_request_bytes) for path in (BULK_PATH, HISTORICAL_PATH)}
     for thread in job.threads:
@@ -767,14 +681,13 @@ def upload(
     try:
         now = now_ms()
         for index, batch in enumerate(batches):
-            report.batches += 1
             events = len(batch.get("events") or ()) if isinstance(batch, dict) and isinstance(batch.get("events"), list) else 0
-            report.events += events
+            report.read(None, events)
             if state is not None and state.done(index):
-                report.skipped_batches += 1
+                report.skipped += 1
                 continue
             if job.stop.is_set():
-                report.unsent_batches += 1
+                job.unsent(_Request(BULK_PATH, [index], [None], [events], []))
                 raise _Stop
             path = f"$[{index}]"
             faults = check_batch(batch, path)
@@ -788,6 +701,8 @@ def upload(
                 except ValueError as exc:  # NaN or Infinity, which JSON cannot carry
                     faults = [Fault(path, f"holds a number JSON cannot carry ({exc}); use null or a finite number")]
                 else:
+                    if index < len(report.ids):
+                        report.ids[index] = request_id
                     if len(item) + 2 > max_request_bytes:
                         faults = [Fault(path, (
                             f"this batch is {len(item) + 2:,} bytes as a request body, over the {max_request_bytes:,}-byte "

@@ -47,6 +47,7 @@ __all__ = [
     "derive_id",
     "duplicate_id_faults",
     "has_id",
+    "shared_id_faults",
     "id_from_canonical",
 ]
 
@@ -164,6 +165,12 @@ def duplicate_id_faults(batches: Sequence[dict], path: str = "$.jsonBody") -> li
         if j != i and batches[j] != batch:
             pairs += [(j, i), (i, j)]
     return [_shared(path, at, other) for at, other in sorted(pairs)]
+
+
+def shared_id_faults(path: str, first: int, second: int) -> list[Fault]:
+    """The two faults of :func:`duplicate_id_faults` for batches ``first`` and ``second``
+    (for an uploader that reads its batches as a stream and keeps only their hashes)."""
+    return [_shared(path, first, second), _shared(path, second, first)]
 
 
 def _shared(path: str, at: int, other: int) -> Fault:

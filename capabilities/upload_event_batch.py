@@ -17,23 +17,30 @@ Exactly once rests on mParticle's de-duplication by ``source_request_id``:
   what to resend.
 """
 
-from connector_core import AuthenticationFailed, ConnectorError, InvalidInput, hookimpl
+import uuid
+
+from connector_core import AuthenticationFailed, ConnectorError, Fault, InvalidInput, hookimpl
 
 from .common import manifest
 
 MANIFEST = manifest("uploadEventBatch")
-__all__ = ["MANIFEST", "execute"]
+__all__ = ["MANIFEST", "STREAM_TEXT_BYTES", "execute"]
+# A text jsonBody longer than one request (a JSON array) is read as a stream, twice (check,
+# then send through the backfill engine), so memory stays near the text's own size.
+STREAM_TEXT_BYTES = 256 * 1024  # batches.MAX_REQUEST_BYTES, written out to keep the import lazy
 
 
 @hookimpl
 def execute(ctx, properties):
     # The checker, the chunker and the report load on the first upload, not on every start
     # of the host (listing plugins needs none of them).
-    from .upload_report import ACKNOWLEDGED, REFUSED, Sent, UploadReport, post_batches
+    from .upload_report import UploadReport
 
+    body = properties["jsonBody"]
+    if isinstance(body, (str, bytes)) and len(body) > STREAM_TEXT_BYTES and _is_array_text(body):
+        return _upload_text(ctx, body, properties.get("idempotencyKey") or None)
     try:
         batches, single, key, requests, warnings = _prepare(properties)
-        client = ctx.http("events")
     except ConnectorError as exc:  # nothing went out: say so, so the host knows repeating is safe
         raise exc if "nothing was sent" in exc.message else exc.copy(f"{exc.message}; nothing was sent") from None
 
@@ -44,16 +51,94 @@ def execute(ctx, properties):
         single=single,
         warnings=warnings,
     )
+    _send(ctx, report, requests)
+    error = report.error_to_raise()
+    if error is not None:
+        raise error
+    return report.output()
+
+
+def _send(ctx, report, requests: list) -> None:
+    """Send the requests in order; once one ends neither acknowledged nor refused, the
+    service is in trouble: the rest are reported not sent."""
+    from .upload_report import ACKNOWLEDGED, REFUSED, Sent, post_batches
+
+    client = ctx.http("events")
     for n, (path, indexes, body) in enumerate(requests):
         sent = post_batches(client, path, body, indexes, lambda: ctx.attempts)
         if isinstance(sent.error, AuthenticationFailed):
             sent = Sent(sent.indexes, sent.fate, _credentials_error(ctx, sent.error), sent.attempts)
         report.add(sent)
-        if sent.fate not in (ACKNOWLEDGED, REFUSED):  # the service is in trouble: stop here
+        if sent.fate not in (ACKNOWLEDGED, REFUSED):
             for _, rest, _ in requests[n + 1:]:
                 report.skip(rest, sent.error)
             break
-    error = report.error()
+
+
+def _is_array_text(body: str | bytes) -> bool:
+    head = body[:64].lstrip(" \t\r\n\ufeff" if isinstance(body, str) else b" \t\r\n")
+    return head[:1] in ("[", b"[")
+
+
+def _upload_text(ctx, text: str | bytes, key: str | None):
+    """A large JSON array given as text: read it as a stream to check every batch and give
+    it its id (nothing is sent when any batch is refused), then again to send it through the
+    backfill engine. Holds the text, one batch at a time and the ids."""
+    from .backfill import upload
+    from .batch_files import iter_text_batches
+    from .batches import MAX_REQUEST_BYTES, check_batch, encode
+    from .request_ids import content_hash, derive_id, has_id, shared_id_faults
+    from .upload_report import UploadReport
+
+    ctx.log.info("jsonBody is %d characters of JSON text: read as a stream, checked, then sent by the backfill engine", len(text))
+
+    ids: list[str] = []
+    events: list[int] = []
+    faults: list[Fault] = []
+    doubts: list = []
+    first: dict[str, tuple[int, str]] = {}  # a given id -> (its first index, that batch's hash)
+    for i, batch in enumerate(iter_text_batches(text)):
+        path = f"$.jsonBody[{i}]"
+        if not isinstance(batch, dict):
+            faults.append(Fault(path, f"must be a batch object, not {type(batch).__name__}"))
+            ids.append("")
+            events.append(0)
+            continue
+        faults.extend(check_batch(batch, path, doubts))
+        if has_id(batch):
+            request_id = batch["source_request_id"]
+            if isinstance(request_id, str):
+                at, digest = first.setdefault(request_id, (i, content_hash(batch)))
+                if at != i and digest != content_hash(batch):
+                    faults.extend(shared_id_faults("$.jsonBody", at, i))
+        else:
+            request_id = derive_id(key, i, batch) if key else str(uuid.uuid4())
+        size = len(encode({**batch, "source_request_id": request_id})) + 2
+        if size > MAX_REQUEST_BYTES:
+            faults.append(Fault(path, f"this batch is {size:,} bytes as a request body, over the {MAX_REQUEST_BYTES:,}-byte "
+                                      "limit of one Events API request; split its events into several batches for the same user"))
+        ids.append(request_id)
+        events.append(len(batch.get("events") or ()))
+    if not ids:
+        raise InvalidInput("no batches to send; nothing was sent", faults=[Fault(
+            "$.jsonBody", "is an empty array; give at least one batch object")])
+    if faults:
+        faults.sort(key=lambda f: f.path)
+        raise InvalidInput(f"{len(faults)} problem(s) in the event batches; nothing was sent", faults=faults)
+
+    def with_ids():
+        for i, batch in enumerate(iter_text_batches(text)):
+            batch["source_request_id"] = ids[i]
+            yield batch
+
+    warnings = [{"path": w.path, "message": w.message} for w in doubts]
+    report = UploadReport(ids, events, keyed=key is not None, warnings=warnings)
+    upload(ctx.connection, with_ids(), report=report, stats=ctx.stats, max_rounds=0)
+    recorded = {i for fate in report.listed.values() for i, _ in fate}
+    missing = [i for i in range(len(ids)) if i not in recorded]
+    if missing:  # an error stopped the engine before it read them
+        report.skip(missing, report.error or InvalidInput("not sent"))
+    error = report.error_to_raise()
     if error is not None:
         raise error
     return report.output()

@@ -21,9 +21,9 @@ batches:
     5xx says nothing certain. Either way, resending them with the same ids once the cause is
     gone is safe.
 
-:class:`UploadReport` collects the fates and gives the output of ``uploadEventBatch``
+:class:`UploadReport` collects the fates (of one call, or summed over a backfill) and gives the output of ``uploadEventBatch``
 (:meth:`UploadReport.output`) or, when a batch is neither acknowledged nor refused, the
-error to raise (:meth:`UploadReport.error`), which carries the same report in
+error to raise (:meth:`UploadReport.error_to_raise`), which carries the same report in
 ``details["report"]``. ``status`` is ``accepted`` (every batch acknowledged), ``unknown``
 (some batch's fate is unknown) or ``partial`` (otherwise).
 
@@ -36,7 +36,7 @@ was not acknowledged (unknown batches count as ``outcome_unknown``, refused ones
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -139,66 +139,139 @@ class NotSent(ConnectorError):
 
 
 class UploadReport:
-    """The fates of an upload's batches; see the module docstring.
+    """The fates of an upload's batches; see the module docstring. One type for every upload:
+    ``uploadEventBatch`` (one call) and the backfill engine (a stream, summed).
 
-    ``ids`` are the ``source_request_id`` of every batch by input index, ``events`` the
-    number of events of each, ``keyed`` whether the call had an ``idempotencyKey`` (it
-    changes what the error tells the host to do), ``single`` whether the input was one
-    batch object (fault paths are then ``$.jsonBody`` rather than ``$.jsonBody[i]``).
+    ``ids`` are the ``source_request_id`` of every batch by input index and ``events`` the
+    number of events of each, when known up front (``uploadEventBatch``); ``keyed`` whether
+    the call had an ``idempotencyKey`` (it changes what the error tells the host to do),
+    ``single`` whether the input was one batch object (fault paths are then ``$.jsonBody``
+    rather than ``$.jsonBody[i]``).
+
+    ``limit`` makes it a summed report of a stream (the backfill): counts stay complete, but
+    each list (positions and ids per fate, errors, refusal reasons) keeps its first
+    ``limit`` entries, so memory does not grow with the input; batches are counted as they
+    are read (:meth:`read`), and :meth:`to_dict` adds what a long upload reports (events read,
+    skipped, historical, retries, rate limiting, duration and throughput, the ``error`` that
+    stopped it).
     """
 
     def __init__(
-        self, ids: Sequence[str], events: Sequence[int], *, keyed: bool, single: bool = False,
-        warnings: Sequence[dict[str, str]] = (),
+        self, ids: Sequence[str] = (), events: Sequence[int] = (), *, keyed: bool = True, single: bool = False,
+        warnings: Sequence[dict[str, str]] = (), limit: int | None = None,
     ) -> None:
         self.ids = list(ids)
-        self.events = list(events)
+        self.batch_events = list(events)
         self.keyed = keyed
         self.single = single
         self.warnings = list(warnings)  # the checker's doubts, {"path", "message"} each
-        self.sent: list[Sent] = []
+        self.limit = limit
+        self.batches = len(self.ids)
+        self.events = sum(self.batch_events)
+        self._preset = bool(self.ids)
         self.requests = 0
+        self.counts = dict.fromkeys(FATES, 0)
+        self.fate_events = dict.fromkeys(FATES, 0)
+        self.listed: dict[str, list[tuple[int, str | None]]] = {fate: [] for fate in FATES}
+        self.sent: list[Sent] = []  # the requests not acknowledged (at most ``limit``), for the error
+        self.causes: dict[str, ConnectorError | None] = {}  # first cause per category, complete
+        self.attempted = False  # whether any attempt left the machine
+        self.reasons: list[dict[str, Any]] = []  # why the checker refused batches (the backfill)
+        # A summed report's own counts.
+        self.skipped = 0
+        self.historical = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.duration = 0.0
+        self.interrupted = False
+        self.error: ConnectorError | None = None  # what stopped a backfill
 
-    def add(self, sent: Sent) -> Sent:
-        """Record the fate of one request that was sent."""
-        self.requests += 1
-        self.sent.append(sent)
+    # -- recording -------------------------------------------------------------------------
+
+    def _room(self, items: list) -> bool:
+        return self.limit is None or len(items) < self.limit
+
+    def read(self, request_id: str | None, events: int) -> None:
+        """Count one batch of a stream as read (a summed report; a report made with the ids of
+        every batch up front has counted them already)."""
+        if self._preset:
+            return
+        self.batches += 1
+        self.events += events
+        if self._room(self.ids):
+            self.ids.append(request_id)
+
+    def record(self, sent: Sent, ids: Sequence[str | None], events: Sequence[int]) -> Sent:
+        """Record the fate of ``sent.indexes``, whose ids and event counts are ``ids`` and ``events``."""
+        fate = sent.fate
+        self.counts[fate] += len(sent.indexes)
+        self.fate_events[fate] += sum(events)
+        listed = self.listed[fate]
+        for pair in zip(sent.indexes, ids):
+            if not self._room(listed):
+                break
+            listed.append(pair)
+        self.attempted = self.attempted or sent.attempts > 0
+        if fate != ACKNOWLEDGED:
+            self.causes.setdefault(sent.category, sent.error)
+            if self._room(self.sent):
+                self.sent.append(sent)
         return sent
 
-    def skip(self, indexes: Sequence[int], cause: ConnectorError) -> None:
+    def add(self, sent: Sent) -> Sent:
+        """Record the fate of one request that was sent (batches known up front)."""
+        self.requests += 1
+        return self.record(sent, [self.ids[i] for i in sent.indexes], [self.batch_events[i] for i in sent.indexes])
+
+    def skip(self, indexes: Sequence[int], cause: ConnectorError, ids: Sequence[str | None] | None = None,
+             events: Sequence[int] | None = None) -> None:
         """Record batches not sent because ``cause`` stopped the upload."""
         error = NotSent(
             f"not sent: the upload stopped at an earlier request ({cause.code})",
             stopped_by=cause.code,
         )
         error.category = cause.category  # the stop cause decides what the host must fix
-        self.sent.append(Sent(indexes, FAILED, error, attempts=0))
+        self.record(Sent(indexes, FAILED, error, attempts=0),
+                    [self.ids[i] for i in indexes] if ids is None else ids,
+                    [self.batch_events[i] for i in indexes] if events is None else events)
+
+    def refuse(self, index: int, events: int, faults: Sequence[Fault]) -> None:
+        """Record one batch refused before sending (the backfill's checker), with the reasons."""
+        reasons = [f.to_dict() for f in faults]
+        self.record(Sent([index], REFUSED, InvalidInput(faults[0].message if faults else "refused", faults=list(faults)),
+                         attempts=0), [None], [events])
+        if self._room(self.reasons):
+            self.reasons.append({"index": index, "reasons": reasons[:20]})
 
     # -- reading ---------------------------------------------------------------------------
 
     def indexes(self, fate: str) -> list[int]:
-        return sorted(i for sent in self.sent if sent.fate == fate for i in sent.indexes)
+        """The positions of the batches with ``fate`` (the first ``limit`` recorded, sorted)."""
+        return sorted(i for i, _ in self.listed[fate])
 
     @property
     def status(self) -> str:
-        fates = {sent.fate for sent in self.sent}
-        if UNKNOWN in fates:
+        """``accepted``, ``partial``, ``unknown``, or (a backfill that an error ended) ``stopped``."""
+        if self.counts[UNKNOWN]:
             return "unknown"
-        return "accepted" if fates == {ACKNOWLEDGED} else "partial"
+        if self.error is not None and not isinstance(self.error, OutcomeUnknown):
+            return "stopped"
+        return "partial" if self.counts[REFUSED] or self.counts[FAILED] else "accepted"
 
     def _group(self, fate: str) -> dict[str, Any]:
-        indexes = self.indexes(fate)
+        pairs = sorted(self.listed[fate], key=lambda pair: pair[0])
         return {
-            "count": len(indexes),
-            "events": sum(self.events[i] for i in indexes),
-            "batches": indexes,
-            "sourceRequestIds": [self.ids[i] for i in indexes],
+            "count": self.counts[fate],
+            "events": self.fate_events[fate],
+            "batches": [i for i, _ in pairs],
+            "sourceRequestIds": [r for _, r in pairs],
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The report: the output of ``uploadEventBatch`` and ``details["report"]`` of its errors."""
+        """The report: the output of ``uploadEventBatch`` and ``details["report"]`` of its
+        errors; for a summed report (``limit``) also the JSON summary of a backfill."""
         errors = []
-        for sent in self.sent:
+        for sent in sorted(self.sent, key=lambda sent: min(sent.indexes, default=0)):
             if sent.error is None:
                 continue
             entry: dict[str, Any] = {
@@ -210,34 +283,83 @@ class UploadReport:
             if isinstance(sent.error.details.get("status"), int):
                 entry["status"] = sent.error.details["status"]
             errors.append(entry)
-        return {
+        out: dict[str, Any] = {
             "status": self.status,
-            "batches": len(self.ids),
+            "batches": self.batches,
             "requests": self.requests,
             "sourceRequestIds": self.ids,
             **{fate: self._group(fate) for fate in FATES},
             "errors": errors,
             "warnings": self.warnings,
         }
+        if self.limit is None:
+            return out
+        seconds = max(self.duration, 1e-9)
+        out["refused"]["reasons"] = self.reasons
+        out.update({
+            "events": self.events,
+            "listLimit": self.limit,
+            "skipped": {"count": self.skipped},
+            "historical": {"count": self.historical},
+            "retries": self.retries,
+            "rateLimited": self.rate_limited,
+            "durationSeconds": round(self.duration, 3),
+            "eventsPerSecond": round(self.fate_events[ACKNOWLEDGED] / seconds, 1),
+            "batchesPerSecond": round(self.counts[ACKNOWLEDGED] / seconds, 1),
+        })
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        return out
 
     def output(self) -> dict[str, Any]:
-        """The output; call only when :meth:`error` is None."""
+        """The output; call only when :meth:`error_to_raise` is None."""
         return self.to_dict()
 
-    def error(self) -> ConnectorError | None:
+    @classmethod
+    def combine(cls, reports: Iterable[UploadReport], limit: int = 1000) -> UploadReport:
+        """One summed report for uploads of consecutive parts of one input (e.g. partitions):
+        counts summed, positions shifted by the batches of the parts before, the first error kept."""
+        total = cls(limit=limit)
+        offset = 0
+        for report in reports:
+            for name in ("batches", "events", "requests", "skipped", "historical", "retries", "rate_limited"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            for fate in FATES:
+                total.counts[fate] += report.counts[fate]
+                total.fate_events[fate] += report.fate_events[fate]
+                total.listed[fate] += [(i + offset, r) for i, r in report.listed[fate]][: limit - len(total.listed[fate])]
+            total.ids += report.ids[: limit - len(total.ids)]
+            total.sent += [Sent([i + offset for i in s.indexes], s.fate, s.error, s.attempts) for s in report.sent][: limit - len(total.sent)]
+            for category, cause in report.causes.items():
+                total.causes.setdefault(category, cause)
+            total.reasons += [{**r, "index": r["index"] + offset} for r in report.reasons][: limit - len(total.reasons)]
+            total.attempted = total.attempted or report.attempted
+            total.duration = max(total.duration, report.duration)
+            total.interrupted = total.interrupted or report.interrupted
+            total.error = total.error or report.error
+            offset += report.batches
+        return total
+
+    # Counts by name, for the Python API of the backfill.
+    acknowledged_batches = property(lambda self: self.counts[ACKNOWLEDGED])
+    acknowledged_events = property(lambda self: self.fate_events[ACKNOWLEDGED])
+    refused_batches = property(lambda self: self.counts[REFUSED])
+    refused_events = property(lambda self: self.fate_events[REFUSED])
+
+    def error_to_raise(self) -> ConnectorError | None:
         """The error to raise, or None when every batch was acknowledged or refused and at
         least one acknowledged (the output then says ``accepted`` or ``partial``)."""
-        unresolved = [sent for sent in self.sent if sent.fate != ACKNOWLEDGED]
+        unresolved = [fate for fate in (REFUSED, UNKNOWN, FAILED) if self.counts[fate]]
         if not unresolved:
             return None
-        acknowledged = len(self.indexes(ACKNOWLEDGED))
-        if acknowledged and all(sent.fate == REFUSED for sent in unresolved):
+        acknowledged = self.counts[ACKNOWLEDGED]
+        if acknowledged and unresolved == [REFUSED]:
             return None
-        category = min((sent.category for sent in unresolved), key=CATEGORY_ORDER.index)
+        category = min(self.causes, key=CATEGORY_ORDER.index)
         report = self.to_dict()
         if category == "input":
             return self._all_refused(report)
-        cause = next(sent.error for sent in unresolved if sent.category == category)
+        cause = self.causes[category]
         message = f"{self._what_happened(cause, category)} {self._what_to_do(acknowledged)}"
         # Batches mParticle refused keep their faults whatever else stopped the upload.
         faults = self._refused_faults()
@@ -248,12 +370,12 @@ class UploadReport:
     # -- wording ---------------------------------------------------------------------------
 
     def _counts(self) -> str:
-        parts = [f"{len(self.indexes(fate))} {fate}" for fate in FATES if self.indexes(fate)]
-        return f"of {len(self.ids)} batch(es): " + ", ".join(parts)
+        parts = [f"{self.counts[fate]} {fate}" for fate in FATES if self.counts[fate]]
+        return f"of {self.batches} batch(es): " + ", ".join(parts)
 
     def _what_happened(self, cause: ConnectorError, category: str) -> str:
         if category == "outcome_unknown":
-            unknown = len(self.indexes(UNKNOWN))
+            unknown = self.counts[UNKNOWN]
             return (
                 f"no answer was read for {unknown} batch(es) ({cause.message}), so mParticle may or may "
                 f"not have them ({self._counts()})."
@@ -261,8 +383,8 @@ class UploadReport:
         return f"{cause.message} ({self._counts()})."
 
     def _what_to_do(self, acknowledged: int) -> str:
-        unknown = len(self.indexes(UNKNOWN))
-        if not any(sent.attempts for sent in self.sent):
+        unknown = self.counts[UNKNOWN]
+        if not self.attempted:
             return "Nothing was sent, so the call can be repeated as it is once the cause is fixed."
         if not acknowledged and not unknown:
             return "mParticle took none of the batches, so the call can be repeated as it is once the cause is fixed."
@@ -292,7 +414,7 @@ class UploadReport:
         faults = self._refused_faults()
         return InvalidInput(
             f"mParticle refused every request of this upload (400), so it accepted none of the "
-            f"{len(self.ids)} batch(es); the faults say why. Fix the batches and send them again.",
+            f"{self.batches} batch(es); the faults say why. Fix the batches and send them again.",
             faults=faults,
             report=report,
         )

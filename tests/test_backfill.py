@@ -191,7 +191,7 @@ def test_historical_auto_routes_old_batches_after_checking_that_endpoints_rules(
         "event_name": "x", "custom_event_type": "other", "timestamp_unixtime_ms": now - 3600_000}})
     dead = []
     report = upload(connection, old + new + [mixed], historical="auto", rate=100_000, dead_letter=dead.append)
-    assert report.historical_batches == 30 and report.acknowledged_batches == 50
+    assert report.historical == 30 and report.acknowledged_batches == 50
     assert sb.state()["historical_batches"] == 30
     assert {r["path"] for r in sb.requests if r["endpoint"] != "token"} == {"/v2/bulkevents", "/v2" + HISTORICAL_PATH}
     assert dead[0]["index"] == 50 and dead[0]["reasons"][0]["path"] == "$[50].events[1].data.timestamp_unixtime_ms"
@@ -268,7 +268,7 @@ def test_a_state_file_skips_what_was_acknowledged(sb, connection, tmp_path):
     assert saved["acknowledged"] == [[0, 70]] and saved["fingerprint"] == "inputs-1"
     resumed = StateFile(tmp_path / "s.json", "inputs-1").load()
     report = upload(connection, batches, rate=100_000, state=resumed)
-    assert report.skipped_batches == 70 and report.acknowledged_batches == 50
+    assert report.skipped == 70 and report.acknowledged_batches == 50
     assert sb.state()["duplicates_dropped"] == 0
     assert_each_once(sb.batches, {f"m{i}.{j}" for i in range(120) for j in range(3)})
     with pytest.raises(InvalidInput) as err:
@@ -312,7 +312,10 @@ def test_upload_events_reads_json_arrays_ndjson_gzip_and_stdin(sb, config_file, 
          "--config", str(config_file), "--rate", "100000"], capsys, stdin, monkeypatch)
     assert code == 0, err
     assert err == ""  # no progress bar on a pipe
-    assert summary["status"] == "accepted" and summary["acknowledged"] == {"count": 130, "events": 390}
+    assert summary["status"] == "accepted" and (summary["acknowledged"]["count"], summary["acknowledged"]["events"]) == (130, 390)
+    assert summary["acknowledged"]["batches"] == list(range(130)) and summary["listLimit"] == 1000
+    # The exactly-once report's shape, summed: every id listed against its position.
+    assert summary["acknowledged"]["sourceRequestIds"] == summary["sourceRequestIds"]
     assert_each_once(sb.batches, {f"m{i}.{j}" for i in range(130) for j in range(3)})
 
 

@@ -419,6 +419,35 @@ def test_a_batch_over_256_kb_is_rejected_before_sending(sb, engine, as_list):
     assert sb.requests == []
 
 
+def test_a_large_text_body_streams_through_the_backfill_engine_with_the_same_result(sb, engine, caplog):
+    batches = [realistic_batch(user, n_events=10) for user in range(100)]
+    text = json.dumps(batches, indent=1)
+    assert len(text) > MAX_REQUEST_BYTES  # the size from which text is streamed
+    properties = {"jsonBody": batches, "idempotencyKey": "stream-test"}
+    with caplog.at_level("INFO", logger="connector_core.capability.uploadEventBatch"):
+        listed = engine.execute("uploadEventBatch", properties, sb.config).output
+        assert not [r for r in caplog.records if "read as a stream" in r.getMessage()]
+        sb.reset()
+        streamed = engine.execute("uploadEventBatch", {**properties, "jsonBody": text}, sb.config).output
+        assert [r for r in caplog.records if "read as a stream" in r.getMessage()]
+    assert not list(jsonschema.Draft202012Validator(OUTPUT_SCHEMA).iter_errors(streamed))
+    assert {k: v for k, v in streamed.items() if k != "requests"} == {k: v for k, v in listed.items() if k != "requests"}
+    assert streamed["acknowledged"]["count"] == 100 and streamed["acknowledged"]["events"] == sum(len(b["events"]) for b in batches)
+    assert sb.state()["events_accepted"] == streamed["acknowledged"]["events"]
+    assert [b["source_request_id"] for b in sb.batches] == streamed["sourceRequestIds"]
+
+
+def test_a_large_text_body_with_a_bad_batch_sends_nothing(sb, engine):
+    batches = [realistic_batch(user, n_events=10) for user in range(100)]
+    batches[70]["events"][3]["event_type"] = "no_such_type"
+    batches[90]["source_request_id"] = batches[10]["source_request_id"] = "shared"
+    error = upload_error(engine, sb, json.dumps(batches))
+    paths = [f.path for f in error.faults]
+    assert "$.jsonBody[70].events[3].event_type" in paths
+    assert {"$.jsonBody[10].source_request_id", "$.jsonBody[90].source_request_id"} <= set(paths)
+    assert "nothing was sent" in error.message and sb.requests == []
+
+
 def test_large_upload_is_packed_within_both_limits(sb, engine):
     batches = [realistic_batch(user, n_events=100) for user in range(100)]
     output = upload(engine, sb, batches)
