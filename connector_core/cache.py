@@ -76,16 +76,22 @@ def verified(key: str) -> bool:
 
 def remember(key: str) -> None:
     """Record that the manifest with this key passed every check (best effort)."""
+    _write(key, key, b"")
+
+
+def _write(key: str, name: str, content: bytes) -> None:
+    """Write ``content`` as file ``name`` in the key's folder (best effort). Written then
+    renamed, so a reader never sees a file that is being written."""
     directory = cache_dir()
     if directory is None:
         return
     folder = directory / key[:2]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a reader never sees a marker that is being written.
         fd, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        os.close(fd)
-        os.replace(temp, folder / key)
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        os.replace(temp, folder / name)
     except OSError:
         pass
 
@@ -103,18 +109,11 @@ def load_json(key: str):
 
 def store_json(key: str, data) -> None:
     """Store JSON ``data`` under ``key`` (best effort, atomically)."""
-    directory = cache_dir()
-    if directory is None:
-        return
-    folder = directory / key[:2]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        os.replace(temp, folder / f"{key}.json")
-    except (OSError, TypeError, ValueError):
-        pass
+        content = json.dumps(data).encode("utf-8")
+    except (TypeError, ValueError):
+        return
+    _write(key, f"{key}.json", content)
 
 
 # A file changed within this many nanoseconds of a fingerprint may change again without its
