@@ -284,6 +284,15 @@ def test_invalid_batches_report_every_fault_with_its_path(sb, engine):
     assert sb.requests == []
 
 
+def test_an_error_before_sending_says_once_that_nothing_was_sent(sb, engine):
+    not_json = upload_error(engine, sb, '{"events": [}')
+    not_a_batch = upload_error(engine, sb, [{"events": [{"event_type": "custom_event", "data": {"event_name": "x"}}]}])
+    for error in (not_json, not_a_batch):
+        assert error.message.endswith("nothing was sent"), error.message
+        assert error.message.count("nothing was sent") == 1, error.message
+    assert sb.requests == []
+
+
 def test_invalid_single_batch_faults_are_at_json_body(sb, engine):
     error = upload_error(engine, sb, {"events": [{"event_type": "custom_event", "data": {"event_name": "x"}}]})
     assert [f.path for f in error.faults] == ["$.jsonBody.events[0].data.custom_event_type"]
