@@ -229,12 +229,19 @@ def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0, size
         _run("cr-filter-pragma", str(session))
         population = _sample(session, name, fraction, size)
         (WORK / f"{name}.population").write_text(str(population), "utf-8")
+        (WORK / f"{name}.commit").write_text(_commit(), "utf-8")
     original = (ROOT / source).read_bytes()
     try:
         _run("cosmic-ray", "exec", str(config), str(session))
     finally:
         if (ROOT / source).read_bytes() != original:  # interrupted in the middle of a mutant
             (ROOT / source).write_bytes(original)
+    return summarise(name, session, round(time.monotonic() - started))
+
+
+def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
+    """The counts and survivors of one module's session as it stands (mutants not run yet are ``pending``)."""
+    source, tests = MODULES[name]
     dump = _run("cosmic-ray", "dump", str(session)).stdout
     accepted = _accepted()
     counts = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0, "accepted": 0, "skipped": 0, "incompetent": 0, "pending": 0}
@@ -277,9 +284,9 @@ def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0, size
         "module": name,
         "source": source,
         "tests": tests,
-        "commit": _commit(),
+        "commit": (WORK / f"{name}.commit").read_text("utf-8").strip() if (WORK / f"{name}.commit").exists() else _commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "seconds": round(time.monotonic() - started),
+        "seconds": seconds,
         **counts,
         "survivors": sorted(survivors, key=lambda s: s["line_number"]),
     }
@@ -294,14 +301,18 @@ def write_report(results: dict[str, dict]) -> None:
         "deliberately left alive, each with its reason in `tools/mutation-accepted.json`; *incompetent* ones",
         "do not import. Survivors without a reason are listed last: each is a test to write.",
         "",
-        "| module | commit | mutants run (of) | killed | accepted | survived | score | tests run per mutant |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "*mutants run (of)*: the mutants run, and in brackets the mutants of the module (after the operator",
+        "filter) or of the seeded sample (`--sample-size`); *pending*: sampled mutants not run when the report",
+        "was written.",
+        "",
+        "| module | commit | mutants run (of) | pending | killed | accepted | survived | score | tests run per mutant |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in MODULES:
         if name in results:
             r = results[name]
             lines.append(
-                f"| `{r['source']}` | {r['commit']} ({r['date']}) | {r['mutants']} ({r['population']}) | {r['killed']} | {r['accepted']} | "
+                f"| `{r['source']}` | {r['commit']} ({r['date']}) | {r['mutants']} ({r['population']}) | {r['pending']} | {r['killed']} | {r['accepted']} | "
                 f"{r['survived']} | {r['score']}% | {', '.join(t.removeprefix('tests/') for t in r['tests'])} |"
             )
     for name in MODULES:
@@ -327,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run a seeded random fraction of each module's mutants (default 1: all of them)")
     parser.add_argument("--sample-size", type=int, metavar="N",
                         help="run a seeded random N of each module's mutants (all when it has fewer)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the sessions in .mutation/ as they stand, running nothing")
     parser.add_argument("--run-tests", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
     args = parser.parse_args(argv)
     if args.run_tests:
@@ -342,12 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     previous = WORK / "results.json"
     results = json.loads(previous.read_text("utf-8")) if previous.exists() else {}
     for name in args.modules or list(MODULES):
+        if args.report_only:
+            if (WORK / f"{name}.sqlite").exists():
+                results[name] = {**results.get(name, {}), **summarise(name, WORK / f"{name}.sqlite", results.get(name, {}).get("seconds"))}
+            continue
         print(f"{name}: mutating {MODULES[name][0]} ...", flush=True)
         results[name] = measure(name, args.timeout, args.resume, args.sample, args.sample_size)
         r = results[name]
         print(f"{name}: {r['killed']}/{r['mutants']} (of {r['population']}) killed, {r['accepted']} accepted, {r['survived']} survived: "
               f"{r['score']}% ({r['seconds']} s)", flush=True)
         write_report(results)
+    write_report(results)
     return 0
 
 
