@@ -89,3 +89,9 @@ def test_secrets_added_from_many_threads_are_all_kept():
         thread.join()
     assert repr(redact) == "Redactor(200 secret(s))"
     assert redact(" ".join(values)) == " ".join(["***"] * 200)
+
+
+def test_a_non_ascii_secret_inside_a_bytes_repr_is_masked():
+    secret = "pässwörd-42"
+    body = b"grant_type=client_credentials&client_secret=" + secret.encode("utf-8")
+    assert Redactor([secret])(f"sent {body!r}") == "sent b'grant_type=client_credentials&client_secret=***'"
