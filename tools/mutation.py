@@ -49,7 +49,8 @@ PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", 
 
 # module name -> (source file, tests that exercise it, fastest and most direct first)
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "redact": ("connector_core/redact.py", ["tests/test_redact.py", "tests/test_engine.py"]),
+    # test_secrets: every spelling of a secret (JSON in JSON, ascii(), reprs) through the CLI and the engine
+    "redact": ("connector_core/redact.py", ["tests/test_redact.py", "tests/test_secrets.py", "tests/test_engine.py"]),
     "config": ("connector_core/config.py", ["tests/test_engine.py", "tests/test_cli.py"]),
     "errors": ("connector_core/errors.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_cli.py"]),
     "validation": ("connector_core/validation.py", ["tests/test_manifest.py", "tests/test_engine.py"]),
