@@ -18,6 +18,10 @@ The sandbox counts accepted events; every run must end with all events accepted 
 3. ``concurrency``: 20 ms away, budget raised, the first ``--subset`` events (default 200,000)
    with ``--concurrency 1`` and with the default concurrency, side by side (target: >= 5x,
    over the uploads' own durations, which leave out process start-up).
+5. ``text``: ``uploadEventBatch`` with a ``jsonBody`` of JSON text (``--text-events``,
+   default 100,000 events, 100 per batch) in a fresh process: the peak RSS it adds over the
+   process before the text was built, against the text's size (target: at most 3x; the text
+   itself is 1x).
 4. ``budget``: the default budget (270 batches/s) against a sandbox 20 ms away that itself
    enforces 270 per second, for ``--budget-seconds`` (default 20 s) worth of batches
    (target: within 10% of 270 batches/s, and no 429).
@@ -109,19 +113,63 @@ def line(name: str, result: dict) -> str:
             f"peak RSS {result['rss_mb']:6.1f} MB  429s {s['rateLimited']}")
 
 
+TEXT_CHILD = r"""
+import json, resource, sys
+from connector_core import Engine
+config, events = json.loads(sys.argv[1]), int(sys.argv[2])
+def rss_now():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+engine = Engine()
+connection = engine.connect(config, connector="mparticle")
+base = max(rss_now(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+with open(sys.argv[3], encoding="utf-8") as f:  # written by the parent: only the text enters this process
+    text = f.read()
+output = connection.execute("uploadEventBatch", {"jsonBody": text, "idempotencyKey": "bench"}).output
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"text": len(text), "added": peak - base, "events": output["acknowledged"]["events"]}))
+"""
+
+
+def run_text(sandbox: SandboxProcess, events: int, data: Path) -> str:
+    path = data / f"bench-backfill-text-{events}.json"
+    if not path.exists():
+        per = 100
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("[")
+            for b in range(events // per):
+                batch = {"environment": "production", "user_identities": {"customer_id": f"c{b}"}, "events": [
+                    {"event_type": "custom_event", "data": {"event_name": "Viewed", "custom_event_type": "navigation",
+                                                            "custom_attributes": {"marker": f"{b}.{j}", "sku": "SKU-000123"}}}
+                    for j in range(per)]}
+                f.write(("," if b else "") + json.dumps(batch, separators=(",", ":")))
+            f.write("]")
+    sandbox.reset()
+    out = subprocess.run([sys.executable, "-c", TEXT_CHILD, json.dumps(sandbox.config), str(events), str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    assert result["events"] == events == sandbox.state()["events_accepted"], (result, sandbox.state())
+    ratio = result["added"] / result["text"]
+    return (f"uploadEventBatch, {events:,} events as {result['text'] / 1e6:.1f} MB of JSON text: peak RSS added "
+            f"{result['added'] / 1e6:.1f} MB = {ratio:.2f}x the text (target <= 3x: {'met' if ratio <= 3 else 'NOT met'})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--subset", type=int, default=200_000)
     parser.add_argument("--budget-seconds", type=float, default=20.0)
     parser.add_argument("--data", default=tempfile.gettempdir())
-    parser.add_argument("--only", choices=["memory", "latency", "concurrency", "budget"])
+    parser.add_argument("--text-events", type=int, default=100_000)
+    parser.add_argument("--only", choices=["memory", "latency", "concurrency", "budget", "text"])
     args = parser.parse_args()
     source = make_file(Path(args.data) / f"bench-backfill-{args.events}.ndjson", args.events)
     print(f"input: {source} ({source.stat().st_size / 1e6:.0f} MB, {args.events:,} events, "
           f"{EVENTS_PER_BATCH} per batch); sandbox in a child process", flush=True)
     fast = ("--rate", "1e9")
     with SandboxProcess("--max-batches", "1000") as sandbox:
+        if args.only in (None, "text"):
+            print(run_text(sandbox, args.text_events, Path(args.data)), flush=True)
         if args.only in (None, "memory"):
             print(line("whole file, 0 ms", run_upload(sandbox, source, *fast)), flush=True)
         sandbox.set_latency(20)
