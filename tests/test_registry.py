@@ -330,6 +330,13 @@ def test_load_plugins_environment_variable_restricts_loading(pm, monkeypatch):
     assert names == ["connector-framework:getAccount", "connector-framework:getAudiences", "connector-framework:mparticle-tools"]
 
 
+def test_load_plugins_takes_qualified_ids(monkeypatch):
+    monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", "mparticle.getAccount,mparticle.getAudiences")
+    engine = Engine(strict=True)
+    assert set(engine.capabilities) == {"mparticle.getAccount", "mparticle.getAudiences"}
+    assert engine.registry.get("getAccount").id == "mparticle.getAccount"  # the bare id still works
+
+
 def test_empty_load_plugins_loads_nothing(monkeypatch):
     monkeypatch.setenv("CONNECTOR_CORE_LOAD_PLUGINS", "")
     engine = Engine()
