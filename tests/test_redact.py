@@ -95,3 +95,8 @@ def test_a_non_ascii_secret_inside_a_bytes_repr_is_masked():
     secret = "pässwörd-42"
     body = b"grant_type=client_credentials&client_secret=" + secret.encode("utf-8")
     assert Redactor([secret])(f"sent {body!r}") == "sent b'grant_type=client_credentials&client_secret=***'"
+
+
+def test_a_secret_with_a_quote_is_masked_in_a_repr_that_escapes_it():
+    # A string holding both quote kinds is repr'd in single quotes, escaping the secret's own.
+    assert Redactor(["it's-s3cret"])(repr('say "hi" ' + "it's-s3cret")) == """'say "hi" ***'"""
