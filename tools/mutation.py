@@ -57,9 +57,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "common": ("capabilities/common.py", ["tests/test_mparticle_answers.py", "tests/test_mparticle.py"]),
     "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle.py",
                                                                 "tests/test_mparticle_exactly_once.py"]),
-    # uploadEventBatch's requests, fates and report (the capability module is the thin part)
+    # uploadEventBatch's requests, fates and report (the capability module is the thin part); the
+    # backfill's summed reports live there too since the one-report change, hence test_backfill
     "upload_report": ("capabilities/upload_report.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle_exactly_once.py",
-                                                      "tests/test_mparticle.py", "tests/test_mparticle_exactly_once_faults.py"]),
+                                                      "tests/test_mparticle.py", "tests/test_backfill.py",
+                                                      "tests/test_mparticle_exactly_once_faults.py"]),
     "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_engine.py", "tests/test_entry_points.py",
                                                 "tests/test_ownership.py"]),
     "manifest": ("connector_core/manifest.py", ["tests/test_manifest.py", "tests/test_registry.py"]),
