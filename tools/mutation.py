@@ -184,8 +184,11 @@ def _accepted() -> list[dict]:
     return json.loads(ACCEPTED.read_text("utf-8")) if ACCEPTED.exists() else []
 
 
-def _line(source: str, mutation: dict) -> str:
-    lines = (ROOT / source).read_text("utf-8").splitlines()
+def _line(source: str, mutation: dict, commit: str | None = None) -> str:
+    """The mutated line as it was at ``commit`` (the commit measured), else as it is now."""
+    shown = subprocess.run(["git", "show", f"{commit}:{source}"], cwd=ROOT, capture_output=True, text=True) if commit else None
+    text = shown.stdout if shown is not None and shown.returncode == 0 else (ROOT / source).read_text("utf-8")
+    lines = text.splitlines()
     return lines[mutation["start_pos"][0] - 1].strip()
 
 
@@ -247,6 +250,8 @@ def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
     """The counts and survivors of one module's session as it stands (mutants not run yet are ``pending``)."""
     source, tests = MODULES[name]
     dump = _run("cosmic-ray", "dump", str(session)).stdout
+    commit_file = WORK / f"{name}.commit"
+    measured = commit_file.read_text("utf-8").strip() if commit_file.exists() else None
     accepted = _accepted()
     counts = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0, "accepted": 0, "skipped": 0, "incompetent": 0, "pending": 0}
     survivors = []
@@ -270,7 +275,7 @@ def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
             counts["timeout"] += 1
         else:
             mutation = item["mutations"][0]
-            line = _line(source, mutation)
+            line = _line(source, mutation, measured)
             why = _why(name, mutation["operator_name"], line, accepted)
             counts["accepted" if why else "survived"] += 1
             survivors.append({
@@ -288,7 +293,7 @@ def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
         "module": name,
         "source": source,
         "tests": tests,
-        "commit": (WORK / f"{name}.commit").read_text("utf-8").strip() if (WORK / f"{name}.commit").exists() else _commit(),
+        "commit": measured or _commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": seconds,
         **counts,
