@@ -215,3 +215,35 @@ def test_the_mparticle_connector_is_declared_by_its_entry_point_alone(cli):
     assert (connector["id"], connector["status"], connector["distribution"]) == ("mparticle", "loaded", "connector-framework")
     assert connector["entry_point"] == "mparticle = connector_mparticle.common:CONNECTOR_MANIFEST"
     assert str(CONNECTOR_MANIFEST).endswith("mparticle.json")
+
+
+@pytest.fixture(scope="session")
+def site_rival(tmp_path_factory):
+    """``mparticle-rival``: a second non-owner attaching ``mparticle.countAudiences``, like ``mparticle-addon``."""
+    source = tmp_path_factory.mktemp("rival") / "mparticle_rival"
+    (source / "mparticle_rival").mkdir(parents=True)
+    addon = PLUGINS / "mparticle_addon"
+    (source / "pyproject.toml").write_text((addon / "pyproject.toml").read_text("utf-8"), "utf-8")
+    (source / "mparticle_rival" / "__init__.py").write_text((addon / "mparticle_addon" / "__init__.py").read_text("utf-8"), "utf-8")
+    setup = (addon / "setup.cfg").read_text("utf-8")
+    setup = setup.replace("name = mparticle-addon", "name = mparticle-rival").replace("mparticle_addon", "mparticle_rival")
+    (source / "setup.cfg").write_text(setup, "utf-8")
+    return install(tmp_path_factory, source)
+
+
+@pytest.mark.parametrize("order", ["AR", "RA"])
+def test_two_non_owners_claiming_one_capability_are_both_rejected_naming_both(cli, site_a, site_rival, order):
+    sites = [site_a, site_rival] if order == "AR" else [site_rival, site_a]
+    run = cli("plugins", "--json", sites=sites)
+    assert run.code == 0
+    reports = by_id(run.json())
+    for dist in ("mparticle-addon", "mparticle-rival"):
+        report = reports[("mparticle.countAudiences", dist)]
+        assert report["status"] == "rejected"
+        assert "capability 'mparticle.countAudiences' is claimed by mparticle-addon" in report["reason"]
+        assert "and mparticle-rival" in report["reason"]
+        assert "none is the connector's owner, so neither loads" in report["reason"]
+    # Nothing else changes: the owner's capabilities and the other connector still load.
+    loaded = {key for key, r in reports.items() if r["status"] == "loaded" and r["kind"] == "capability"}
+    assert loaded == {(f"mparticle.{c}", "connector-framework") for c in BUILTIN} | {("acme.createAccount", "connector-acme")}
+    assert cli("plugins", "--strict", sites=sites).code != 0
