@@ -157,11 +157,41 @@ def _pattern_misses(pattern: str, value: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _mutations(schema: Any, value: Any) -> Iterator[tuple[tuple, str, Any]]:
+def _resolve(root: Mapping[str, Any], ref: Any) -> Any:
+    """The subschema a local ``$ref`` (``#``, ``#/$defs/name``...) points to, else ``None``."""
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    target: Any = root
+    for part in filter(None, ref[1:].split("/")):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, Mapping) and part in target:
+            target = target[part]
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return None
+    return target
+
+
+def _mutations(schema: Any, value: Any, root: Any = None, refs: frozenset = frozenset()) -> Iterator[tuple[tuple, str, Any]]:
     """``(relative path parts, change, new value)`` for ``value`` under ``schema``;
-    ``value`` is ``_ABSENT`` for an optional property the base input leaves out."""
+    ``value`` is ``_ABSENT`` for an optional property the base input leaves out.
+
+    Local ``$ref``s are followed (for an absent value only once along a path, so
+    recursive schemas end) and
+    the branches of ``allOf``/``anyOf``/``oneOf`` are mutated too; a change a branch
+    allows is dropped later, when the manifest does not refuse it."""
     if not isinstance(schema, Mapping):
         return
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and value is not _ABSENT:
+        yield from _mutations(_resolve(root, ref), value, root, refs)
+    elif isinstance(ref, str) and ref not in refs:
+        yield from _mutations(_resolve(root, ref), value, root, refs | {ref})
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for branch in schema.get(keyword, ()) if isinstance(schema.get(keyword), list) else ():
+            yield from _mutations(branch, value, root, refs)
     types = _allowed(schema)
     if types is not None:
         wrong = [(kind, v) for kind, v in _WRONG if kind not in types]
@@ -200,13 +230,13 @@ def _mutations(schema: Any, value: Any) -> Iterator[tuple[tuple, str, Any]]:
         if schema.get("uniqueItems") is True and value:
             yield (), "duplicate items", value + [value[0]]
         if value and isinstance(schema.get("items"), Mapping):
-            for parts, change, v in _mutations(schema["items"], value[0]):
-                yield (0, *parts), change, _replace(value, (0, *parts), v)
+            for parts, change, v in _mutations(schema["items"], value[0], root, refs):
+                yield (0, *parts), change, [v, *value[1:]]
     if isinstance(value, dict):
-        yield from _object_mutations(schema, value)
+        yield from _object_mutations(schema, value, root, refs)
 
 
-def _object_mutations(schema: Mapping[str, Any], value: dict) -> Iterator[tuple[tuple, str, Any]]:
+def _object_mutations(schema: Mapping[str, Any], value: dict, root: Any, refs: frozenset) -> Iterator[tuple[tuple, str, Any]]:
     properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
     for name in schema.get("required", ()):
         if name in value:
@@ -215,20 +245,8 @@ def _object_mutations(schema: Mapping[str, Any], value: dict) -> Iterator[tuple[
         extra = next(n for n in ("unexpectedProperty", "unexpectedProperty2", "unexpected_property_3") if n not in properties)
         yield (extra,), "a property the schema does not allow", {**value, extra: 1}
     for name, sub in properties.items():
-        for parts, change, v in _mutations(sub, value.get(name, _ABSENT)):
-            yield (name, *parts), change, _replace(value, (name, *parts), v)
-
-
-def _replace(container: Any, parts: tuple, new: Any) -> Any:
-    """A deep copy of ``container`` with the value at ``parts`` replaced by ``new``."""
-    if not parts:
-        return new
-    out = copy.deepcopy(container)
-    target = out
-    for part in parts[:-1]:
-        target = target[part]
-    target[parts[-1]] = new
-    return out
+        for parts, change, v in _mutations(sub, value.get(name, _ABSENT), root, refs):
+            yield (name, *parts), change, {**value, name: v}
 
 
 def _examples(manifest: CapabilityManifest) -> list[tuple[str, Any]]:
@@ -252,7 +270,8 @@ def near_misses(manifest: Any, base: Any = _ABSENT) -> list[NearMiss]:
     ``enum``/``const``, strings breaking ``minLength``/``maxLength``/``pattern`` (the
     trailing-newline case included) or not valid Unicode, numbers past
     ``minimum``/``maximum`` (exclusive too), arrays breaking ``minItems``/``maxItems``/
-    ``uniqueItems``; nested objects and the first item of arrays likewise. Only inputs
+    ``uniqueItems``; nested objects and the first item of arrays likewise, through local
+    ``$ref`` pointers and the branches of ``allOf``/``anyOf``/``oneOf``. Only inputs
     the manifest itself refuses at the expected path are kept (under ``anyOf`` and
     friends a derived change may still be valid), each once.
     """
@@ -267,7 +286,7 @@ def near_misses(manifest: Any, base: Any = _ABSENT) -> list[NearMiss]:
         path = json_path(parts)
         if key in found or path not in {f.path for f in data_faults(properties) or manifest.input_faults(properties)}:
             return
-        found[key] = NearMiss(path, change, properties)
+        found[key] = NearMiss(path, change, copy.deepcopy(properties))
 
     for example in bases:
         if _allowed(schema) == {"object"} or isinstance(example, dict):

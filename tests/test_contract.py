@@ -116,11 +116,56 @@ def test_near_misses_cover_each_keyword_once_each():
         ("$.lines[0]", "wrong type (null)"),
         ("$.lines[0].n", "missing required property"),
         ("$.lines[0].n", "not the const"),
+        ("$.lines[0].n", "not valid Unicode (a lone surrogate)"),
     }
     by_change = {(m.path, m.change): m.properties for m in near_misses(plugin.MANIFEST)}
     assert by_change[("$.sku", "pattern (trailing newline)")]["sku"] == "ABC-123\n"
     assert by_change[("$.quantity", "at exclusiveMaximum")]["quantity"] == 100
     assert by_change[("$.lines", "more items than maxItems")]["lines"] == [{"n": 1}] * 3
+    assert by_change[("$.lines[0].n", "missing required property")] == {"sku": "ABC-123", "quantity": 2, "lines": [{}]}
+    assert by_change[("$.lines[0].n", "not the const")] == {"sku": "ABC-123", "quantity": 2, "lines": [{"n": 2}]}
+
+
+def test_near_misses_follow_refs_and_the_branches_of_any_of_and_all_of():
+    schema = {
+        "type": "object",
+        "required": ["item"],
+        "$defs": {
+            "sku": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "item": {
+                "type": "object",
+                "required": ["sku"],
+                "properties": {"sku": {"$ref": "#/$defs/sku"}, "parts": {"type": "array", "items": {"$ref": "#/$defs/item"}}},
+            },
+        },
+        "properties": {
+            "item": {"$ref": "#/$defs/item"},
+            "size": {"anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["S", "M"]}]},
+            "tag": {"allOf": [{"type": "string"}, {"maxLength": 3}]},
+        },
+    }
+    example = {"item": {"sku": "ABC", "parts": [{"sku": "DEF"}]}, "size": 2, "tag": "ab"}
+    plugin = capability(posting, schema=schema, examples=[{"input": example, "output": {"id": 1}}])
+    by_change = {(m.path, m.change): m.properties for m in near_misses(plugin.MANIFEST)}
+    # Inside the referenced item, and inside the item the item's own parts refer to.
+    assert by_change[("$.item.sku", "missing required property")] == {**example, "item": {"parts": [{"sku": "DEF"}]}}
+    assert by_change[("$.item.sku", "pattern")] == {**example, "item": {"sku": " ", "parts": [{"sku": "DEF"}]}}
+    assert by_change[("$.item.parts[0].sku", "pattern")] == {**example, "item": {"sku": "ABC", "parts": [{"sku": " "}]}}
+    assert by_change[("$.item.parts[0].sku", "missing required property")] == {**example, "item": {"sku": "ABC", "parts": [{}]}}
+    # Each branch is mutated; what another branch still accepts is dropped.
+    assert by_change[("$.size", "below minimum")]["size"] == 0
+    assert by_change[("$.size", "not one of the enum")]["size"] == "S-not-a-choice"
+    assert by_change[("$.tag", "longer than maxLength")]["tag"] == "xxxx"
+    assert ("$.size", "wrong type (string)") in by_change  # "7" is neither an integer nor S or M
+    assert example == {"item": {"sku": "ABC", "parts": [{"sku": "DEF"}]}, "size": 2, "tag": "ab"}  # untouched
+
+
+def test_a_recursive_ref_ends():
+    schema = {"$defs": {"node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/node"}, "n": {"type": "integer"}}}}, "$ref": "#/$defs/node"}
+    found = {(m.path, m.change) for m in near_misses(capability(posting, schema=schema).MANIFEST, {"child": {"n": 1}})}
+    assert ("$.child.n", "wrong type (string)") in found
+    assert ("$.child.child", "wrong type (string)") in found
+    assert ("$.n", "wrong type (null)") in found
 
 
 def test_a_change_the_schema_still_accepts_is_no_near_miss():
