@@ -70,6 +70,7 @@ __all__ = [
     "combine_reports",
     "derive_request_id",
     "historical_faults",
+    "send_batches",
     "upload",
 ]
 
@@ -420,14 +421,24 @@ class _Stop(Exception):
 
 
 class _Upload:
-    """One upload's shared state: the report, the state file and the sending threads."""
+    """One upload's shared state: the report, the state file and the sending threads.
 
-    def __init__(self, connection, *, pacer: Pacer, concurrency: int, state: StateFile | None,
-                 dead_letter: Callable[[dict], None] | None, fail_fast: bool,
-                 progress: Callable[[Progress], None] | None, max_rounds: int, sleep: Callable[[float], None],
-                 report: UploadReport | None = None, stats: CallStats | None = None) -> None:
+    ``pacer`` None sends without a budget; ``split_refused`` halves a request mParticle
+    refused (400) until the refused batches are alone (the backfill), else the whole request
+    is refused (``uploadEventBatch``); ``reword`` rewrites a request's error before it is
+    recorded. Each sending thread has its own attempt records, with ``stats``' deadline.
+    """
+
+    def __init__(self, connection, *, pacer: Pacer | None, concurrency: int, state: StateFile | None = None,
+                 dead_letter: Callable[[dict], None] | None = None, fail_fast: bool = False,
+                 progress: Callable[[Progress], None] | None = None, max_rounds: int = 0,
+                 sleep: Callable[[float], None] = time.sleep, report: UploadReport | None = None,
+                 stats: CallStats | None = None, split_refused: bool = True,
+                 reword: Callable[[ConnectorError], ConnectorError] | None = None) -> None:
         self.connection = connection
         self.pacer = pacer
+        self.split_refused = split_refused
+        self.reword = reword
         self.state = state
         self.dead_letter = dead_letter
         self.fail_fast = fail_fast
@@ -441,7 +452,7 @@ class _Upload:
         self.started = time.perf_counter()
         self.queue: queue.Queue[_Request | None] = queue.Queue(maxsize=2 * concurrency)
         # A request's hooks replace the session's: keep the session's own after the pacer's.
-        self.hooks = [pacer.hook, *connection.session.hooks.get("response", [])]
+        self.hooks = [pacer.hook, *connection.session.hooks.get("response", [])] if pacer is not None else []
         self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
 
     # -- outcomes (any thread) --------------------------------------------------------
@@ -483,16 +494,22 @@ class _Upload:
                     self.state.unknown[index] = request_id
                 self.state.save(force=True)
 
-    def unsent(self, request: _Request, error: ConnectorError | None = None) -> None:
-        """Batches mParticle did not take (never sent, or every attempt answered an error)."""
+    def unsent(self, request: _Request, error: ConnectorError | None = None, attempts: int = 0) -> None:
+        """Batches mParticle did not take (never sent, or ``attempts`` answered an error)."""
         with self.lock:
             if error is None:
                 cause = self.report.error
                 error = NotSent("not sent: the upload stopped before this request"
-                                + (f" ({cause.code})" if cause is not None else ""))
+                                + (f" ({cause.code})" if cause is not None else ""),
+                                **({"stopped_by": cause.code} if cause is not None else {}))
                 if cause is not None:
                     error.category = cause.category
-            self.report.record(Sent(request.indexes, FAILED, error, attempts=0), request.ids, request.events)
+            self.report.record(Sent(request.indexes, FAILED, error, attempts=attempts), request.ids, request.events)
+
+    def refused_whole(self, request: _Request, error: ConnectorError, attempts: int) -> None:
+        """mParticle refused (400) every batch of the request."""
+        with self.lock:
+            self.report.record(Sent(request.indexes, REFUSED, error, attempts), request.ids, request.events)
 
     def fail(self, error: ConnectorError) -> None:
         with self.lock:
@@ -510,7 +527,8 @@ class _Upload:
     # -- sending threads ---------------------------------------------------------------
 
     def _work(self) -> None:
-        stats = CallStats()
+        # Attempts are told apart per thread: post_batches reads the records of its own request.
+        stats = CallStats(deadline=self.stats.deadline if self.stats is not None else None)
         client = self.connection.client("events", retry_safe=True, stats=stats)
         try:
             self._loop(client, stats)
@@ -520,6 +538,7 @@ class _Upload:
                 if self.stats is not None:
                     self.stats.requests += stats.requests
                     self.stats.retries += stats.retries
+                    self.stats.attempts.extend(stats.attempts)
 
     def _loop(self, client, stats: CallStats) -> None:
         while True:
@@ -544,23 +563,32 @@ class _Upload:
             if self.stop.is_set():
                 self.unsent(request)
                 return
-            self.pacer.acquire(len(request.items))
+            if self.pacer is not None:
+                self.pacer.acquire(len(request.items))
             with self.lock:
                 self.report.requests += 1
             sent = post_batches(client, request.path, request.body, request.indexes, lambda: stats.attempts, self.hooks)
             if sent.fate == ACKNOWLEDGED:
                 self.acknowledged(request, sent.attempts)
                 return
-            exc = sent.error
+            exc = sent.error if self.reword is None else self.reword(sent.error)
             if sent.fate == REFUSED:  # 400: mParticle refused the whole request
-                self._refused(client, stats, request, exc)
+                if self.split_refused:
+                    self._refused(client, stats, request, exc)
+                else:
+                    self.refused_whole(request, exc, sent.attempts)
                 return
             status = exc.details.get("status")
             if status == 413 and len(request.items) > 1:
                 for half in request.split():
                     self._send(client, stats, half)
                 return
-            settle = self.sent_unanswered if sent.fate == UNKNOWN else self.unsent
+            def settle(request: _Request, exc: ConnectorError) -> None:
+                if sent.fate == UNKNOWN:
+                    self.sent_unanswered(request, exc)
+                else:
+                    self.unsent(request, exc, sent.attempts)
+
             if isinstance(exc, AuthenticationFailed) or status in (404, 413) or exc.category in ("config", "plugin"):
                 settle(request, exc)
                 self.fail(exc)
@@ -740,3 +768,48 @@ def upload(
         if state is not None:
             state.save(force=True)
     return report
+
+
+def send_batches(
+    connection,
+    items: Iterable[tuple[int, str, int, bytes]],
+    report: UploadReport,
+    *,
+    concurrency: int = 1,
+    stats: CallStats | None = None,
+    reword: Callable[[ConnectorError], ConnectorError] | None = None,
+    max_batches_per_request: int = MAX_BATCHES_PER_REQUEST,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+) -> None:
+    """Send batches already checked, identified and encoded, ``concurrency`` requests at a
+    time, and record the fate of every one of them in ``report`` (``uploadEventBatch``).
+
+    ``items`` are ``(index, source_request_id, events, encoded batch)`` in input order; each
+    item must fit in one request. They are packed in order into ``/v2/bulkevents`` requests
+    as the backfill packs them and sent by its threads, without a rate budget and with no
+    rounds beyond the HTTP layer's retries (which repeat a request with the same bytes, so
+    the same ids). A 400 refuses the whole request; the first request that ends neither
+    acknowledged nor refused stops the upload: requests in flight end and are recorded as
+    they end, and every batch not yet sent is recorded as failed with ``code: not_sent``.
+    ``stats`` (the call's) gives the deadline and is credited with every attempt.
+    """
+    job = _Upload(connection, pacer=None, concurrency=concurrency, report=report, stats=stats,
+                  split_refused=False, reword=reword)
+    packer = _Packer(BULK_PATH, max_batches_per_request, max_request_bytes)
+    for thread in job.threads:
+        thread.start()
+    items = iter(items)
+    try:
+        for index, request_id, events, item in items:
+            job.submit(packer.add(index, request_id, events, item))
+        job.submit(packer.flush())
+    except _Stop:  # a request stopped the upload: the rest is reported request by request, not sent
+        for index, request_id, events, item in items:
+            full = packer.add(index, request_id, events, item)
+            if full is not None:
+                job.unsent(full)
+        left = packer.flush()
+        if left is not None:
+            job.unsent(left)
+    finally:
+        job.finish()

@@ -11,6 +11,10 @@ Exactly once rests on mParticle's de-duplication by ``source_request_id``:
   otherwise. Different batches sharing an id are refused before sending.
 * the HTTP layer repeats a request whose answer was lost with the same bytes, so a copy
   that landed is dropped by mParticle.
+* bulk requests go out ``concurrency`` at a time (default 4) through the backfill engine's
+  sending threads (``backfill.send_batches``); once one ends neither acknowledged nor
+  refused, the requests in flight end and are recorded as they end, and the rest are
+  reported not sent (``concurrency: 1`` sends them one after another, in input order).
 * the output (``upload_report.UploadReport``) says which batches mParticle acknowledged,
   refused or may or may not have, with their ids; when any batch is neither acknowledged
   nor refused the call raises one typed error carrying that report, whose message says
@@ -28,6 +32,9 @@ __all__ = ["MANIFEST", "STREAM_TEXT_BYTES", "execute"]
 # A text jsonBody longer than one request (a JSON array) is read as a stream, twice (check,
 # then send through the backfill engine), so memory stays near the text's own size.
 STREAM_TEXT_BYTES = 256 * 1024  # batches.MAX_REQUEST_BYTES, written out to keep the import lazy
+# Bulk requests in flight at once: enough to keep the service busy while the next request is
+# sent, few enough to stay far below mParticle's rate budget for one call.
+DEFAULT_CONCURRENCY = 4
 
 
 @hookimpl
@@ -40,7 +47,7 @@ def execute(ctx, properties):
     if isinstance(body, (str, bytes)) and len(body) > STREAM_TEXT_BYTES and _is_array_text(body):
         return _upload_text(ctx, body, properties.get("idempotencyKey") or None)
     try:
-        batches, single, key, requests, warnings = _prepare(properties)
+        batches, single, key, items, warnings = _prepare(properties)
     except ConnectorError as exc:  # nothing went out: say so, so the host knows repeating is safe
         raise exc if "nothing was sent" in exc.message else exc.copy(f"{exc.message}; nothing was sent") from None
 
@@ -51,28 +58,27 @@ def execute(ctx, properties):
         single=single,
         warnings=warnings,
     )
-    _send(ctx, report, requests)
+    if len(items) == 1:
+        _send_one(ctx, report, items[0][3])
+    else:
+        from .backfill import send_batches
+
+        send_batches(ctx.connection, items, report, concurrency=properties.get("concurrency") or DEFAULT_CONCURRENCY,
+                     stats=ctx.stats, reword=lambda exc: _credentials_error(ctx, exc))
     error = report.error_to_raise()
     if error is not None:
         raise error
     return report.output()
 
 
-def _send(ctx, report, requests: list) -> None:
-    """Send the requests in order; once one ends neither acknowledged nor refused, the
-    service is in trouble: the rest are reported not sent."""
-    from .upload_report import ACKNOWLEDGED, REFUSED, Sent, post_batches
+def _send_one(ctx, report, body: bytes) -> None:
+    """One batch: one ``/v2/events`` request."""
+    from .upload_report import Sent, post_batches
 
-    client = ctx.http("events")
-    for n, (path, indexes, body) in enumerate(requests):
-        sent = post_batches(client, path, body, indexes, lambda: ctx.attempts)
-        if isinstance(sent.error, AuthenticationFailed):
-            sent = Sent(sent.indexes, sent.fate, _credentials_error(ctx, sent.error), sent.attempts)
-        report.add(sent)
-        if sent.fate not in (ACKNOWLEDGED, REFUSED):
-            for _, rest, _ in requests[n + 1:]:
-                report.skip(rest, sent.error)
-            break
+    sent = post_batches(ctx.http("events"), "/events", body, range(1), lambda: ctx.attempts)
+    if sent.error is not None:
+        sent = Sent(sent.indexes, sent.fate, _credentials_error(ctx, sent.error), sent.attempts)
+    report.add(sent)
 
 
 def _is_array_text(body: str | bytes) -> bool:
@@ -145,9 +151,11 @@ def _upload_text(ctx, text: str | bytes, key: str | None):
 
 
 def _prepare(properties):
-    """Parse, check, identify and pack the batches: ``(batches, single, key, requests, warnings)``;
-    ``warnings`` lists what the checker passes but doubts, as ``{"path", "message"}``."""
-    from .batches import check_batches, chunk_batches, encode_single, parse_batches
+    """Parse, check, identify and encode the batches: ``(batches, single, key, items, warnings)``;
+    ``items`` are ``(index, source_request_id, events, encoded batch)`` and ``warnings``
+    lists what the checker passes but doubts, as ``{"path", "message"}``. Every batch is
+    encoded here, before anything is sent, so one too large to send fails the call whole."""
+    from .batches import MAX_REQUEST_BYTES, _too_large, check_batches, encode, encode_single, parse_batches
     from .request_ids import assign_ids, duplicate_id_faults
 
     batches, single = parse_batches(properties["jsonBody"])
@@ -162,16 +170,22 @@ def _prepare(properties):
     if faults:
         raise InvalidInput("different batches share a source_request_id; nothing was sent", faults=faults)
     if len(batches) == 1:
-        return batches, single, key, [("/events", range(1), encode_single(batches[0]))], warnings
-    requests, start = [], 0
-    for members, body in chunk_batches(batches):
-        requests.append(("/bulkevents", range(start, start + len(members)), body))
-        start += len(members)
-    return batches, single, key, requests, warnings
+        batch = batches[0]
+        return batches, single, key, [(0, batch["source_request_id"], len(batch.get("events") or ()), encode_single(batch))], warnings
+    items = []
+    for i, batch in enumerate(batches):
+        item = encode(batch)
+        if len(item) + 2 > MAX_REQUEST_BYTES:
+            raise _too_large(len(item) + 2, MAX_REQUEST_BYTES, f"$.jsonBody[{i}]")
+        items.append((i, batch["source_request_id"], len(batch.get("events") or ()), item))
+    return batches, single, key, items, warnings
 
 
-def _credentials_error(ctx, exc: AuthenticationFailed) -> AuthenticationFailed:
-    """Say which credentials the Events API refused (401: none sent, 403: wrong ones)."""
+def _credentials_error(ctx, exc: ConnectorError) -> ConnectorError:
+    """Say which credentials the Events API refused (401: none sent, 403: wrong ones); any
+    other error is returned as it is."""
+    if not isinstance(exc, AuthenticationFailed):
+        return exc
     pair = "apiKey/apiSecret" if ctx.config.get("apiKey") else "clientID/clientSecret (used because no apiKey is set)"
     return exc.copy(
         f"the Events API refused the input credentials {pair} ({exc.details.get('status')}); "

@@ -254,7 +254,8 @@ class UploadReport:
         """``accepted``, ``partial``, ``unknown``, or (a backfill that an error ended) ``stopped``."""
         if self.counts[UNKNOWN]:
             return "unknown"
-        if self.error is not None and not isinstance(self.error, OutcomeUnknown):
+        # What stopped a backfill; a call's report (no limit) tells the fates alone.
+        if self.limit is not None and self.error is not None and not isinstance(self.error, OutcomeUnknown):
             return "stopped"
         return "partial" if self.counts[REFUSED] or self.counts[FAILED] else "accepted"
 
@@ -403,12 +404,10 @@ class UploadReport:
 
     def _refused_faults(self) -> list[Fault]:
         """One fault per refused batch, with mParticle's message."""
-        return [
-            Fault("$.jsonBody" if self.single else f"$.jsonBody[{i}]", sent.error.message)
-            for sent in self.sent
-            if sent.fate == REFUSED and sent.error is not None
-            for i in sent.indexes
-        ]
+        refused = [(i, sent.error.message) for sent in self.sent if sent.fate == REFUSED and sent.error is not None
+                   for i in sent.indexes]
+        # In input order, whatever order concurrent requests were answered in.
+        return [Fault("$.jsonBody" if self.single else f"$.jsonBody[{i}]", message) for i, message in sorted(refused)]
 
     def _all_refused(self, report: dict[str, Any]) -> InvalidInput:
         faults = self._refused_faults()

@@ -77,8 +77,9 @@ def run(engine: Engine, sb: Sandbox, body: Any, key: str | None = None) -> dict:
     return output
 
 
-def fails(engine: Engine, sb: Sandbox, body: Any, key: str | None = None, error_type=ConnectorError) -> ConnectorError:
-    properties = {"jsonBody": body} if key is None else {"jsonBody": body, "idempotencyKey": key}
+def fails(engine: Engine, sb: Sandbox, body: Any, key: str | None = None, error_type=ConnectorError,
+          **inputs: Any) -> ConnectorError:
+    properties = {"jsonBody": body, **inputs} if key is None else {"jsonBody": body, "idempotencyKey": key, **inputs}
     with pytest.raises(error_type) as caught:
         engine.execute("uploadEventBatch", properties, sb.config)
     report = caught.value.details.get("report")
@@ -259,9 +260,9 @@ def test_the_demo_lets_the_connector_assign_the_id(capsys):
 def test_lost_answers_make_outcome_unknown_with_every_id(sb, engine):
     batches = [batch(i) for i in range(250)]
     # The first request is acknowledged; all four attempts of the second (maxRetries 3) are
-    # processed and lose their answer.
+    # processed and lose their answer; the third is not sent (one request at a time).
     sb.fail_next("uploadBulkEvents", 4, effect="drop", after=True, skip=1)
-    error = fails(engine, sb, batches, key="exec-1", error_type=OutcomeUnknown)
+    error = fails(engine, sb, batches, key="exec-1", error_type=OutcomeUnknown, concurrency=1)
     assert error.category == "outcome_unknown" and error.exit_code == 11
     report = error.details["report"]
     ids = report["sourceRequestIds"]
@@ -280,7 +281,8 @@ def test_lost_answers_make_outcome_unknown_with_every_id(sb, engine):
 
 def test_without_a_key_the_error_says_not_to_repeat_unchanged(sb, engine):
     batches = [batch(i) for i in range(150)]
-    sb.fail_next("uploadBulkEvents", 4, effect="drop", after=True, skip=1)
+    # The request holding batch 100 (the second) is processed four times, its answer lost each time.
+    sb.fail_next("uploadBulkEvents", 4, effect="drop", after=True, match='"customer_id":"cust-100"')
     error = fails(engine, sb, batches, error_type=OutcomeUnknown)
     assert "Do not repeat this call unchanged" in error.message
     report = error.details["report"]

@@ -12,7 +12,9 @@ The host follows the error's message, in one of two ways:
   each with the ``source_request_id`` the report gives it.
 
 Faults are random per request (seeded), plus scripted runs of failures long enough to
-exhaust the HTTP layer's retries, so the host has to act.
+exhaust the HTTP layer's retries, so the host has to act. Requests go out concurrently (the
+default), so each scripted run targets the request holding one batch (``match``: that
+batch's first marker), whatever order the requests arrive in.
 """
 
 from __future__ import annotations
@@ -93,22 +95,28 @@ def assert_exactly_once(sb: Sandbox, n: int = BATCHES, events: int = 2) -> None:
     assert set(sb.marker_counts) == {f"{i}.{j}" for i in range(n) for j in range(events)}
 
 
+def holding(batch: int) -> str:
+    """Text only the request body that carries batch ``batch`` of ``make_batches()`` contains."""
+    return f'"{MARKER}":"{batch}.0"'
+
+
 SCENARIOS = {
-    # name: (random faults of the events group, scripted runs: (count, skip, failure fields))
-    "reset-before-body": ({"reset_rate": 0.3}, [(4, 2, {"effect": "reset"}), (4, 9, {"effect": "reset"})]),
-    "reset-after-accepted": ({"reset_rate": 0.3, "after": True}, [(4, 3, {"effect": "reset", "after": True})]),
-    "answer-lost-after-accepted": ({"drop_rate": 0.3, "after": True}, [(4, 1, {"effect": "drop", "after": True}),
-                                                                       (5, 6, {"effect": "drop", "after": True})]),
-    "dropped-before-processing": ({"drop_rate": 0.3}, [(4, 4, {"effect": "drop"})]),
-    "cut-off-answers": ({"truncate_rate": 0.3}, [(4, 2, {"effect": "truncate"})]),
-    "5xx-bursts": ({"error_rate": 0.4}, [(4, 0, {"status": 503}), (6, 5, {"status": 500}), (4, 12, {"status": 502})]),
-    "5xx-after-accepted": ({"error_rate": 0.3, "after": True}, [(4, 2, {"status": 500, "after": True})]),
-    "429-storms": ({"error_rate": 0.4, "statuses": [429]}, [(8, 1, {"status": 429, "retry_after": 2}),
-                                                            (4, 7, {"status": 429, "retry_after": 1})]),
+    # name: (random faults of the events group, scripted runs: (count, the batch whose request
+    # they hit, failure fields)); requests carry 100 batches each.
+    "reset-before-body": ({"reset_rate": 0.3}, [(4, 200, {"effect": "reset"}), (4, 900, {"effect": "reset"})]),
+    "reset-after-accepted": ({"reset_rate": 0.3, "after": True}, [(4, 300, {"effect": "reset", "after": True})]),
+    "answer-lost-after-accepted": ({"drop_rate": 0.3, "after": True}, [(4, 100, {"effect": "drop", "after": True}),
+                                                                       (5, 600, {"effect": "drop", "after": True})]),
+    "dropped-before-processing": ({"drop_rate": 0.3}, [(4, 400, {"effect": "drop"})]),
+    "cut-off-answers": ({"truncate_rate": 0.3}, [(4, 200, {"effect": "truncate"})]),
+    "5xx-bursts": ({"error_rate": 0.4}, [(4, 0, {"status": 503}), (6, 500, {"status": 500}), (4, 1200, {"status": 502})]),
+    "5xx-after-accepted": ({"error_rate": 0.3, "after": True}, [(4, 200, {"status": 500, "after": True})]),
+    "429-storms": ({"error_rate": 0.4, "statuses": [429]}, [(8, 100, {"status": 429, "retry_after": 2}),
+                                                            (4, 700, {"status": 429, "retry_after": 1})]),
     "everything": ({"error_rate": 0.1, "statuses": [429, 500, 503], "drop_rate": 0.1, "truncate_rate": 0.05,
                     "reset_rate": 0.1, "after": True},
-                   [(4, 1, {"effect": "reset"}), (4, 3, {"status": 429, "retry_after": 3}),
-                    (4, 5, {"effect": "drop", "after": True}), (4, 7, {"status": 503})]),
+                   [(4, 100, {"effect": "reset"}), (4, 300, {"status": 429, "retry_after": 3}),
+                    (4, 500, {"effect": "drop", "after": True}), (4, 700, {"status": 503})]),
 }
 
 
@@ -122,8 +130,8 @@ CASES = [(scenario, "key") for scenario in SCENARIOS] + [
 def test_no_event_lost_or_doubled(sb, engine, scenario, strategy):
     faults, runs = SCENARIOS[scenario]
     sb.set_faults("events", **faults)
-    for count, skip, fields in runs:
-        sb.fail_next("uploadBulkEvents", count, skip=skip, **fields)
+    for count, at, fields in runs:
+        sb.fail_next("uploadBulkEvents", count, match=holding(at), **fields)
     batches = make_batches()
     output, categories = host_uploads(engine, sb.config, batches, strategy)
     assert output["status"] == "accepted"

@@ -77,8 +77,8 @@ def sb(mparticle_sandbox: Sandbox, engine: Engine) -> Sandbox:
     return mparticle_sandbox
 
 
-def upload(engine: Engine, sb: Sandbox, body: Any) -> dict:
-    output = engine.execute("uploadEventBatch", {"jsonBody": body}, sb.config).output
+def upload(engine: Engine, sb: Sandbox, body: Any, **inputs: Any) -> dict:
+    output = engine.execute("uploadEventBatch", {"jsonBody": body, **inputs}, sb.config).output
     problems = [e.message for e in jsonschema.Draft202012Validator(OUTPUT_SCHEMA).iter_errors(output)]
     assert not problems, problems
     return output
@@ -88,15 +88,32 @@ def acked(output: dict) -> int:
     return output["acknowledged"]["count"]
 
 
-def upload_error(engine: Engine, sb: Sandbox, body: Any, error_type=InvalidInput) -> ConnectorError:
+def upload_error(engine: Engine, sb: Sandbox, body: Any, error_type=InvalidInput, **inputs: Any) -> ConnectorError:
     with pytest.raises(ConnectorError) as caught:
-        engine.execute("uploadEventBatch", {"jsonBody": body}, sb.config)
+        engine.execute("uploadEventBatch", {"jsonBody": body, **inputs}, sb.config)
     assert type(caught.value) is error_type, repr(caught.value)
     return caught.value
 
 
 def event_requests(sb: Sandbox) -> list[dict]:
     return [r for r in sb.requests if r["endpoint"] in ("uploadEvents", "uploadBulkEvents")]
+
+
+def in_input_order(items: list[dict], ids: list[str]) -> list[dict]:
+    """Logged requests (by their first batch) or kept batches, in the input order of the
+    batches ``ids`` lists: concurrent requests reach the sandbox in any order."""
+    position = {request_id: i for i, request_id in enumerate(ids)}
+
+    def first_id(item: dict) -> str:
+        batch = item["json"][0] if "json" in item else item
+        return batch["source_request_id"]
+
+    return sorted(items, key=lambda item: position[first_id(item)])
+
+
+def customer(i: int) -> str:
+    """Text only the body of the request holding ``small_batch(i)`` contains (a fault's ``match``)."""
+    return f'"customer_id":"cust-{i}"'
 
 
 def small_batch(i: int = 0, **fields: Any) -> dict:
@@ -368,11 +385,12 @@ def test_resending_the_same_ids_is_deduplicated_by_mparticle(sb, engine):
 def test_at_most_100_batches_per_request(sb, engine, count, sizes):
     batches = [small_batch(i) for i in range(count)]
     output = upload(engine, sb, batches)
-    requests_seen = event_requests(sb)
+    requests_seen = in_input_order(event_requests(sb), output["sourceRequestIds"])
     assert [r["path"] for r in requests_seen] == ["/v2/bulkevents"] * len(sizes)
     assert [len(r["json"]) for r in requests_seen] == sizes
     assert output["requests"] == len(sizes) and acked(output) == count
-    assert [b["user_identities"]["customer_id"] for b in sb.batches] == [f"cust-{i}" for i in range(count)]
+    kept = in_input_order(sb.batches, output["sourceRequestIds"])
+    assert [b["user_identities"]["customer_id"] for b in kept] == [f"cust-{i}" for i in range(count)]
 
 
 def padded(batch: dict, size: int) -> dict:
@@ -404,10 +422,10 @@ def test_a_request_of_exactly_256_kb_is_one_request(sb, engine):
 def test_one_byte_over_256_kb_is_two_requests(sb, engine):
     batches = edge_batches(MAX_REQUEST_BYTES + 1)
     output = upload(engine, sb, batches)
-    requests_seen = event_requests(sb)
+    requests_seen = in_input_order(event_requests(sb), output["sourceRequestIds"])
     assert [len(r["json"]) for r in requests_seen] == [1, 1]
     assert [int(r["headers"]["content-length"]) for r in requests_seen] == [100_002, MAX_REQUEST_BYTES + 1 - 100_001]
-    assert output["requests"] == 2 and sb.batches == batches
+    assert output["requests"] == 2 and in_input_order(sb.batches, output["sourceRequestIds"]) == batches
 
 
 def test_single_batch_of_exactly_256_kb_is_sent(sb, engine):
@@ -460,7 +478,7 @@ def test_a_large_text_body_with_a_bad_batch_sends_nothing(sb, engine):
 def test_large_upload_is_packed_within_both_limits(sb, engine):
     batches = [realistic_batch(user, n_events=100) for user in range(100)]
     output = upload(engine, sb, batches)
-    requests_seen = event_requests(sb)
+    requests_seen = in_input_order(event_requests(sb), output["sourceRequestIds"])
     assert len(requests_seen) > 1
     for request in requests_seen:
         assert int(request["headers"]["content-length"]) <= MAX_REQUEST_BYTES
@@ -470,14 +488,15 @@ def test_large_upload_is_packed_within_both_limits(sb, engine):
     for request, following in zip(requests_seen, requests_seen[1:]):
         assert int(request["headers"]["content-length"]) + 1 + len(encode(following["json"][0])) > MAX_REQUEST_BYTES
     assert acked(output) == 100 and output["acknowledged"]["events"] == 10_000 == sb.state()["events_accepted"]
-    assert [b["mpid"] for b in sb.batches] == [b["mpid"] for b in batches]
+    assert [b["mpid"] for b in in_input_order(sb.batches, output["sourceRequestIds"])] == [b["mpid"] for b in batches]
 
 
 # --------------------------------------------------------------------------- partial failures
 
 
 def fail_after_first(sb: Sandbox, **failure: Any) -> None:
-    """Script a failure for the second bulk request, once the first one was answered."""
+    """Script a failure for the second bulk request, once the first one was answered (for
+    uploads with ``concurrency: 1``, whose requests go one after another)."""
     armed = threading.Event()
 
     def arm(response: requests.Response) -> None:
@@ -490,7 +509,7 @@ def fail_after_first(sb: Sandbox, **failure: Any) -> None:
 
 def test_second_request_refused_is_partial(sb, engine):
     batches = [small_batch(i) for i in range(250)]
-    fail_after_first(sb, status=400)
+    sb.fail_next("uploadBulkEvents", status=400, match=customer(100))  # the second request
     output = upload(engine, sb, batches)
     assert output["status"] == "partial"
     assert (output["batches"], acked(output), output["requests"]) == (250, 150, 3)
@@ -502,14 +521,14 @@ def test_second_request_refused_is_partial(sb, engine):
     assert (error["fate"], error["status"], error["code"], error["batches"]) == ("refused", 400, "rejected_by_service", list(range(100, 200)))
     assert "Injected fault" in error["message"]  # mParticle's own message
     # The first and third chunks were acknowledged; the refused ones must be fixed, not resent as they are.
-    assert [b["source_request_id"] for b in sb.batches] == ids[:100] + ids[200:]
-    assert [r["status"] for r in event_requests(sb)] == [202, 400, 202]
+    assert [b["source_request_id"] for b in in_input_order(sb.batches, ids)] == ids[:100] + ids[200:]
+    assert [r["status"] for r in in_input_order(event_requests(sb), ids)] == [202, 400, 202]
 
 
 def test_auth_failure_midway_raises_with_the_report_and_stops(sb, engine):
     batches = [small_batch(i) for i in range(250)]
     fail_after_first(sb, status=401)
-    error = upload_error(engine, sb, batches, AuthenticationFailed)
+    error = upload_error(engine, sb, batches, AuthenticationFailed, concurrency=1)
     report = error.details["report"]
     assert report["status"] == "partial" and report["acknowledged"]["batches"] == list(range(100))
     assert report["requests"] == 2  # the refused one counts: it was sent
@@ -524,7 +543,7 @@ def test_auth_failure_midway_raises_with_the_report_and_stops(sb, engine):
 
 def test_rate_limit_midway_raises_rate_limited_with_retry_after(sb, engine):
     batches = [small_batch(i) for i in range(150)]
-    fail_after_first(sb, status=429, retry_after=120, count=5)
+    sb.fail_next("uploadBulkEvents", 5, status=429, retry_after=120, match=customer(100))  # the second request
     error = upload_error(engine, sb, batches, RateLimited)
     assert error.details["retry_after"] == 120
     report = error.details["report"]
@@ -535,7 +554,7 @@ def test_rate_limit_midway_raises_rate_limited_with_retry_after(sb, engine):
 
 def test_first_request_failing_raises_the_typed_error(sb, engine):
     sb.fail_next("uploadBulkEvents", status=401)
-    error = upload_error(engine, sb, [small_batch(i) for i in range(150)], AuthenticationFailed)
+    error = upload_error(engine, sb, [small_batch(i) for i in range(150)], AuthenticationFailed, concurrency=1)
     assert error.details["status"] == 401
     assert "can be repeated as it is" in error.message  # nothing was taken, so repeating cannot double
     assert len(event_requests(sb)) == 1 and sb.batches == []
@@ -570,7 +589,7 @@ def test_a_refusal_then_lost_answers_keeps_the_refused_batches_faults(sb, engine
     sb.fail_next("uploadBulkEvents", status=400)
     fail_after_first(sb, effect="drop", count=4)  # the second request and its three retries are cut off
     # The second request was sent each time and no answer came: mParticle may have it.
-    error = upload_error(engine, sb, batches, OutcomeUnknown)
+    error = upload_error(engine, sb, batches, OutcomeUnknown, concurrency=1)
     assert error.category == "outcome_unknown" and error.exit_code == 11
     assert [f.path for f in error.faults] == [f"$.jsonBody[{i}]" for i in range(100)]
     assert all("answered 400" in f.message for f in error.faults)
@@ -580,3 +599,24 @@ def test_a_refusal_then_lost_answers_keeps_the_refused_batches_faults(sb, engine
     assert [r["status"] for r in event_requests(sb)][:1] == [400]
     assert len(event_requests(sb)) == 5  # the refused request, then four attempts at the second; the third never went
     assert sb.batches == []
+
+
+def test_concurrent_requests_report_each_batch_exactly(sb, engine):
+    """Requests in flight together, one refused its credentials: whatever order they went
+    in, the report names exactly the batches the sandbox kept as acknowledged, and no batch
+    it lists as not sent reached the sandbox."""
+    batches = [small_batch(i) for i in range(800)]
+    sb.fail_next("uploadBulkEvents", status=401, match=customer(300))
+    error = upload_error(engine, sb, batches, AuthenticationFailed, concurrency=4)
+    report = error.details["report"]
+    ids = report["sourceRequestIds"]
+    assert report["acknowledged"]["count"] + report["failed"]["count"] == 800
+    assert report["unknown"]["count"] == report["refused"]["count"] == 0
+    assert set(report["acknowledged"]["sourceRequestIds"]) == {b["source_request_id"] for b in sb.batches}
+    assert set(range(300, 400)) <= set(report["failed"]["batches"])
+    sent = {b["source_request_id"]: r["status"] for r in event_requests(sb) for b in r["json"]}
+    assert {ids[i]: 401 for i in range(300, 400)}.items() <= sent.items()
+    not_sent = [i for e in report["errors"] if e["code"] == "not_sent" for i in e["batches"]]
+    assert not_sent and not {ids[i] for i in not_sent} & set(sent)
+    assert sorted(not_sent + list(range(300, 400))) == report["failed"]["batches"]
+    assert report["requests"] == len(event_requests(sb)) == 8 - len(not_sent) // 100

@@ -284,9 +284,12 @@ class Emulator:
         if request.prelude is not None or self.plan.configs or self.plan.failures:
             if request.prelude is not None:
                 latency, injection = request.prelude
+                if self.plan.failures:  # failures that match a body are chosen once it is read
+                    with self._lock:
+                        injection = self.plan.matched(endpoint.name, endpoint.group, request.body) or injection
             else:
                 with self._lock:
-                    latency, injection = self.plan.draw(endpoint.name, endpoint.group)
+                    latency, injection = self.plan.draw(endpoint.name, endpoint.group, request.body)
             if latency:
                 self._sleep(latency)
             if injection is not None and not injection.after and injection.effect in (STATUS, DROP, RESET):

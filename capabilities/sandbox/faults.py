@@ -91,7 +91,10 @@ class Failure:
     With ``after=True`` the request is processed first and only its answer is spoiled,
     which is how a test simulates a write whose outcome the client cannot know. ``skip``
     lets that many requests to ``target`` pass untouched first (fail the second upload of
-    a run, not the first).
+    a run, not the first). ``match`` limits the failure to requests whose body contains
+    that text (a batch's ``source_request_id`` or a marker), so it hits the same request
+    whatever order concurrent requests arrive in; such a failure is chosen once the body
+    is read (a ``reset`` then aborts the connection after reading it, unanswered alike).
     """
 
     target: str
@@ -101,6 +104,8 @@ class Failure:
     effect: str = attrs.field(default=STATUS, validator=attrs.validators.in_(EFFECTS))
     after: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     retry_after: int | None = attrs.field(default=None, validator=_SECONDS)
+    match: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        [attrs.validators.instance_of(str), attrs.validators.min_len(1)]))
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -171,22 +176,16 @@ class FaultPlan:
         self.configs: dict[str, FaultConfig] = {}
         self.failures: list[list[Any]] = []  # [Failure, remaining count, requests to skip first]
 
-    def draw(self, endpoint: str, group: str) -> tuple[float, Injection | None]:
-        """Pick what happens to one request: (latency in seconds, injection or None)."""
+    def draw(self, endpoint: str, group: str, body: bytes | None = None) -> tuple[float, Injection | None]:
+        """Pick what happens to one request: (latency in seconds, injection or None).
+
+        ``body`` None (only the head is read) leaves out the failures that ``match`` a body."""
         target = endpoint if endpoint in self.configs else group
         config = self.configs.get(target)
         latency = config.latency_ms / 1000.0 if config else 0.0
-        for entry in self.failures:
-            failure, remaining = entry[:2]
-            if failure.target in (endpoint, group):
-                if entry[2]:  # requests still to let through before this failure starts
-                    entry[2] -= 1
-                    break
-                if remaining <= 1:
-                    self.failures.remove(entry)
-                else:
-                    entry[1] = remaining - 1
-                return latency, Injection(failure.effect, failure.status, failure.after, failure.retry_after)
+        scripted = self._scripted(endpoint, group, body, matched_only=False)
+        if scripted:
+            return latency, scripted
         if config is None or not config.draws:
             return latency, None
         rng = self._rngs.get(target)
@@ -208,3 +207,30 @@ class FaultPlan:
         if roll < config.reset_rate:
             return latency, Injection(RESET, after=config.after)
         return latency, None
+
+    def matched(self, endpoint: str, group: str, body: bytes) -> Injection | None:
+        """The scripted failure of a request whose head was drawn already, among those that
+        ``match`` its body (None when none does)."""
+        return self._scripted(endpoint, group, body, matched_only=True) or None
+
+    def _scripted(self, endpoint: str, group: str, body: bytes | None, matched_only: bool):
+        """The first scripted failure that applies: an ``Injection``; ``False`` when one
+        lets this request pass (``skip``); None when none applies."""
+        for entry in self.failures:
+            failure, remaining = entry[:2]
+            if failure.target not in (endpoint, group):
+                continue
+            if failure.match is not None:
+                if body is None or failure.match.encode("utf-8") not in body:
+                    continue
+            elif matched_only:
+                continue
+            if entry[2]:  # requests still to let through before this failure starts
+                entry[2] -= 1
+                return False
+            if remaining <= 1:
+                self.failures.remove(entry)
+            else:
+                entry[1] = remaining - 1
+            return Injection(failure.effect, failure.status, failure.after, failure.retry_after)
+        return None

@@ -221,9 +221,12 @@ class Sandbox:
         after: bool = False,
         retry_after: int | None = None,
         skip: int = 0,
+        match: str | None = None,
     ) -> dict[str, Any]:
         """Spoil the next ``count`` requests to ``target`` (an endpoint name such as
-        ``createAccount`` or ``uploadEvents``, or a group), after letting ``skip`` pass.
+        ``createAccount`` or ``uploadEvents``, or a group), after letting ``skip`` pass;
+        with ``match``, only requests whose body contains that text count (a batch's id or
+        marker: the same request whatever order concurrent requests arrive in).
 
         ``effect``: ``status`` (answer ``status``), ``drop`` (close unanswered),
         ``reset`` (abort with a TCP reset, before the body is read unless ``after``),
@@ -232,7 +235,7 @@ class Sandbox:
         takes effect while its answer is lost.
         """
         return self.emulator.fail_next(
-            target, count, status=status, effect=effect, after=after, retry_after=retry_after, skip=skip,
+            target, count, status=status, effect=effect, after=after, retry_after=retry_after, skip=skip, match=match,
         )
 
     def advance_clock(self, seconds: float) -> float:
