@@ -829,6 +829,26 @@ def test_fail_next_fails_exactly_the_next_requests_to_an_endpoint(sb):
     assert [get(), get(), get()] == [502, 502, 200]
 
 
+@pytest.mark.parametrize("effect", ["status", "reset", "drop"])
+def test_fail_next_with_match_fails_only_requests_whose_body_holds_the_text(sb, effect):
+    sb.fail_next("uploadEvents", 2, effect=effect, skip=1, match='"target"')
+    target = batch(user_identities={"customer_id": "target"})
+    other = batch(user_identities={"customer_id": "other"})
+
+    def status(body) -> int | None:
+        try:
+            return upload(sb, body).status_code
+        except requests.ConnectionError:
+            return None
+
+    failed = 503 if effect == "status" else None
+    # Others pass whatever their order; the first matching request is skipped, the next two fail.
+    assert [status(b) for b in (other, target, other, target, other, target, target)] == [
+        202, 202, 202, failed, 202, failed, 202]
+    assert sb.state()["pending_failures"] == []
+    assert [b["user_identities"]["customer_id"] for b in sb.batches] == ["other", "target", "other", "other", "target"]
+
+
 def test_fail_next_can_target_a_group_and_send_429(sb):
     sb.fail_next("events", status=429, retry_after=3)
     response = upload(sb, batch())
