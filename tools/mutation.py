@@ -45,7 +45,12 @@ WORK = ROOT / ".mutation"
 REPORT = ROOT / "tools" / "mutation-report.md"
 ACCEPTED = ROOT / "tools" / "mutation-accepted.json"
 
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header"]
+# A mutant's run: stop at the first failure, no cache, and none of the plugins a mutant's
+# run does not use (hypothesis's plugin alone costs a second of imports per run; tests that
+# use hypothesis import it themselves).
+NO_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:xdist.looponfail",
+              "-p", "no:pytest_cov"]
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", *NO_PLUGINS]
 
 # module name -> (source file, tests that exercise it, fastest and most direct first)
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -82,11 +87,11 @@ EXCLUDED_OPERATORS = [
 
 
 def _config(name: str, source: str, tests: list[str], timeout: float) -> Path:
-    command = " ".join([sys.executable, str(Path(__file__).resolve()), "--run-tests", name])
+    command = " ".join([sys.executable, str(Path(__file__).resolve()), "--run-tests", name, "--timeout", str(timeout)])
     excluded = ", ".join(json.dumps(pattern) for pattern in EXCLUDED_OPERATORS)
     text = f"""[cosmic-ray]
 module-path = {json.dumps(source)}
-timeout = {timeout}
+timeout = {timeout + 60}
 excluded-modules = []
 test-command = {json.dumps(command)}
 
@@ -123,12 +128,15 @@ def _coverage_map(name: str) -> None:
     source, tests = MODULES[name]
     data = WORK / f"{name}.coverage"
     folder = str(Path(source).parent)
+    junit = WORK / f"{name}.junit.xml"
     done = subprocess.run(
-        PYTEST[:3] + ["-q", "-p", "no:cacheprovider", f"--cov={folder}", "--cov-context=test", "--cov-report=", *tests],
+        PYTEST[:3] + ["-q", *NO_PLUGINS[:-2], f"--cov={folder}", "--cov-context=test", "--cov-report=",
+                      f"--junitxml={junit}", *tests],
         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COVERAGE_FILE": str(data)},
     )
     if done.returncode != 0:
         raise SystemExit(f"the tests of {name} fail without any mutation:\n{done.stdout[-3000:]}")
+    (WORK / f"{name}.durations.json").write_text(json.dumps(_durations(junit, tests)), "utf-8")
     report = WORK / f"{name}.coverage.json"
     _run(sys.executable, "-m", "coverage", "json", f"--data-file={data}", "--show-contexts", "-o", str(report))
     files = json.loads(report.read_text("utf-8"))["files"]
@@ -138,6 +146,46 @@ def _coverage_map(name: str) -> None:
         nodeids = sorted({n.rsplit("|", 1)[0] for n in names if n})
         lines[line] = nodeids if nodeids and len(nodeids) == len([n for n in names if n]) else None
     (WORK / f"{name}.lines.json").write_text(json.dumps(lines), "utf-8")
+
+
+def _durations(junit: Path, tests: list[str]) -> dict[str, float]:
+    """Seconds per test (node id) of the coverage run, from its JUnit XML."""
+    import xml.etree.ElementTree as ElementTree
+
+    files = {Path(t).stem: t for t in tests}
+    durations = {}
+    for case in ElementTree.parse(junit).iter("testcase"):
+        module = case.get("classname", "")
+        # classname is "tests.test_x" or "tests.test_x.TestClass"; name is the function (with parameters)
+        parts = module.split(".")
+        stem = next((p for p in parts if p in files), None)
+        if stem is None:
+            continue
+        inner = parts[parts.index(stem) + 1:]
+        durations["::".join([files[stem], *inner, case.get("name", "")])] = float(case.get("time", 0) or 0)
+    return durations
+
+
+def _signature_lines(source: str) -> dict[int, tuple[int, int]]:
+    """Each line of a function's signature (decorators, ``def``, defaults) -> the lines of its body.
+
+    Such lines run when the module is imported, but a mutant of them (a default value, a
+    decorator's argument) only changes what calls of the function do: the tests that ran
+    its body are the ones that can see it.
+    """
+    import ast
+
+    tree = ast.parse((ROOT / source).read_text("utf-8"))
+    spans: dict[int, tuple[int, int]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            body = node.body[0].lineno
+            if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) and len(node.body) > 1:
+                body = node.body[1].lineno  # past the docstring
+            for line in range(first, body):
+                spans.setdefault(line, (body, node.end_lineno or body))
+    return spans
 
 
 def _changed_lines(source: str) -> list[int]:
@@ -164,20 +212,76 @@ def _test_env(source: str) -> dict[str, str]:
     return env
 
 
-def run_tests(name: str) -> int:
-    """cosmic-ray's test command: the tests that ran the mutated line (all of the module's
-    tests when a line ran outside any test function, such as at import time)."""
-    source, tests = MODULES[name]
+def _select(name: str, source: str, tests: list[str], lines: list[int]) -> list[str] | None:
+    """The tests that ran the mutated ``lines``; None when one of them ran outside any test."""
     covered = json.loads((WORK / f"{name}.lines.json").read_text("utf-8"))
+    signatures = _signature_lines(source)
     selected: set[str] = set()
-    for line in _changed_lines(source):
+    for line in lines:
         nodeids = covered.get(str(line))
+        if nodeids is None and line in signatures:
+            # A signature line runs at import; the tests that ran the body see its mutant.
+            first, last = signatures[line]
+            body = [covered.get(str(n), ()) for n in range(first, last + 1) if str(n) in covered]
+            nodeids = None if not body or any(b is None for b in body) else sorted({t for b in body for t in b})
         if nodeids is None:
             # Not recorded inside a test: run at import (before coverage started), in a
             # thread, in a subprocess, or by no test at all. Run all the module's tests.
-            return subprocess.run(PYTEST + tests, cwd=ROOT, env=_test_env(source)).returncode
+            return None
         selected.update(nodeids)
-    return subprocess.run(PYTEST + sorted(selected), cwd=ROOT, env=_test_env(source)).returncode
+    return sorted(selected)
+
+
+def _order(name: str, tests: list[str], nodeids: list[str]) -> list[str]:
+    """Cheapest first, so a killed mutant costs little: by the seconds each test took in the
+    coverage run, then by the module's file order (most direct first)."""
+    durations = json.loads((WORK / f"{name}.durations.json").read_text("utf-8")) if (WORK / f"{name}.durations.json").exists() else {}
+    rank = {t: i for i, t in enumerate(tests)}
+    return sorted(nodeids, key=lambda n: (durations.get(n, 60.0), rank.get(n.split("::")[0], len(tests)), n))
+
+
+def _expected_seconds(name: str, nodeids: list[str] | None, tests: list[str]) -> float:
+    durations = json.loads((WORK / f"{name}.durations.json").read_text("utf-8")) if (WORK / f"{name}.durations.json").exists() else {}
+    if nodeids is None:
+        return sum(durations.values()) or 600.0
+    return sum(durations.get(n, 30.0) for n in nodeids)
+
+
+def run_tests(name: str, cap: float) -> int:
+    """cosmic-ray's test command: the tests that ran the mutated line, cheapest first, with
+    ``-x`` (all of the module's tests when a line ran outside any test function, such as at
+    import time), under a timeout scaled to what those tests took without the mutant.
+
+    Each run appends a line to ``.mutation/NAME.runs.jsonl`` (lines changed, tests run,
+    seconds, exit code, timed out), which the report sums into seconds per mutant.
+    """
+    import signal
+
+    source, tests = MODULES[name]
+    lines = _changed_lines(source)
+    nodeids = _select(name, source, tests, lines)
+    args = _order(name, tests, nodeids) if nodeids is not None else tests
+    # A mutant that hangs (an endless retry loop) is killed by the timeout: a generous
+    # multiple of the seconds the same tests took unmutated, plus the start-up.
+    limit = min(cap, 30.0 + 3 * _expected_seconds(name, nodeids, tests))
+    started = time.monotonic()
+    process = subprocess.Popen(PYTEST + args, cwd=ROOT, env=_test_env(source), start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timed_out = False
+    try:
+        output, _ = process.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(process.pid, signal.SIGKILL)  # the tests' servers and subprocesses too
+        output, _ = process.communicate()
+    code = 1 if timed_out else process.returncode
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output or "", re.MULTILINE)
+    record = {"lines": lines, "tests": len(args) if nodeids is not None else None, "seconds": round(time.monotonic() - started, 2),
+              "code": code, "timed_out": timed_out, "limit": round(limit), "killer": failed[0] if failed else None}
+    with open(WORK / f"{name}.runs.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
+    sys.stdout.write((output or "")[-4000:])
+    return code
 
 
 def _accepted() -> list[dict]:
@@ -230,6 +334,7 @@ def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0, size
     started = time.monotonic()
     if not (resume and session.exists()):
         session.unlink(missing_ok=True)
+        (WORK / f"{name}.runs.jsonl").unlink(missing_ok=True)
         _coverage_map(name)
         _run("cosmic-ray", "init", str(config), str(session))
         _run("cr-filter-operators", str(session), str(config))
@@ -285,6 +390,10 @@ def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
                 "diff": result.get("diff", ""),
                 "why": why,
             })
+    runs_file = WORK / f"{name}.runs.jsonl"
+    runs = [json.loads(line) for line in runs_file.read_text("utf-8").splitlines()] if runs_file.exists() else []
+    counts["seconds_per_mutant"] = round(sum(r["seconds"] for r in runs) / len(runs), 1) if runs else None
+    counts["timed_out"] = sum(r["timed_out"] for r in runs)
     population_file = WORK / f"{name}.population"
     counts["population"] = int(population_file.read_text()) if population_file.exists() else counts["mutants"]
     decided = counts["mutants"] - counts["incompetent"]
@@ -312,17 +421,18 @@ def write_report(results: dict[str, dict]) -> None:
         "",
         "*mutants run (of)*: the mutants run, and in brackets the mutants of the module (after the operator",
         "filter) or of the seeded sample (`--sample-size`); *pending*: sampled mutants not run when the report",
-        "was written.",
+        "was written. *s/mutant*: mean seconds of a mutant's test run (`.mutation/MODULE.runs.jsonl`), under",
+        "whatever else the machine was doing; *timed out*: killed by the per-mutant time limit (counted as killed).",
         "",
-        "| module | commit | mutants run (of) | pending | killed | accepted | survived | score | tests run per mutant |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| module | commit | mutants run (of) | pending | killed | accepted | survived | score | s/mutant | timed out | tests run per mutant |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in MODULES:
         if name in results:
             r = results[name]
             lines.append(
                 f"| `{r['source']}` | {r['commit']} ({r['date']}) | {r['mutants']} ({r['population']}) | {r['pending']} | {r['killed']} | {r['accepted']} | "
-                f"{r['survived']} | {r['score']}% | {', '.join(t.removeprefix('tests/') for t in r['tests'])} |"
+                f"{r['survived']} | {r['score']}% | {r.get('seconds_per_mutant') or '-'} | {r.get('timed_out', '-')} | {', '.join(t.removeprefix('tests/') for t in r['tests'])} |"
             )
     for name in MODULES:
         r = results.get(name)
@@ -342,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
     parser.add_argument("--resume", action="store_true", help="continue the sessions in .mutation/ instead of starting anew")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a mutant's test run counts as hung (killed)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="the most seconds a mutant's test run may take before it counts as hung (killed); each run's own "
+                             "limit is 30 s plus three times what its tests took without a mutant")
     parser.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
                         help="run a seeded random fraction of each module's mutants (default 1: all of them)")
     parser.add_argument("--sample-size", type=int, metavar="N",
@@ -352,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-tests", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
     args = parser.parse_args(argv)
     if args.run_tests:
-        return run_tests(args.run_tests)
+        return run_tests(args.run_tests, args.timeout)
     if args.list:
         for name, (source, tests) in MODULES.items():
             print(f"{name:20} {source:40} {' '.join(tests)}")
