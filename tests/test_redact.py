@@ -100,3 +100,13 @@ def test_a_non_ascii_secret_inside_a_bytes_repr_is_masked():
 def test_a_secret_with_a_quote_is_masked_in_a_repr_that_escapes_it():
     # A string holding both quote kinds is repr'd in single quotes, escaping the secret's own.
     assert Redactor(["it's-s3cret"])(repr('say "hi" ' + "it's-s3cret")) == """'say "hi" ***'"""
+
+
+def test_a_non_ascii_secret_with_quotes_is_masked_in_json_written_without_ascii_escapes():
+    # json.dumps(..., ensure_ascii=False) keeps the non-ASCII letters and escapes only the quote.
+    secret = 'pä"ss-wört'
+    assert Redactor([secret])('{"password": "pä\\"ss-wört"}') == '{"password": "***"}'
+
+
+def test_the_secrets_may_be_given_by_name():
+    assert Redactor(secrets=["named-secret"])("a named-secret here") == "a *** here"

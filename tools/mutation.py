@@ -1,24 +1,31 @@
 """Mutation testing of connector_core and the mParticle capabilities with cosmic-ray.
 
     python -m pip install -e '.[test,mutation]'
-    python tools/mutation.py                    # every module below, smallest first
-    python tools/mutation.py redact http        # some of them
+    nice -n 19 python tools/mutation.py --sample-size 80   # every module below, a seeded sample of each
+    python tools/mutation.py redact http        # some of them, every mutant
+    python tools/mutation.py --rerun-survivors  # after new tests: the unexplained survivors again
+    python tools/mutation.py --report-only      # the report from the sessions as they stand
     python tools/mutation.py --list             # the modules and the tests each one runs
 
 Each module's mutants run only the tests that exercise the mutated line: a coverage run
-of the module's tests (``MODULES``) records which test executed which line, and each
-mutant runs those tests with ``-x`` (a killed mutant costs one failing test). A line only
-run at import time or in a thread other than the test's runs all of the module's tests.
-Results go to ``.mutation/`` (one
-cosmic-ray session per module, kept, so an interrupted run resumes with ``--resume``)
-and the summary to ``tools/mutation-report.md`` (score per module, the commit measured,
-and every surviving mutant with its diff, marked where ``tools/mutation-accepted.json``
-explains why it is equivalent or accepted).
+of the module's tests (``MODULES``) records which test executed which line and how long
+each test took, and each mutant runs those tests, cheapest first, with ``-x`` (a killed
+mutant usually costs one or two short tests), without the pytest plugins a run does not
+need, under a time limit of 30 s plus three times what the same tests took unmutated (a
+mutant that hangs counts as killed). A mutant of a function's signature (a default value,
+a decorator) runs the tests that ran the function's body; a line only run at import time,
+in a thread other than the test's or in a subprocess runs all of the module's tests.
+Results go to ``.mutation/`` (one cosmic-ray session per module, kept, so an interrupted
+run resumes with ``--resume``; each mutant's seconds, tests and first failing test in
+``MODULE.runs.jsonl``), the summary to ``tools/mutation-report.md`` (score per module, the
+commit measured, seconds per mutant, and every surviving mutant with its diff, marked where
+``tools/mutation-accepted.json`` explains why it is equivalent or accepted) and the score
+table to ``docs/development.md``.
 
 cosmic-ray mutates the source files in place and puts them back after each mutant; run
-this in a checkout you are not editing (this script refuses to start on a modified
-module and restores the original bytes if it is interrupted). It is not part of the
-default test run: a campaign over everything takes hours of CPU.
+this in a checkout you are not editing (a clone with its own editable install: the tests
+import the installed package), this script refuses to start on a modified module and
+restores the original bytes if it is interrupted. It is not part of the default test run.
 
 The operators: every cosmic-ray core operator, with the replacement sets cut to a
 sufficient subset (one replacement for ``==``, ``!=``, ``in``, ``is``, ``+``, ``-``,
@@ -44,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 REPORT = ROOT / "tools" / "mutation-report.md"
 ACCEPTED = ROOT / "tools" / "mutation-accepted.json"
+DOCS = ROOT / "docs" / "development.md"  # its score table, between the mutation-scores markers, is written here too
 
 # A mutant's run: stop at the first failure, no cache, and none of the plugins a mutant's
 # run does not use (hypothesis's plugin alone costs a second of imports per run; tests that
@@ -342,6 +350,11 @@ def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0, size
         population = _sample(session, name, fraction, size)
         (WORK / f"{name}.population").write_text(str(population), "utf-8")
         (WORK / f"{name}.commit").write_text(_commit(), "utf-8")
+        (WORK / f"{name}.rerun").unlink(missing_ok=True)
+    return _exec(name, source, config, session, started)
+
+
+def _exec(name: str, source: str, config: Path, session: Path, started: float) -> dict:
     original = (ROOT / source).read_bytes()
     try:
         _run("cosmic-ray", "exec", str(config), str(session))
@@ -351,12 +364,46 @@ def measure(name: str, timeout: float, resume: bool, fraction: float = 1.0, size
     return summarise(name, session, round(time.monotonic() - started))
 
 
+def rerun_survivors(name: str, timeout: float) -> dict:
+    """Run again, at the commit checked out, the survivors of a module's session that have no
+    reason in ``tools/mutation-accepted.json`` (after new tests): the module itself must be
+    as it was when the session was made, or its mutants would not be the same ones."""
+    import sqlite3
+
+    source, tests = MODULES[name]
+    session = WORK / f"{name}.sqlite"
+    if not session.exists():
+        raise SystemExit(f"{name} has no session in {WORK} to re-run; run it first")
+    if _modified(source):
+        raise SystemExit(f"{source} has uncommitted changes; commit or stash them first (cosmic-ray edits it in place)")
+    measured = (WORK / f"{name}.commit").read_text("utf-8").strip()
+    if subprocess.run(["git", "diff", "--quiet", measured, "HEAD", "--", source], cwd=ROOT).returncode != 0:
+        raise SystemExit(f"{source} changed since {measured}, where its mutants were made; run {name} anew")
+    config = _config(name, source, tests, timeout)
+    started = time.monotonic()
+    _coverage_map(name)  # the new tests are among the ones each mutant runs
+    accepted = _accepted()
+    again = []
+    for row in _run("cosmic-ray", "dump", str(session)).stdout.splitlines():
+        item, result = json.loads(row)
+        if result and result["worker_outcome"] == "normal" and result["test_outcome"] == "survived":
+            mutation = item["mutations"][0]
+            if not _why(name, mutation["operator_name"], _line(source, mutation, measured), accepted):
+                again.append(item["job_id"])
+    with sqlite3.connect(session) as db:
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
+    (WORK / f"{name}.rerun").write_text(_commit(), "utf-8")
+    print(f"{name}: running {len(again)} survivor(s) again", flush=True)
+    return _exec(name, source, config, session, started)
+
+
 def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
     """The counts and survivors of one module's session as it stands (mutants not run yet are ``pending``)."""
     source, tests = MODULES[name]
     dump = _run("cosmic-ray", "dump", str(session)).stdout
     commit_file = WORK / f"{name}.commit"
     measured = commit_file.read_text("utf-8").strip() if commit_file.exists() else None
+    rerun_file = WORK / f"{name}.rerun"
     accepted = _accepted()
     counts = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0, "accepted": 0, "skipped": 0, "incompetent": 0, "pending": 0}
     survivors = []
@@ -402,7 +449,7 @@ def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
         "module": name,
         "source": source,
         "tests": tests,
-        "commit": measured or _commit(),
+        "commit": (measured or _commit()) + (f", survivors re-run at {rerun_file.read_text('utf-8').strip()}" if rerun_file.exists() else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": seconds,
         **counts,
@@ -444,7 +491,30 @@ def write_report(results: dict[str, dict]) -> None:
             lines.append(f"- line {s['line_number']} `{s['operator']}`: {status}")
             lines.append(f"  `{s['line']}`")
     REPORT.write_text("\n".join(lines) + "\n", "utf-8")
+    _write_docs(results)
     (WORK / "results.json").write_text(json.dumps(results, indent=2), "utf-8")
+
+
+def _write_docs(results: dict[str, dict]) -> None:
+    """The score table of docs/development.md: one row per module measured."""
+    start, end = "<!-- mutation-scores (tools/mutation.py; details in tools/mutation-report.md) -->", "<!-- /mutation-scores -->"
+    text = DOCS.read_text("utf-8") if DOCS.exists() else ""
+    if start not in text or end not in text:
+        return
+    rows = ["| module | score | sample | killed | accepted | survived | s/mutant | commit measured |",
+            "|---|---:|---|---:|---:|---:|---:|---|"]
+    for name in MODULES:
+        r = results.get(name)
+        if not r:
+            continue
+        sample = f"all {r['population']}" if r["mutants"] + r["pending"] >= r["population"] else f"{r['mutants']} of {r['population']}"
+        if r["pending"]:
+            sample += f" ({r['pending']} not run)"
+        rows.append(f"| `{r['source']}` | {r['score']}% | {sample} | {r['killed']} | {r['accepted']} | {r['survived']} | "
+                    f"{r.get('seconds_per_mutant') or '-'} | {r['commit']} |")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    DOCS.write_text(before + start + "\n" + "\n".join(rows) + "\n" + end + after, "utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -461,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run a seeded random N of each module's mutants (all when it has fewer)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the report from the sessions in .mutation/ as they stand, running nothing")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="run the unexplained survivors of the sessions in .mutation/ again at the commit checked out "
+                             "(after new tests; the module itself must be unchanged)")
     parser.add_argument("--run-tests", metavar="MODULE", help=argparse.SUPPRESS)  # cosmic-ray's test command
     args = parser.parse_args(argv)
     if args.run_tests:
@@ -480,8 +553,11 @@ def main(argv: list[str] | None = None) -> int:
             if (WORK / f"{name}.sqlite").exists():
                 results[name] = {**results.get(name, {}), **summarise(name, WORK / f"{name}.sqlite", results.get(name, {}).get("seconds"))}
             continue
-        print(f"{name}: mutating {MODULES[name][0]} ...", flush=True)
-        results[name] = measure(name, args.timeout, args.resume, args.sample, args.sample_size)
+        if args.rerun_survivors:
+            results[name] = rerun_survivors(name, args.timeout)
+        else:
+            print(f"{name}: mutating {MODULES[name][0]} ...", flush=True)
+            results[name] = measure(name, args.timeout, args.resume, args.sample, args.sample_size)
         r = results[name]
         print(f"{name}: {r['killed']}/{r['mutants']} (of {r['population']}) killed, {r['accepted']} accepted, {r['survived']} survived: "
               f"{r['score']}% ({r['seconds']} s)", flush=True)
