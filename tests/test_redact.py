@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from urllib.parse import quote
 
 from connector_core.redact import Redactor
 
@@ -110,3 +112,31 @@ def test_a_non_ascii_secret_with_quotes_is_masked_in_json_written_without_ascii_
 
 def test_the_secrets_may_be_given_by_name():
     assert Redactor(secrets=["named-secret"])("a named-secret here") == "a *** here"
+
+
+def test_a_non_ascii_secret_spelled_with_uppercase_unicode_escapes_is_masked_whole():
+    # Some JSON encoders (Java's, JavaScript's) write \u00EB where Python writes \u00eb.
+    assert Redactor(["sëcret-42"])('{"password": "s\\u00EBcret-42"}') == '{"password": "***"}'
+
+
+def test_text_holding_only_part_of_a_secret_is_left_alone():
+    # Masking a fragment would garble ordinary text and show where the secret ends.
+    secrets = ["plain-s3cret", "it's-s3cret", 'say-"s3cret"', "both-'\"-s3cret", "sëcrét-\\-ünï", "tab\tsecret-ü"]
+    for secret in secrets:
+        redact = Redactor([secret])
+        spellings = {secret, repr(secret)[1:-1], ascii(secret)[1:-1], json.dumps(secret)[1:-1],
+                     json.dumps(secret, ensure_ascii=False)[1:-1], quote(secret, safe="")}
+        for spelling in spellings:
+            for part in (spelling[1:], spelling[:-1]):
+                assert redact(f"<{part}>") == f"<{part}>", (secret, part)
+
+
+def test_a_secret_of_exactly_the_minimum_length_is_masked():
+    assert Redactor(["4chr"])("key 4chr, not 4ch") == "key ***, not 4ch"
+
+
+def test_a_redactor_is_true_once_it_knows_a_secret():
+    redact = Redactor(["abc"])  # too short to be a secret: ignored
+    assert not redact
+    redact.add("abcd")
+    assert redact
