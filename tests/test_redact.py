@@ -140,3 +140,9 @@ def test_a_redactor_is_true_once_it_knows_a_secret():
     assert not redact
     redact.add("abcd")
     assert redact
+
+
+def test_only_the_secret_is_masked_not_the_quotes_or_escapes_around_it():
+    assert Redactor(["it's-s3cret"])('say "it\'s-s3cret" now') == 'say "***" now'
+    # repr escapes the quote after the secret; the escape stays.
+    assert Redactor(['say-"s3cret"'])(repr('say-"s3cret"' + "'s")) == "'***\\'s'"

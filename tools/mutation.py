@@ -304,10 +304,19 @@ def _line(source: str, mutation: dict, commit: str | None = None) -> str:
     return lines[mutation["start_pos"][0] - 1].strip()
 
 
-def _why(name: str, operator: str, line: str, accepted: list[dict]) -> str | None:
+def _mutant(diff: str | None) -> str | None:
+    """The mutated line as the mutant has it (the first added line of its diff), stripped."""
+    added = [line[1:].strip() for line in (diff or "").splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return added[0] if added else None
+
+
+def _why(name: str, operator: str, line: str, accepted: list[dict], mutant: str | None = None) -> str | None:
+    """The reason an entry of mutation-accepted.json gives for this survivor: same module, line
+    and operator (``*``: any), and, where the entry names one, the same ``mutant`` line."""
     for entry in accepted:
         if entry["module"] == name and entry["line"] == line and entry["operator"] in (operator, "*"):
-            return entry["why"]
+            if entry.get("mutant") in (None, mutant):
+                return entry["why"]
     return None
 
 
@@ -388,7 +397,7 @@ def rerun_survivors(name: str, timeout: float) -> dict:
         item, result = json.loads(row)
         if result and result["worker_outcome"] == "normal" and result["test_outcome"] == "survived":
             mutation = item["mutations"][0]
-            if not _why(name, mutation["operator_name"], _line(source, mutation, measured), accepted):
+            if not _why(name, mutation["operator_name"], _line(source, mutation, measured), accepted, _mutant(result.get("diff"))):
                 again.append(item["job_id"])
     with sqlite3.connect(session) as db:
         db.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
@@ -428,7 +437,7 @@ def summarise(name: str, session: Path, seconds: int | None = None) -> dict:
         else:
             mutation = item["mutations"][0]
             line = _line(source, mutation, measured)
-            why = _why(name, mutation["operator_name"], line, accepted)
+            why = _why(name, mutation["operator_name"], line, accepted, _mutant(result.get("diff")))
             counts["accepted" if why else "survived"] += 1
             survivors.append({
                 "line_number": mutation["start_pos"][0],
