@@ -20,6 +20,7 @@ import contextlib
 import heapq
 import ipaddress
 import itertools
+import math
 import socket
 import threading
 import time
@@ -192,6 +193,11 @@ class Watchdog:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        # When the thread will next look at the heap on its own (inf: only when notified).
+        # Deadlines grow with time, so a new one is rarely earlier: most requests then
+        # push without waking the thread, which would otherwise wake (and contend for the
+        # interpreter lock with the request's own thread) on every call.
+        self._wakes_at = math.inf
 
     @contextlib.contextmanager
     def limit(self, seconds: float, hard_deadline: float | None = None) -> Iterator[Guard]:
@@ -205,6 +211,7 @@ class Watchdog:
             yield guard
         finally:
             guard.done = True
+            guard.sockets = []  # a done guard may wait in the heap until its deadline: hold no sockets
             self._local.guard = previous
 
     def watch(self, sock: socket.socket | None) -> None:
@@ -222,11 +229,15 @@ class Watchdog:
                 if guard.hard_deadline is not None:
                     deadline = min(deadline, guard.hard_deadline)
                 guard.deadline = deadline
-                heapq.heappush(self._heap, (deadline, next(self._order), guard))
+                heap = self._heap
+                while heap and heap[0][2].done:  # finished requests leave here, not by waking the thread
+                    heapq.heappop(heap)
+                heapq.heappush(heap, (deadline, next(self._order), guard))
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="connector-watchdog", daemon=True)
                     self._thread.start()
-                self._cond.notify()
+                elif deadline < self._wakes_at:
+                    self._cond.notify()
 
     def _run(self) -> None:
         with self._cond:
@@ -234,11 +245,13 @@ class Watchdog:
                 while self._heap and self._heap[0][2].done:
                     heapq.heappop(self._heap)
                 if not self._heap:
+                    self._wakes_at = math.inf
                     self._cond.wait()
                     continue
                 deadline, _, guard = self._heap[0]
                 remaining = deadline - time.monotonic()
                 if remaining > 0:
+                    self._wakes_at = deadline
                     self._cond.wait(remaining)
                     continue
                 heapq.heappop(self._heap)

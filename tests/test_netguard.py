@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from connector_core.netguard import WATCHDOG, EgressRefused, EgressRule, GuardedAdapter, address_kind, find_refusal
+from connector_core.netguard import WATCHDOG, EgressRefused, EgressRule, GuardedAdapter, Watchdog, address_kind, find_refusal
 
 ADDRESSES = {
     "8.8.8.8": None,
@@ -180,6 +180,30 @@ def test_answers_within_the_limit_are_untouched():
         assert not guard.fired
     finally:
         server.close()
+
+
+def test_a_short_limit_fires_on_time_while_a_longer_one_is_pending():
+    # The watchdog sleeps until the earliest deadline and is woken only by an earlier one:
+    # a short limit arriving while it sleeps for a long one must still end its answer on time.
+    watchdog = Watchdog()
+    waiting, silent = socket.socketpair()
+    trickled, server = socket.socketpair()
+    try:
+        with watchdog.limit(60.0) as long:
+            watchdog.watch(waiting)
+            time.sleep(0.2)  # the watchdog is asleep until the long limit's deadline
+            with watchdog.limit(0.3) as short:
+                started = time.monotonic()
+                watchdog.watch(trickled)
+                trickled.settimeout(10)
+                assert trickled.recv(1) == b""  # shut down by the watchdog, not answered
+                assert short.fired and time.monotonic() - started < 5
+            assert not long.fired
+        # Requests that finished leave no sockets behind, however far away their deadline.
+        assert long.sockets == [] and short.sockets == []
+    finally:
+        for sock in (waiting, silent, trickled, server):
+            sock.close()
 
 
 def test_a_refused_address_is_never_connected_to():
