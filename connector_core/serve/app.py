@@ -16,8 +16,8 @@ import functools
 import hmac
 import logging
 import re
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any
@@ -237,11 +237,18 @@ class _BodyTooLarge(RequestRefused):
     code = "body_too_large"
 
 
-def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+# The request headers the guard reads; the first of each counts, as everywhere else here.
+_GUARDED_HEADERS = frozenset((b"x-correlation-id", b"host", b"origin", b"sec-fetch-site", b"authorization",
+                              b"content-type", b"content-length", b"transfer-encoding"))
+
+
+def _guarded_headers(scope: Mapping[str, Any]) -> dict[bytes, str]:
+    """The headers of :data:`_GUARDED_HEADERS` in the request, read in one pass."""
+    found: dict[bytes, str] = {}
     for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+        if key in _GUARDED_HEADERS and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def _host_name(host: str) -> str:
@@ -264,8 +271,9 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        offered = _header(scope, b"x-correlation-id")
-        token = correlation_id.set(offered if offered and _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex)
+        headers = _guarded_headers(scope)
+        offered = headers.get(b"x-correlation-id")
+        token = correlation_id.set(offered if offered and _CORRELATION_ID.fullmatch(offered) else os.urandom(16).hex())
         status = 500
         key = "-"
 
@@ -288,14 +296,14 @@ class Guard:
                         "X-Correlation-ID must be 1 to 128 of the characters A-Z a-z 0-9 . _ : -",
                         faults=[Fault("X-Correlation-ID", "1 to 128 of A-Z a-z 0-9 . _ : -")],
                     )
-                self._check_host_and_origin(scope)
+                self._check_host_and_origin(headers)
                 if scope["path"].startswith("/v1/") and self.service.api_keys:
-                    fingerprint = self.service.authorized(_header(scope, b"authorization"))
+                    fingerprint = self.service.authorized(headers.get(b"authorization"))
                     if fingerprint is None:
                         raise RequestRefused("a valid API key is required: send Authorization: Bearer <key>", code="unauthorized")
                     key = fingerprint
                 if scope["method"] == "POST":
-                    receive = self._check_body(scope, receive)
+                    receive = self._check_body(headers, receive)
             except ConnectorError as exc:
                 await error_response(exc)(scope, receive, send_with_headers)
                 return
@@ -311,8 +319,8 @@ class Guard:
                 ))
             correlation_id.reset(token)
 
-    def _check_host_and_origin(self, scope: Mapping[str, Any]) -> None:
-        host = _header(scope, b"host")
+    def _check_host_and_origin(self, headers: Mapping[bytes, str]) -> None:
+        host = headers.get(b"host")
         allowed = self.service.allowed_hosts
         if allowed is not None and (host is None or _host_name(host) not in allowed):
             raise RequestRefused(
@@ -320,19 +328,19 @@ class Guard:
                 "the operator may add it with --allow-host",
                 code="misdirected_host",
             )
-        origin = _header(scope, b"origin")
+        origin = headers.get(b"origin")
         # Browsers send Origin on cross-origin requests and on POSTs: only the service's own
         # pages (the console) may drive it. Sec-Fetch-Site catches the rest.
         if origin is not None and (host is None or origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower())):
             raise RequestRefused(f"cross-origin requests are refused (Origin {origin!r})", code="origin_refused")
-        site = _header(scope, b"sec-fetch-site")
+        site = headers.get(b"sec-fetch-site")
         if site is not None and site not in ("same-origin", "none"):
             raise RequestRefused(f"cross-site requests are refused (Sec-Fetch-Site {site!r})", code="origin_refused")
 
-    def _check_body(self, scope: Mapping[str, Any], receive: Callable) -> Callable:
-        content_type = _header(scope, b"content-type")
-        length = _header(scope, b"content-length")
-        if content_type is None and length in (None, "0") and _header(scope, b"transfer-encoding") is None:
+    def _check_body(self, headers: Mapping[bytes, str], receive: Callable) -> Callable:
+        content_type = headers.get(b"content-type")
+        length = headers.get(b"content-length")
+        if content_type is None and length in (None, "0") and headers.get(b"transfer-encoding") is None:
             return receive  # a POST without a body (check) carries nothing a page could forge
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != "application/json":
@@ -434,8 +442,7 @@ class _Execute:
                 raw += message.get("body", b"")
                 if not message.get("more_body", False):
                     break
-            result = await self.execute(scope["path_params"]["id"], raw)
-            payload = _dumps(result.to_dict())
+            payload = await self.execute(scope["path_params"]["id"], raw)
         except ConnectorError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -446,15 +453,20 @@ class _Execute:
                     "headers": [(b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": payload})
 
-    async def execute(self, qid: str, raw: bytes) -> Any:
+    async def execute(self, qid: str, raw: bytes) -> bytes:
+        """The JSON of the call's ``Result``, made in the worker thread with the call."""
         service = self.service
         capability = service.capability(qid)
         body = _parse_body(raw)
         properties, via = _execute_args(body)
         if via == "connection":
             connection = service.connection(body["connection"])
-            return await service.run(connection.execute, capability.id, properties)
-        return await service.run(service.execute_with_config, capability, properties, body["config"])
+            return await service.run(_result_json, connection.execute, capability.id, properties)
+        return await service.run(_result_json, service.execute_with_config, capability, properties, body["config"])
+
+
+def _result_json(execute: Callable[..., Any], *args: Any) -> bytes:
+    return _dumps(execute(*args).to_dict())
 
 
 async def check(request: Request, service: Service) -> Response:

@@ -182,6 +182,8 @@ def _configure_logging(verbose: bool, access_log: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())
     handler.addFilter(CorrelationFilter())
+    # The JSON lines name no thread or process: spare every record (one per request) looking them up.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
