@@ -411,6 +411,35 @@ def test_checker_and_sandbox_agree_on_mutated_batches():
     assert verdicts[False, False] > 200 and verdicts[True, True] > 200  # both kinds were tried
 
 
+def test_the_sandboxs_yes_no_pass_agrees_with_its_walk():
+    """The sandbox answers valid batches from a compiled yes/no pass and lets its walk word
+    the faults: the pass must say "valid" exactly when the walk finds nothing, or the
+    sandbox would accept what it refuses. Mutants of one and two nodes reach the nested
+    rules (enums inside objects, null where null is refused, lists of the wrong items);
+    test_checker_and_sandbox_agree_on_mutated_batches runs the same batches through both."""
+    from connector_mparticle.sandbox.validation import _batch_ok, walk_batch
+
+    rng = random.Random(11)
+    verdicts = collections.Counter()
+    rich = {"environment": "production", "mpid": 7, "ip": "10.0.0.1", "user_attributes": {"tags": ["a", 1, None]},
+            "context": {"data_plan": {"plan_id": "p", "plan_version": 2}}, "device_info": {"platform": "iOS"},
+            "events": [{"event_type": "commerce_event", "data": {"product_action": {"action": "purchase", "products": [{"id": "1"}]},
+                                                                "custom_attributes": {"a": "b", "n": 1.5}}}]}
+    for batch in [*_corpus(), rich]:
+        assert _batch_ok(batch) and walk_batch(batch) == []
+        for _, mutant in _mutants(batch, rng, 12):
+            for _, twice in [(None, mutant), *_mutants(mutant, rng, 2)]:
+                valid = walk_batch(twice) == []
+                assert _batch_ok(twice) is valid, (twice, walk_batch(twice))
+                verdicts[valid] += 1
+    for value in (None, [], "x", 1, {"events": None}, {"events": [None]}, {"environment": None}, {"mpid": 2**63},
+                  {"mpid": True}, {"ip": "1.2.3.4"}, {"ip": "1.2.3"}, {"schema_version": {"a": 1}}, {"zz": None},
+                  {"user_attributes": {"a": [1, None, {}]}}, {"events": [{"event_type": "opt_out", "x": 1}]},
+                  {"events": [{"event_type": "push_registration", "data": {"registration_token": "t"}}]}):
+        assert _batch_ok(value) is (walk_batch(value) == []), value
+    assert verdicts[True] > 100 and verdicts[False] > 300, verdicts  # both kinds were tried
+
+
 def test_the_sandbox_validator_refuses_what_the_documentation_says():
     def problems(batch, path="$"):
         return [f"{p.path}: {p.message}" for p in validate_batch(batch, path)]
