@@ -98,6 +98,7 @@ def run_upload(sandbox: SandboxProcess, source: Path, *options: str) -> dict:
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
+    config.unlink(missing_ok=True)
     if child.returncode != 0:
         raise SystemExit(f"upload-events failed ({child.returncode}): {err.decode()[-2000:]}")
     summary = json.loads(out)

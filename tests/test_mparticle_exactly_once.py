@@ -190,6 +190,21 @@ def test_canonical_form_does_not_depend_on_key_order():
     check()
 
 
+def test_the_written_out_uuid5_is_uuid5():
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed")
+    from connector_mparticle.request_ids import id_from_canonical
+    from hypothesis import strategies as st
+
+    @hypothesis.given(st.text(max_size=20), st.integers(0, 10**12), st.binary(max_size=64))
+    @hypothesis.settings(max_examples=200, deadline=None)
+    def check(key, index, canonical):
+        expected = uuid.uuid5(NAMESPACE, f"{key}\n{index}\n{hashlib.sha256(canonical).hexdigest()}")
+        assert id_from_canonical(key, index, canonical) == str(expected)
+        assert uuid.UUID(id_from_canonical(key, index, canonical)).version == 5
+
+    check()
+
+
 def test_canonical_form_of_small_floats_and_exponent_like_text():
     from connector_mparticle.request_ids import derive_id
 

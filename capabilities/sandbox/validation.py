@@ -325,6 +325,19 @@ def walk_batch(batch: Any, path: str = "$") -> list[Problem]:
 #    saves the walk's work on valid batches, and never decides a fault on its own.
 
 _ANY = object()  # a leaf of type "any"
+# How a field's value is checked inside an object: its Python types (a leaf), an enumeration
+# of strings, or a function; null is then accepted, except for _NOT_NULL fields.
+_TYPES, _ENUM, _CALL, _NOT_NULL = range(4)
+
+
+def _field_rule(sub: dict) -> tuple[int, Any]:
+    if sub.get("null", True) is False:
+        return _NOT_NULL, _ok_function(sub)
+    if sub["leaf"]:
+        return _TYPES, (_ANY if sub["python"] is None else sub["python"])
+    if set(sub) <= {"type", "enum", "types", "python", "leaf"} and sub["python"] == frozenset((str,)):
+        return _ENUM, sub["enum"]
+    return _CALL, _ok_function(sub)
 
 
 def _ok_function(spec: Any) -> Any:
@@ -344,19 +357,65 @@ def _ok_function(spec: Any) -> Any:
     required = tuple(spec.get("required", ()))
     present = tuple(spec.get("present", ()))
     is_open = bool(spec.get("open"))
-    leaves: dict[str, Any] = {}  # field -> its Python types (or _ANY) when the field is a leaf
-    subs: dict[str, Any] = {}  # field -> its ok function otherwise
-    not_null = frozenset(name for name, sub in spec.get("fields", {}).items() if sub.get("null", True) is False)
-    for name, sub in spec.get("fields", {}).items():
-        if sub["leaf"] and name not in not_null:
-            leaves[name] = _ANY if sub["python"] is None else sub["python"]
-        else:
-            subs[name] = _ok_function(sub)
+    rules = {name: _field_rule(sub) for name, sub in spec.get("fields", {}).items()}
     values = spec.get("values")
-    values_null = values is not None and values.get("null", True) is False
-    values_leaf = values is not None and values["leaf"] and not values_null
-    values_types = None if not values_leaf else (_ANY if values["python"] is None else values["python"])
-    values_ok = None if values is None or values_leaf else _ok_function(values)
+    values_rule = None if values is None else _field_rule(values)
+    unknown_ok = values is not None or is_open
+
+    def fields_ok(value: dict) -> bool:
+        for name in required:
+            found = value.get(name)
+            if found is None or found == "":
+                return False
+        for name in present:
+            if name not in value:
+                return False
+        for key, item in value.items():
+            rule = rules.get(key) or values_rule
+            if rule is None:
+                if unknown_ok:
+                    continue
+                return False
+            how, arg = rule
+            if item is None:
+                if how == _NOT_NULL:
+                    return False
+                continue
+            if how == _TYPES:
+                if arg is _ANY or type(item) in arg:
+                    continue
+                return False
+            if how == _ENUM:
+                if type(item) is str and item in arg:
+                    continue
+                return False
+            if not arg(item):
+                return False
+        return True
+
+    if values is not None and not spec.get("fields") and not required and not present and values_rule[0] == _TYPES \
+            and values_rule[1] is not _ANY and enum is None and low is None and not ip and item_ok is None:
+        types = values_rule[1]
+
+        def map_ok(value: Any) -> bool:  # an object of scalars (custom attributes): the commonest object
+            if type(value) not in python:
+                return False
+            if type(value) is dict:
+                for item in value.values():
+                    if item is not None and type(item) not in types:
+                        return False
+            return True
+
+        return map_ok
+
+    if enum is None and low is None and not ip and item_ok is None and python is not None and dict in python:
+        def object_ok(value: Any) -> bool:
+            kind = type(value)
+            if kind not in python:
+                return False
+            return kind is not dict or fields_ok(value)
+
+        return object_ok
 
     def ok(value: Any) -> bool:
         kind = type(value)
@@ -375,44 +434,7 @@ def _ok_function(spec: Any) -> Any:
             for item in value:
                 if not item_ok(item):
                     return False
-        if kind is dict:
-            for name in required:
-                found = value.get(name)
-                if found is None or found == "":
-                    return False
-            for name in present:
-                if name not in value:
-                    return False
-            for key, item in value.items():
-                types = leaves.get(key)
-                if types is not None:
-                    if item is None or types is _ANY or type(item) in types:
-                        continue
-                    return False
-                check = subs.get(key)
-                if check is not None:
-                    if item is None:
-                        if key in not_null:
-                            return False
-                        continue
-                    if not check(item):
-                        return False
-                    continue
-                if values_types is not None:
-                    if item is None or values_types is _ANY or type(item) in values_types:
-                        continue
-                    return False
-                if values_ok is not None:
-                    if item is None:
-                        if values_null:
-                            return False
-                        continue
-                    if not values_ok(item):
-                        return False
-                    continue
-                if values is None and not is_open:
-                    return False
-        return True
+        return kind is not dict or fields_ok(value)
 
     return ok
 
