@@ -1087,3 +1087,79 @@ def test_encode_single():
     fault = only(list(info.value.faults))
     assert fault.path == "$.jsonBody"
     assert "262,145 bytes" in fault.message and "256 KB" in fault.message
+
+
+# --------------------------------------------------------------------------- the fast pass
+
+_ODD_VALUES = [None, "", "zzz", "unknown", "customerid", 0, -1, 2**63, True, 1.5, float("nan"), [], [None], ["x"], {}, {"k": None},
+               {"action": "purchase"}, {"identity_type": "email"}, ("x",), "Unknown", "production", "purchase"]
+
+
+def _mutants(batch: dict, rng, count: int):
+    """``count`` copies of ``batch``, each with one or two nodes deleted, replaced or given a stray key."""
+    def nodes(node, path=()):
+        if path:
+            yield path
+        children = node.items() if isinstance(node, dict) else enumerate(node[:4]) if isinstance(node, list) else ()
+        for key, child in children:
+            yield from nodes(child, (*path, key))
+
+    for _ in range(count):
+        mutant = copy.deepcopy(batch)
+        for _ in range(rng.choice((1, 1, 2))):
+            paths = list(nodes(mutant))
+            if not paths:
+                break
+            path = rng.choice(paths)
+            parent = mutant
+            for key in path[:-1]:
+                parent = parent[key]
+            roll = rng.random()
+            if roll < 0.15 and isinstance(parent, dict):
+                del parent[path[-1]]
+            elif roll < 0.25 and isinstance(parent, dict):
+                parent[rng.choice(["zz_unknown", "ip", "environment", "data", "new", "old", "products"])] = rng.choice(_ODD_VALUES)
+            else:
+                parent[path[-1]] = copy.deepcopy(rng.choice(_ODD_VALUES))
+        yield mutant
+
+
+def test_the_fast_pass_never_passes_what_the_checks_fault_or_warn():
+    """check_batch answers plainly valid batches from a fast pass: it must be at least as
+    strict as the checks that word faults and warnings, or a fault would go unreported."""
+    import random
+
+    rng = random.Random(12)
+    plain = realistic_batch()
+    del plain["ip"]  # an address is left to the checks that parse it
+    corpus = [plain, minimal := one_event("custom_event", event_name="x", custom_event_type="other")]
+    assert batches._plainly_valid(plain) and batches._plainly_valid(minimal)
+    verdicts = {True: 0, False: 0}
+    for batch in corpus:
+        for mutant in _mutants(batch, rng, 400):
+            warnings: list = []
+            clean = batches._check_batch(mutant, "$", warnings) == [] and warnings == []
+            fast = batches._plainly_valid(mutant)
+            assert clean or not fast, mutant
+            verdicts[fast] += 1
+    assert verdicts[True] > 50 and verdicts[False] > 300, verdicts
+    # Near misses the random mutants may not reach: each has a fault or a warning.
+    near_misses = [
+        one_event("commerce_event"), one_event("commerce_event", product_action={}),
+        one_event("commerce_event", product_action={"action": "purchase"}, product_impressions=[{}]),
+        one_event("profile", profile_event_type="login", current_mpid=1),
+        one_event("push_registration", registration_token="t", register=None), one_event("push_registration", register=True),
+        one_event("user_identity_change", new=None), one_event("user_identity_change", new={"identity_type": "mpid"}),
+        one_event("custom_event", event_name="", custom_event_type="other"),
+        one_event("custom_event", event_name="x", custom_event_type="unknown"),
+        one_event("custom_event", event_name="x", custom_event_type="other", custom_attributes={"a": [1]}),
+        one_event("screen_view", timestamp_unixtime_ms=True), one_event("session_end", session_duration_ms="5"),
+        {"events": [{"event_type": "custom_event"}]}, {"events": [{"event_type": "opt_out", "data": None}]},
+        {"user_identities": {"customerid": "x"}}, {"user_identities": {"email": 5}}, {"environment": None},
+        {"environment": "unknown"}, {"device_info": {"platform": "Unknown"}}, {"context": {"data_plan": {"plan_id": 5}}},
+        {"mpid": 2**63}, {"user_attributes": {"a": [{}]}}, {"ip": "1.2.3"}, {"batch_context": {}},
+    ]
+    for batch in near_misses:
+        warnings = []
+        assert batches._check_batch(batch, "$", warnings) or warnings, batch
+        assert not batches._plainly_valid(batch), batch
