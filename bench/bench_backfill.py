@@ -111,7 +111,7 @@ def line(name: str, result: dict) -> str:
     s = result["summary"]
     return (f"{name:<44} {s['events']:>9,} events {result['wall']:7.1f} s  "
             f"{s['events'] / result['wall']:>9,.0f} events/s  {s['acknowledged']['count'] / result['wall']:>8,.0f} batches/s  "
-            f"peak RSS {result['rss_mb']:6.1f} MB  429s {s['rateLimited']}")
+            f"peak RSS {result['rss_mb']:6.1f} MB  429s {s['rateLimited']}  load average {os.getloadavg()[0]:.1f}")
 
 
 TEXT_CHILD = r"""

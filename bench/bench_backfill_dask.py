@@ -13,6 +13,7 @@ and the ratio.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -52,7 +53,8 @@ def main() -> int:
                 markers = sandbox.event_markers()
                 assert report.status == "accepted" and markers["distinct"] == markers["events"] == total, markers
                 results[workers] = total / seconds
-                print(f"{workers} worker(s): {total:,} events in {seconds:.1f} s, {results[workers]:,.0f} events/s", flush=True)
+                print(f"{workers} worker(s): {total:,} events in {seconds:.1f} s, {results[workers]:,.0f} events/s "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     print(f"2 workers / 1 worker: {results[2] / results[1]:.2f}x")
     return 0
 

@@ -63,6 +63,7 @@ import cProfile
 import importlib.metadata
 import io
 import json
+import os
 import pstats
 import statistics
 import subprocess
@@ -428,7 +429,8 @@ def main() -> int:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in result["upload"]["ratios"].items())
         print(f"  {mode:<7} getAccount connector/plain median {result['get']['ratio']:.3f}x "
               f"(vs trust_env=False {result['get']['lean_ratio']:.3f}x); upload {ratios}")
-    print(f"done in {time.perf_counter() - started:.0f} s")
+    print(f"done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f} (other jobs on the "
+          "machine slow the sequential variants more than the concurrent connector: compare runs at low load)")
     return 0
 
 
