@@ -955,15 +955,19 @@ def _identity_change_ok(data: dict) -> bool:
 
 
 _EXTRA_OK = {"commerce_event": _commerce_ok, "user_identity_change": _identity_change_ok}
-_EVENT_STRINGS = ("source_message_id", "session_uuid")
-_EVENT_INTEGERS = ("timestamp_unixtime_ms", "session_id", "event_id", "event_num")
-_EVENT_OBJECTS = ("custom_flags", "location", "device_current_state")
+# The fields every event type shares, by the exact type a plainly valid value has.
+_EVENT_FIELD_TYPES = {
+    "timestamp_unixtime_ms": int, "session_id": int, "event_id": int, "event_num": int,
+    "source_message_id": str, "session_uuid": str,
+    "custom_flags": dict, "location": dict, "device_current_state": dict, "custom_attributes": dict,
+}
 
 
 def _events_ok(events: object) -> bool:
     if type(events) is not list:
         return False
     rules_for = _RULES.get
+    common = _EVENT_FIELD_TYPES.get
     for event in events:
         if type(event) is not dict:
             return False
@@ -973,26 +977,16 @@ def _events_ok(events: object) -> bool:
         data = event.get("data")
         if type(data) is not dict:  # missing data is a warning at best
             return False
-        get = data.get
-        for field in _EVENT_INTEGERS:
-            value = get(field)
-            if value is not None and type(value) is not int:
+        for field, value in data.items():  # one pass over the fields given, not a lookup of each known one
+            kind = common(field)
+            if kind is None or value is None:
+                continue
+            if type(value) is not kind:
                 return False
-        for field in _EVENT_STRINGS:
-            value = get(field)
-            if value is not None and type(value) is not str:
-                return False
-        for field in _EVENT_OBJECTS:
-            value = get(field)
-            if value is not None and type(value) is not dict:
-                return False
-        attributes = get("custom_attributes")
-        if attributes is not None:
-            if type(attributes) is not dict:
-                return False
-            for value in attributes.values():
-                if type(value) not in _SCALARS:
-                    return False
+            if kind is dict and field == "custom_attributes":
+                for item in value.values():
+                    if type(item) not in _SCALARS:
+                        return False
         rules = rules_for(event_type)
         if rules and not _rules_ok(rules, data):
             return False
