@@ -333,7 +333,8 @@ class UploadReport:
             total.sent += [Sent([i + offset for i in s.indexes], s.fate, s.error, s.attempts) for s in report.sent][: limit - len(total.sent)]
             for category, cause in report.causes.items():
                 total.causes.setdefault(category, cause)
-            total.reasons += [{**r, "index": r["index"] + offset} for r in report.reasons][: limit - len(total.reasons)]
+            total.reasons += [{**r, "index": r["index"] + offset, "reasons": [_shifted(x, offset) for x in r["reasons"]]}
+                              for r in report.reasons][: limit - len(total.reasons)]
             total.attempted = total.attempted or report.attempted
             total.duration = max(total.duration, report.duration)
             total.interrupted = total.interrupted or report.interrupted
@@ -417,6 +418,12 @@ class UploadReport:
             faults=faults,
             report=report,
         )
+
+
+def _shifted(reason: dict[str, Any], offset: int) -> dict[str, Any]:
+    """A refusal reason of a part with its JSON path (``$[i]...``) pointing into the whole input."""
+    index, sep, rest = reason.get("path", "").removeprefix("$[").partition("]")
+    return {**reason, "path": f"$[{int(index) + offset}]{rest}"} if sep and index.isdigit() else reason
 
 
 def _cause_details(cause: ConnectorError) -> dict[str, Any]:

@@ -72,7 +72,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                                                 "tests/test_mparticle_exactly_once.py"]),
     # uploadEventBatch's requests, fates and report (the capability module is the thin part); the
     # backfill's summed reports live there too since the one-report change, hence test_backfill
-    "upload_report": ("capabilities/upload_report.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle_exactly_once.py",
+    "upload_report": ("capabilities/upload_report.py", ["tests/test_upload_reports.py", "tests/test_mparticle_uploads.py", "tests/test_mparticle_exactly_once.py",
                                                       "tests/test_mparticle.py", "tests/test_backfill.py",
                                                       "tests/test_mparticle_exactly_once_faults.py"]),
     "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_engine.py", "tests/test_entry_points.py",

@@ -1,0 +1,71 @@
+"""Summed upload reports: uploads of consecutive parts of one input (Dask partitions, files
+read one after the other) reported as one upload of the whole input.
+
+The parts are uploaded for real to the sandbox, which refuses the batches it finds invalid;
+the expected positions are counted out by hand from the inputs below.
+"""
+
+from __future__ import annotations
+
+import pytest
+from connector_mparticle.backfill import combine_reports, upload
+from connector_mparticle.upload_report import UploadReport
+
+from connector_core import Engine
+
+
+def batch(tag: str, i: int, *, valid: bool = True) -> dict:
+    data = {"event_name": "Viewed", "custom_attributes": {"marker": f"{tag}{i}"}}
+    if valid:
+        data["custom_event_type"] = "navigation"
+    return {"environment": "development", "user_identities": {"customer_id": f"user-{i}"},
+            "events": [{"event_type": "custom_event", "data": data}, {"event_type": "custom_event", "data": data}]}
+
+
+@pytest.fixture(scope="module")
+def parts(mparticle_sandbox_server):
+    """Part one: 5 batches, the third (index 2) invalid, one request answered 429 first.
+    Part two: 4 batches, the second (index 1, index 6 of the whole) invalid."""
+    sandbox = mparticle_sandbox_server
+    sandbox.reset()
+    first = [batch("a", i, valid=i != 2) for i in range(5)]
+    second = [batch("b", i, valid=i != 1) for i in range(4)]
+    with Engine() as engine, engine.connect(sandbox.config, connector="mparticle") as connection:
+        sandbox.fail_next("uploadBulkEvents", 1, status=429, retry_after=0)
+        one = upload(connection, first, rate=100_000, concurrency=1)
+        two = upload(connection, second, rate=100_000, concurrency=1)
+    return one, two
+
+
+def test_the_summed_report_counts_every_part(parts):
+    summed = combine_reports(parts).to_dict()
+    assert summed["status"] == "partial"
+    assert (summed["batches"], summed["events"]) == (9, 18)
+    assert (summed["acknowledged"]["count"], summed["acknowledged"]["events"]) == (7, 14)
+    assert (summed["refused"]["count"], summed["refused"]["events"]) == (2, 4)
+    assert (summed["retries"], summed["rateLimited"]) == (1, 1)
+
+
+def test_positions_in_a_later_part_are_shifted_by_the_batches_before_it(parts):
+    summed = combine_reports(parts).to_dict()
+    assert summed["acknowledged"]["batches"] == [0, 1, 3, 4, 5, 7, 8]
+    assert summed["refused"]["batches"] == [2, 6]
+    assert [(e["fate"], e["batches"]) for e in summed["errors"]] == [("refused", [2]), ("refused", [6])]
+    reasons = summed["refused"]["reasons"]
+    assert [r["index"] for r in reasons] == [2, 6]
+    # The JSON path of each reason points into the whole input too.
+    assert [[x["path"] for x in r["reasons"]] for r in reasons] == [
+        ["$[2].events[0].data.custom_event_type", "$[2].events[1].data.custom_event_type"],
+        ["$[6].events[0].data.custom_event_type", "$[6].events[1].data.custom_event_type"],
+    ]
+
+
+def test_a_summed_report_lists_only_its_first_positions_but_counts_them_all(parts):
+    summed = UploadReport.combine(parts, limit=3).to_dict()
+    assert summed["listLimit"] == 3
+    assert summed["acknowledged"]["count"] == 7 and summed["acknowledged"]["batches"] == [0, 1, 3]
+    assert summed["refused"]["count"] == 2 and summed["refused"]["batches"] == [2, 6]
+    assert [r["index"] for r in summed["refused"]["reasons"]] == [2, 6]
+    summed = UploadReport.combine(parts, limit=1).to_dict()
+    assert summed["refused"]["batches"] == [2] and [r["index"] for r in summed["refused"]["reasons"]] == [2]
+    assert [e["batches"] for e in summed["errors"]] == [[2]]
