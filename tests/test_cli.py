@@ -471,3 +471,35 @@ def test_main_runs_in_process_with_its_own_streams(tmp_path, monkeypatch):
     assert main(["--version"], stdout=stdout) == 0  # argparse's exit becomes a return value
     assert stdout.getvalue() == "connector-framework 0.1.0\n"
     assert (sys.stdin, sys.stdout, sys.stderr) == process_streams  # put back after each call
+
+
+def test_an_unreadable_properties_file_is_named_with_the_reason_the_system_gave(sample, sample_config, tmp_path):
+    missing = tmp_path / "nope.json"
+    run = sample("run", "sampleGreet", "--config", str(sample_config), "--properties", f"@{missing}")
+    assert run.code == 3
+    assert run.error()["message"] == f"cannot read properties file {missing}: No such file or directory"
+
+
+def test_ctrl_c_during_a_call_exits_130_without_a_traceback(sample, sample_config, server):
+    import signal
+    import threading
+    import time
+
+    server.route("GET", "/slow", Answer(200, json={"late": True}, delay=1.0))
+
+    def press_ctrl_c_once_the_request_waits():
+        deadline = time.monotonic() + 10
+        while not server.requests_to("GET", "/slow") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if server.requests_to("GET", "/slow"):  # else the run is over: no Ctrl-C for pytest itself
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own Ctrl-C
+    try:
+        presser = threading.Thread(target=press_ctrl_c_once_the_request_waits)
+        presser.start()
+        run = sample("run", "sampleFetch", "--config", str(sample_config), "--properties", '{"path": "/slow"}')
+        presser.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert run.code == 130 and run.stdout == ""
