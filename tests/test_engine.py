@@ -549,3 +549,39 @@ def test_connection_repr_and_context_do_not_show_the_config(engine):
         connection.execute("toyPeek", {})
         assert SECRET not in repr(connection)
     assert seen and SECRET not in seen[0]
+
+
+def test_a_results_duration_is_the_time_the_call_took(engine, config):
+    import time
+
+    started = time.perf_counter()
+    result = engine.execute("toyEcho", {"name": "x"}, config)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert 0 <= result.duration_ms <= elapsed_ms
+
+
+class StackLogger(Capability):
+    """Logs where it is, with ``stack_info``, from a helper function of its own."""
+
+    MANIFEST = capability_manifest("toyStackLogger")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        def a_plugin_helper_function():
+            ctx.log.warning("where am I", stack_info=True)
+
+        a_plugin_helper_function()
+        return {}
+
+
+def test_ctx_log_stack_info_shows_the_plugins_own_frames(make_engine, config, caplog):
+    engine = make_engine(StackLogger(), connectors=[TOY_CONNECTOR])
+    with caplog.at_level(logging.WARNING, logger="connector_core.capability.toyStackLogger"):
+        engine.execute("toyStackLogger", {}, config)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("where am I")]
+    text = record.getMessage()
+    assert "\nStack (most recent call last):\n" in text
+    frames = [line.strip() for line in text.splitlines() if line.strip().startswith("File ")]
+    assert any(line.endswith("in a_plugin_helper_function") for line in frames)
+    # The stack ends where the plugin called, not inside the engine's logging adapter.
+    assert "connector_core/engine.py" not in frames[-1]
