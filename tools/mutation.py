@@ -58,7 +58,15 @@ DOCS = ROOT / "docs" / "development.md"  # its score table, between the mutation
 # use hypothesis import it themselves).
 NO_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:xdist.looponfail",
               "-p", "no:pytest_cov"]
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", *NO_PLUGINS]
+# Tests whose outcome depends on thread timing on a loaded machine (a campaign loads it): a
+# flaky test would kill mutants it does not detect, or stop a module's baseline run.
+FLAKY = [
+    # asserts that some batches were never sent after a 401; on a loaded machine every request
+    # can be in flight before the 401 is answered (reported to the lead, 2026-12-01)
+    "tests/test_mparticle_uploads.py::test_concurrent_requests_report_each_batch_exactly",
+]
+DESELECT = [f"--deselect={nodeid}" for nodeid in FLAKY]
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", *NO_PLUGINS, *DESELECT]
 
 # module name -> (source file, tests that exercise it (files or node ids), fastest and most direct first)
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -142,7 +150,7 @@ def _coverage_map(name: str) -> None:
     folder = str(Path(source).parent)
     junit = WORK / f"{name}.junit.xml"
     done = subprocess.run(
-        PYTEST[:3] + ["-q", *NO_PLUGINS[:-2], f"--cov={folder}", "--cov-context=test", "--cov-report=",
+        PYTEST[:3] + ["-q", *NO_PLUGINS[:-2], *DESELECT, f"--cov={folder}", "--cov-context=test", "--cov-report=",
                       f"--junitxml={junit}", *tests],
         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COVERAGE_FILE": str(data)},
     )
