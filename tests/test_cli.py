@@ -503,3 +503,25 @@ def test_ctrl_c_during_a_call_exits_130_without_a_traceback(sample, sample_confi
     finally:
         signal.signal(signal.SIGINT, previous)
     assert run.code == 130 and run.stdout == ""
+
+
+def test_a_plugin_command_leaving_with_a_message_exits_1_and_prints_it(sample):
+    run = sample("sample-hello", "--exit", "stopped: nothing to greet")
+    assert run.code == 1 and run.stdout == ""
+    assert run.stderr.strip() == "stopped: nothing to greet"
+
+
+def test_a_config_field_without_a_description_is_described_by_its_title(sample):
+    config = sample("connectors", "sample", "--json").json()["config"]
+    assert config["timeoutSeconds"]["description"] == "Request timeout (seconds)"
+    assert config["maxRetries"]["description"] == ""
+    assert config["apiUrl"]["description"] == "Base URL of the sample API."
+
+
+def test_connector_docs_for_one_distribution_documents_only_its_plugin_commands(sample, tmp_path):
+    for distribution, kept, left_out in (("connector-framework", "upload-events", "sample-hello"),
+                                         ("connector-sample-plugin", "sample-hello", "upload-events")):
+        out = tmp_path / distribution
+        assert sample("docs", "--output", str(out), "--distribution", distribution).code == 0
+        page = (out / "cli.md").read_text("utf-8")
+        assert f"connector {kept}" in page and f"connector {left_out}" not in page, distribution
