@@ -22,12 +22,22 @@ hits all alike:
   runs ``Connection.execute`` in a thread and answers ``Result.to_dict()``, in one process:
   what any Python HTTP service in front of the engine costs on this machine (for reference;
   ``--no-floor`` skips it);
-- Python API: ``Connection.execute("getAccount", ...)`` on an open connection in this process.
+- Python API: ``Connection.execute("getAccount", ...)`` on an open connection in this process;
+- ``connector serve`` through a minimal client (reference, latency only): the same service
+  and request through a raw keep-alive socket that sends prepared bytes and reads the answer
+  by its Content-Length, about what a compiled host's HTTP client costs. It shows how much of
+  the service's figure is Python's ``http.client``; the verdict stays on ``http.client``.
 
 1. Latency: one caller, one call at a time, ``--rounds`` rounds of ``--calls`` calls per
    variant, alternating the order. Reported: median and p90 per call, CPU per call (this
    process plus the server's processes, not the sandbox) and the ratio of medians
-   (target: service <= 1.5x the Python API).
+   (target: service <= 1.5x the Python API). Then where the CPU of a call went, from
+   ``/proc`` per thread: the client (this process), the servers' event-loop threads, their
+   other threads (the call itself, in a worker thread) and the sandbox. The sandbox does the
+   same work for every variant, so its CPU per call is a witness of the machine: when it
+   costs more behind a server than behind the Python API, the same instructions cost more
+   because three processes take turns on the cores (caches, migrations), not because
+   anything did more work.
 2. Throughput: ``--clients`` callers (8) for ``--seconds`` each: keep-alive clients in threads
    for the servers, threads sharing one ``Connection`` for the Python API; ``--reps``
    repetitions alternating. Reported: calls/s (median of the repetitions) and the ratio
@@ -40,6 +50,7 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -152,6 +163,37 @@ def service_call(client: http.client.HTTPConnection) -> Callable[[], None]:
     return call
 
 
+def raw_call(host: str, port: int) -> Callable[[], None]:
+    """The same request as :func:`service_call` through a raw keep-alive socket: prepared bytes
+    out, the answer read by its Content-Length (a reference for a cheap HTTP client)."""
+    sock = socket.create_connection((host, port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    body = json.dumps({"properties": PROPERTIES, "connection": "sandbox"}).encode()
+    request = (f"POST /v1/capabilities/mparticle.getAccount/execute HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    pending = b""
+
+    def call() -> None:
+        nonlocal pending
+        sock.sendall(request)
+        while b"\r\n\r\n" not in pending:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("the service closed the connection")
+            pending += chunk
+        head, _, rest = pending.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        data, pending = json.loads(rest[:length]), rest[length:]
+        if lines[0].split()[1] != b"200" or data["output"]["account"]["id"] != 1001:
+            raise RuntimeError(f"service answered {lines[0]!r}: {data}")
+
+    call.close = sock.close  # type: ignore[attr-defined]
+    return call
+
+
 def api_call(connection) -> Callable[[], None]:
     def call() -> None:
         if connection.execute("getAccount", PROPERTIES).output["account"]["id"] != 1001:
@@ -174,6 +216,32 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the event-loop (main) threads and of the other threads of process ``pid``
+    and its children (the workers), from /proc (Linux; zeros elsewhere)."""
+    loops = others = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for one in [pid, *map(int, children)]:
+        try:
+            tasks = os.listdir(f"/proc/{one}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                fields = Path(f"/proc/{one}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if int(tid) == one:
+                loops += seconds
+            else:
+                others += seconds
+    return loops, others
 
 
 def timed(call: Callable[[], None], n: int) -> list[float]:
@@ -214,6 +282,7 @@ def ms(seconds: float) -> str:
 
 
 SERVICE, FLOOR, API = "connector serve", "floor (bare uvicorn app)", "Python API"
+RAW = "connector serve, raw client"
 
 
 def main() -> int:
@@ -241,36 +310,57 @@ def main() -> int:
                 servers[FLOOR] = ServeProcess([sys.executable, __file__, "--floor-server"], json.dumps(sandbox.config) + "\n")
             with engine.connect(sandbox.config) as connection:
                 clients = {name: server.client() for name, server in servers.items()}
-                variants = {**{name: service_call(client) for name, client in clients.items()}, API: api_call(connection)}
-                pids = {**{name: server.process.pid for name, server in servers.items()}, API: None}
+                raw = raw_call(servers[SERVICE].host, servers[SERVICE].port)
+                variants = {**{name: service_call(client) for name, client in clients.items()}, API: api_call(connection),
+                            RAW: raw}
+                pids = {**{name: server.process.pid for name, server in servers.items()}, API: None,
+                        RAW: servers[SERVICE].process.pid}
                 for call in variants.values():  # warm up: tokens, pools, caches
                     timed(call, 50)
                 samples: dict[str, list[float]] = {name: [] for name in variants}
-                cpu = {name: 0.0 for name in variants}  # CPU of this process and the server, not the sandbox
+                # CPU seconds by where they were spent: this process, the servers' event-loop threads,
+                # their other threads (the calls), the sandbox.
+                parts = {name: [0.0, 0.0, 0.0, 0.0] for name in variants}
+
+                def cpu_now(pid: int | None) -> list[float]:
+                    loops, others = thread_cpu(pid) if pid else (0.0, 0.0)
+                    return [time.process_time(), loops, others, cpu_seconds(sandbox.pid)]
+
                 for round_ in range(args.rounds):
                     order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
                     for name in order:
-                        pid = pids[name]
-                        before = time.process_time() + (cpu_seconds(pid) if pid else 0.0)
+                        before = cpu_now(pids[name])
                         samples[name] += timed(variants[name], args.calls)
-                        cpu[name] += time.process_time() + (cpu_seconds(pid) if pid else 0.0) - before
+                        parts[name] = [total + now - then for total, now, then in zip(parts[name], cpu_now(pids[name]), before)]
                 for client in clients.values():
                     client.close()
+                raw.close()
                 medians = {name: statistics.median(s) for name, s in samples.items()}
+                per_call = {name: [x / len(samples[name]) for x in parts[name]] for name in variants}
                 print(f"getAccount latency, {args.rounds} x {args.calls} calls per variant, one keep-alive client"
                       f" (sandbox and servers in child processes; connector serve --workers {args.workers})")
                 for name, s in samples.items():
                     p90 = statistics.quantiles(s, n=10)[-1]
-                    print(f"  {name:<26} median {ms(medians[name])}   p90 {ms(p90)}   CPU per call {ms(cpu[name] / len(s))}")
+                    print(f"  {name:<26} median {ms(medians[name])}   p90 {ms(p90)}   CPU per call {ms(sum(per_call[name][:3]))}")
                 latency_ratio = medians[SERVICE] / medians[API]
                 print(f"  ratio {SERVICE} / {API}: {latency_ratio:.2f}x (target <= 1.5x)  {verdict(latency_ratio <= 1.5)}")
                 if args.floor:
                     print(f"  reference: floor / {API} {medians[FLOOR] / medians[API]:.2f}x;"
                           f" {SERVICE} above the floor {ms(medians[SERVICE] - medians[FLOOR])} per call")
+                print(f"  reference: {RAW} / {API} {medians[RAW] / medians[API]:.2f}x (the same service and request;"
+                      " the client's own cost nearly gone)")
+                print("CPU per call by where it went (client: this process; loop / call threads: the server's"
+                      " event-loop threads / its other threads; sandbox: identical work in every variant)")
+                for name, (client, loops, others, sandbox_cpu) in per_call.items():
+                    server = f"loop threads {ms(loops)}   call threads {ms(others)}   " if pids[name] else ""
+                    print(f"  {name:<26} client {ms(client)}   {server}sandbox {ms(sandbox_cpu)}")
+                witness = max(per_call[name][3] for name in servers) / per_call[API][3] if per_call[API][3] else float("nan")
+                print(f"  the sandbox's same work costs {witness:.2f}x its CPU behind a server than behind the Python API:"
+                      " what a third process taking turns on the cores does to every process's cost per call")
 
-                rates: dict[str, list[float]] = {name: [] for name in variants}
                 makers = {**{name: (lambda server=server: service_call(server.client())) for name, server in servers.items()},
                           API: lambda: api_call(connection)}
+                rates: dict[str, list[float]] = {name: [] for name in makers}
                 for rep in range(args.reps):
                     order = list(makers) if rep % 2 == 0 else list(reversed(makers))
                     for name in order:

@@ -57,6 +57,11 @@ class SandboxProcess:
         self.stop()
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def url(self) -> str:
         return self.config["platformUrl"]
 
