@@ -202,41 +202,39 @@ def api_call(connection) -> Callable[[], None]:
     return call
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor's workers), from /proc."""
+    try:
+        return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    except OSError:
+        return [pid]
+
+
+def _stat_seconds(path: str) -> float | None:
+    """User + system CPU seconds in a /proc ``stat`` file, None when it is gone."""
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` and its children (the workers) so far (Linux /proc), 0 elsewhere."""
-    total = 0.0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for one in [pid, *map(int, children)]:
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(_stat_seconds(f"/proc/{one}/stat") or 0.0 for one in _family(pid))
 
 
 def thread_cpu(pid: int) -> tuple[float, float]:
     """CPU seconds of the event-loop (main) threads and of the other threads of process ``pid``
     and its children (the workers), from /proc (Linux; zeros elsewhere)."""
     loops = others = 0.0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for one in [pid, *map(int, children)]:
+    for one in _family(pid):
         try:
             tasks = os.listdir(f"/proc/{one}/task")
         except OSError:
             continue
         for tid in tasks:
-            try:
-                fields = Path(f"/proc/{one}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            seconds = _stat_seconds(f"/proc/{one}/task/{tid}/stat") or 0.0
             if int(tid) == one:
                 loops += seconds
             else:
