@@ -37,9 +37,13 @@ def sandbox():
 
 @pytest.fixture(scope="module")
 def client(dask):
+    import dask as dask_config
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    # Worker processes fork from one server that imported distributed and its dependencies
+    # once, instead of each spawning a fresh interpreter that imports them again.
+    with dask_config.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as c:
         yield c
 

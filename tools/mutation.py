@@ -150,7 +150,7 @@ def _coverage_map(name: str) -> None:
     folder = str(Path(source).parent)
     junit = WORK / f"{name}.junit.xml"
     done = subprocess.run(
-        PYTEST[:3] + ["-q", *NO_PLUGINS[:-2], *DESELECT, f"--cov={folder}", "--cov-context=test", "--cov-report=",
+        PYTEST[:3] + ["-q", *NO_PLUGINS[:-2], *DESELECT, "-p", "pytest_cov", f"--cov={folder}", "--cov-context=test", "--cov-report=",
                       f"--junitxml={junit}", *tests],
         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COVERAGE_FILE": str(data)},
     )
