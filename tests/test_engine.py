@@ -585,3 +585,11 @@ def test_ctx_log_stack_info_shows_the_plugins_own_frames(make_engine, config, ca
     assert any(line.endswith("in a_plugin_helper_function") for line in frames)
     # The stack ends where the plugin called, not inside the engine's logging adapter.
     assert "connector_core/engine.py" not in frames[-1]
+
+
+def test_a_secret_config_field_of_four_characters_is_accepted_and_of_three_refused(engine, server):
+    assert engine.execute("toyEcho", {"name": "x"}, toy_config(server.url, clientSecret="abcd")).output == {"echo": {"name": "x"}}
+    with pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyEcho", {"name": "x"}, toy_config(server.url, clientSecret="abc"))
+    assert [(f.path, f.message) for f in caught.value.faults] == [
+        ("$.clientSecret", "is too short for a secret: use at least 4 characters")]
