@@ -486,3 +486,31 @@ def test_errors_are_picklable_for_process_pools():
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is RateLimited and clone.details == error.details and clone.message == "slow down"
     assert isinstance(clone, ConnectorError)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (199, "not_executed"), (200, "executed"), (299, "executed"), (300, "unknown"), (399, "unknown"),
+    (400, "not_executed"), (429, "not_executed"), (499, "not_executed"), (500, "unknown"), (599, "unknown"),
+])
+def test_what_an_answered_attempt_did_follows_its_status_class(status, outcome):
+    from connector_core.http import Attempt
+
+    assert Attempt("POST", "https://api.example/x", "answered", status=status).outcome == outcome
+
+
+def test_an_attempt_without_an_answer_may_have_taken_effect_unless_it_was_never_sent():
+    from connector_core.http import Attempt
+
+    assert Attempt("POST", "https://api.example/x", "answer_lost").outcome == "unknown"
+    assert Attempt("POST", "https://api.example/x", "answer_lost", status=200).outcome == "unknown"
+    assert Attempt("POST", "https://api.example/x", "not_sent").outcome == "not_executed"
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (300, "unexpected_redirect"), (399, "unexpected_redirect"), (418, "client_error"), (499, "client_error"),
+    (500, "server_error"), (599, "server_error"),
+])
+def test_an_unlisted_status_is_typed_by_its_class(server, status, code):
+    server.route("GET", "/x", Answer(status, json={"message": "nope"}))
+    response = requests.get(server.url + "/x", allow_redirects=False, timeout=5)
+    assert error_for_response(response).code == code
