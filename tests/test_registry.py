@@ -370,3 +370,11 @@ def test_make_engine_fixture_registers_plugins_by_manifest_id_and_is_strict(make
     assert set(engine.capabilities) == {"toy.toyEcho", "toy.toyShout"}
     with pytest.raises(PluginLoadError):
         make_engine({"wrongName": Echo()})
+
+
+def test_malformed_owner_pins_in_the_environment_are_ignored(monkeypatch):
+    # CONNECTOR_CORE_OWNERS holds CONNECTOR=DISTRIBUTION pairs; a pair missing either side pins nothing.
+    monkeypatch.setenv("CONNECTOR_CORE_OWNERS", "mparticle=, =connector-framework,mparticle")
+    with Engine() as engine:
+        assert "mparticle" in engine.registry.connectors
+        assert not [r for r in engine.registry.rejected if r.id and r.id.startswith("mparticle")]
