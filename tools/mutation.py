@@ -76,7 +76,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "errors": ("connector_core/errors.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_cli.py"]),
     "validation": ("connector_core/validation.py", ["tests/test_manifest.py", "tests/test_engine.py"]),
     "common": ("capabilities/common.py", ["tests/test_mparticle_answers.py", "tests/test_mparticle.py"]),
-    "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_mparticle_uploads.py", "tests/test_mparticle.py",
+    "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_upload_text.py", "tests/test_mparticle_uploads.py", "tests/test_mparticle.py",
                                                                 "tests/test_mparticle_exactly_once.py"]),
     # uploadEventBatch's requests, fates and report (the capability module is the thin part); the
     # backfill's summed reports live there too since the one-report change, hence test_backfill
