@@ -525,3 +525,15 @@ def test_connector_docs_for_one_distribution_documents_only_its_plugin_commands(
         assert sample("docs", "--output", str(out), "--distribution", distribution).code == 0
         page = (out / "cli.md").read_text("utf-8")
         assert f"connector {kept}" in page and f"connector {left_out}" not in page, distribution
+
+
+def test_describe_shows_each_output_field_with_its_description(cli):
+    out = cli("describe", "uploadEventBatch").stdout
+    assert '\nOutput:\n  status (one of "accepted", "partial", "unknown")  accepted: every batch acknowledged; unknown:' in out
+    assert "\n  batches (integer)  batches in the input\n" in out
+
+
+def test_describe_shows_only_the_first_example(sample):
+    out = sample("describe", "sampleGreet").stdout
+    assert out.count("Example input:") == 1
+    assert '"name": "Ada"' in out and '"name": "Bob"' not in out
