@@ -593,3 +593,39 @@ def test_a_secret_config_field_of_four_characters_is_accepted_and_of_three_refus
         engine.execute("toyEcho", {"name": "x"}, toy_config(server.url, clientSecret="abc"))
     assert [(f.path, f.message) for f in caught.value.faults] == [
         ("$.clientSecret", "is too short for a secret: use at least 4 characters")]
+
+
+class ChattyLogger(Capability):
+    """Logs the ways a plugin author might: inside an except block, with arguments that do not fit."""
+
+    MANIFEST = capability_manifest("toyChattyLogger")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        try:
+            raise KeyError("handled")
+        except KeyError:
+            ctx.log.warning("recovered without a traceback")
+        ctx.log.info("count %d", "many")
+        return {}
+
+
+def test_ctx_log_records_point_at_the_plugin_and_keep_odd_arguments(make_engine, config, caplog):
+    engine = make_engine(ChattyLogger(), connectors=[TOY_CONNECTOR])
+    with caplog.at_level(logging.INFO, logger="connector_core.capability.toyChattyLogger"):
+        engine.execute("toyChattyLogger", {}, config)
+    recovered, counted = [r for r in caplog.records if r.name == "connector_core.capability.toyChattyLogger"]
+    # No traceback unless asked for (exc_info), even inside an except block.
+    assert recovered.getMessage() == "recovered without a traceback"
+    # Arguments the format does not fit are shown after the message instead of failing the call.
+    assert counted.getMessage() == "count %d ('many',)"
+    # Each record names the plugin's line, not the engine's logging code.
+    assert (recovered.funcName, counted.funcName) == ("execute", "execute")
+    assert recovered.pathname == counted.pathname == __file__
+
+
+def test_the_same_config_with_its_keys_in_another_order_reuses_the_connection(engine, server, config):
+    server.route("GET", "/api/items/1", item)
+    engine.execute("toyGet", {"id": "1"}, dict(config))
+    engine.execute("toyGet", {"id": "1"}, dict(reversed(list(config.items()))))
+    assert len(server.requests_to("POST", TOKEN_PATH)) == 1
