@@ -629,3 +629,4 @@ def test_the_same_config_with_its_keys_in_another_order_reuses_the_connection(en
     engine.execute("toyGet", {"id": "1"}, dict(config))
     engine.execute("toyGet", {"id": "1"}, dict(reversed(list(config.items()))))
     assert len(server.requests_to("POST", TOKEN_PATH)) == 1
+    assert len({r.client_port for r in server.requests}) == 1  # one connection, one kept-alive socket
