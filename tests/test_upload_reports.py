@@ -69,3 +69,26 @@ def test_a_summed_report_lists_only_its_first_positions_but_counts_them_all(part
     summed = UploadReport.combine(parts, limit=1).to_dict()
     assert summed["refused"]["batches"] == [2] and [r["index"] for r in summed["refused"]["reasons"]] == [2]
     assert [e["batches"] for e in summed["errors"]] == [[2]]
+
+
+def test_a_summed_report_lists_1000_positions_unless_told_otherwise(parts):
+    assert UploadReport.combine(parts).to_dict()["listLimit"] == 1000
+
+
+def test_the_summed_duration_is_the_longest_part_and_the_rates_follow_from_it(parts):
+    one, two = parts
+    longest = max(one.duration, two.duration)
+    summed = combine_reports(parts).to_dict()
+    assert summed["durationSeconds"] == round(longest, 3)
+    # 14 events in 7 batches acknowledged over the parts (see the fixture)
+    assert summed["eventsPerSecond"] == round(14 / longest, 1)
+    assert summed["batchesPerSecond"] == round(7 / longest, 1)
+
+
+def test_a_refused_batch_keeps_its_first_20_reasons(mparticle_sandbox):
+    events = [{"event_type": "custom_event", "data": {"event_name": f"e{i}"}} for i in range(25)]  # no custom_event_type
+    bad = {"environment": "development", "user_identities": {"customer_id": "u"}, "events": events}
+    with Engine() as engine, engine.connect(mparticle_sandbox.config, connector="mparticle") as connection:
+        report = upload(connection, [bad], rate=100_000)
+    (refused,) = report.to_dict()["refused"]["reasons"]
+    assert [r["path"] for r in refused["reasons"]] == [f"$[0].events[{i}].data.custom_event_type" for i in range(20)]

@@ -161,10 +161,20 @@ def _coverage_map(name: str) -> None:
     _run(sys.executable, "-m", "coverage", "json", f"--data-file={data}", "--show-contexts", "-o", str(report))
     files = json.loads(report.read_text("utf-8"))["files"]
     (contexts,) = [f["contexts"] for path, f in files.items() if Path(path).resolve() == (ROOT / source).resolve()]
+    durations = json.loads((WORK / f"{name}.durations.json").read_text("utf-8"))
     lines = {}
     for line, names in contexts.items():
-        nodeids = sorted({n.rsplit("|", 1)[0] for n in names if n})
-        lines[line] = nodeids if nodeids and len(nodeids) == len([n for n in names if n]) else None
+        if not names or "" in names:
+            lines[line] = None  # run outside any test (import time): all of the module's tests
+            continue
+        nodeids = {n.rsplit("|", 1)[0] for n in names}
+        for n in names:
+            if n.endswith("|setup"):
+                # A fixture's code is recorded under the first test that needed it; a module- or
+                # class-scoped fixture serves the other tests of its file too.
+                file = n.split("::", 1)[0] + "::"
+                nodeids.update(t for t in durations if t.startswith(file))
+        lines[line] = sorted(nodeids)
     (WORK / f"{name}.lines.json").write_text(json.dumps(lines), "utf-8")
 
 
