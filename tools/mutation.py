@@ -538,9 +538,10 @@ def _write_docs(results: dict[str, dict]) -> None:
         r = results.get(name)
         if not r:
             continue
-        sample = f"all {r['population']}" if r["mutants"] + r["pending"] >= r["population"] else f"{r['mutants']} of {r['population']}"
+        sampled = r["mutants"] + r["pending"]
+        sample = f"all {r['population']}" if sampled >= r["population"] else f"{sampled} of {r['population']}"
         if r["pending"]:
-            sample += f" ({r['pending']} not run)"
+            sample += f" ({r['pending']} not run yet)"
         rows.append(f"| `{r['source']}` | {r['score']}% | {sample} | {r['killed']} | {r['accepted']} | {r['survived']} | "
                     f"{r.get('seconds_per_mutant') or '-'} | {r['commit']} |")
     before, rest = text.split(start, 1)
