@@ -59,8 +59,11 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
-def pytest_collection_modifyitems(items):
-    """Run the slowest files first, each file's tests in their own order."""
+def pytest_collection_modifyitems(config, items):
+    """Run the slowest files first, each file's tests in their own order (with xdist workers;
+    one process keeps the order it was given, which tools/mutation.py makes cheapest first)."""
+    if not getattr(config.option, "numprocesses", None):
+        return
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
