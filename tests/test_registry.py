@@ -378,3 +378,11 @@ def test_malformed_owner_pins_in_the_environment_are_ignored(monkeypatch):
     with Engine() as engine:
         assert "mparticle" in engine.registry.connectors
         assert not [r for r in engine.registry.rejected if r.id and r.id.startswith("mparticle")]
+
+
+def test_an_unknown_connector_among_installed_ones_is_unknown_not_refused():
+    with Engine() as engine:
+        with pytest.raises(UnknownCapability) as caught:
+            engine.registry.connector("nope")
+    assert str(caught.value).startswith("no loaded plugin provides connector 'nope' (loaded: ")
+    assert "mparticle" in str(caught.value)
