@@ -1163,3 +1163,14 @@ def test_the_fast_pass_never_passes_what_the_checks_fault_or_warn():
         warnings = []
         assert batches._check_batch(batch, "$", warnings) or warnings, batch
         assert not batches._plainly_valid(batch), batch
+
+
+def test_a_request_body_holds_exactly_as_many_bytes_as_allowed_and_one_batch_per_body_is_allowed():
+    a = {"environment": "development", "user_identities": {"customer_id": "a"}, "events": []}
+    b = {"environment": "development", "user_identities": {"customer_id": "b"}, "events": []}
+    size = len(json.dumps(a, separators=(",", ":")).encode())  # both encode to the same length
+    together = size * 2 + 3  # "[" + a + "," + b + "]"
+    assert [len(body) for _, body in chunk_batches([a, b], max_bytes=together)] == [together]
+    c = {**b, "user_identities": {"customer_id": "c"}}
+    assert [len(body) for _, body in chunk_batches([a, b, c], max_bytes=together - 1)] == [size + 2] * 3
+    assert [[m["user_identities"]["customer_id"] for m in members] for members, _ in chunk_batches([a, b], max_batches=1)] == [["a"], ["b"]]
