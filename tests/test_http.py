@@ -514,3 +514,15 @@ def test_an_unlisted_status_is_typed_by_its_class(server, status, code):
     server.route("GET", "/x", Answer(status, json={"message": "nope"}))
     response = requests.get(server.url + "/x", allow_redirects=False, timeout=5)
     assert error_for_response(response).code == code
+
+
+def test_an_attempt_is_an_ordinary_request_unless_marked_as_a_credentials_fetch():
+    from connector_core.http import Attempt
+
+    assert Attempt("GET", "https://api.example/x", "answered", status=200).credentials is False
+
+
+def test_a_url_python_cannot_split_is_refused_as_not_absolute():
+    with pytest.raises(InvalidConfig) as caught:
+        check_url("https://[::1/x", "apiUrl")
+    assert "must be an absolute http(s) URL" in str(caught.value)
