@@ -386,3 +386,12 @@ def test_an_unknown_connector_among_installed_ones_is_unknown_not_refused():
             engine.registry.connector("nope")
     assert str(caught.value).startswith("no loaded plugin provides connector 'nope' (loaded: ")
     assert "mparticle" in str(caught.value)
+
+
+def test_a_refused_capability_asked_for_by_its_bare_id_is_reported_as_refused():
+    from connector_core import PluginRejected
+
+    registry = Engine(_pm_with_a_broken_plugin(), strict=False).registry
+    with pytest.raises(PluginRejected) as caught:
+        registry.get("toyShout")
+    assert "does not match" in str(caught.value)
