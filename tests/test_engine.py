@@ -230,6 +230,7 @@ def test_http_settings_default_to_the_documented_values(engine):
     with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}) as connection:
         assert connection.http.transport.timeout == (10.0, 30.0)
         assert (connection.http.policy.max_retries, connection.http.policy.max_total_wait) == (3, 30.0)
+        assert connection.http.deadline_seconds == 120.0  # docs/operators.md: the whole call
     config = {"clientId": "c", "clientSecret": "sec-Xy8-value", "timeoutSeconds": 7, "connectTimeoutSeconds": 2,
               "maxRetries": 1, "maxRetryWaitSeconds": 4}
     with engine.connect(config) as connection:

@@ -93,8 +93,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                       "tests/test_backfill.py::test_upload_events_with_a_named_connection_needs_upload_allowed"]),
     "engine": ("connector_core/engine.py", ["tests/test_engine.py", "tests/test_http.py", "tests/test_registry.py", "tests/test_mparticle.py"]),
     # test_mparticle: endpoints whose base URL a config field chooses (the pod), which the toy connector has not
-    # test_proxies: the environment's proxies, through a loopback proxy (the only way to see them applied)
-    "http": ("connector_core/http.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_mparticle.py", "tests/test_proxies.py"]),
+    # test_proxies: the environment's proxies, through a loopback proxy; test_calls_end: the call deadline
+    "http": ("connector_core/http.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_mparticle.py", "tests/test_proxies.py",
+                                       "tests/test_calls_end.py"]),
     "batches": ("capabilities/batches.py", ["tests/test_batches.py", "tests/test_mparticle_uploads.py"]),
 }
 
