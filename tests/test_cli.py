@@ -537,3 +537,19 @@ def test_describe_shows_only_the_first_example(sample):
     out = sample("describe", "sampleGreet").stdout
     assert out.count("Example input:") == 1
     assert '"name": "Ada"' in out and '"name": "Bob"' not in out
+
+
+def test_connectors_text_shows_owner_fields_endpoints_and_auth(cli):
+    out = cli("connectors", "mparticle").stdout
+    assert out.startswith("mparticle: mParticle  (owned by connector-framework)\n")
+    assert "\n  clientSecret (string, required, secret)  OAuth client secret of the Platform API credentials.\n" in out
+    assert ("\nEndpoints (ctx.http(NAME)):\n"
+            "  platform: https://api.mparticle.com, overridden by config field platformUrl; auth oauth\n"
+            "  events: by config field pod (AU1, EU1, US1, US2), overridden by config field eventsUrl; auth basic\n") in out
+    assert '\n  basic (basic): usernameFields=["apiKey", "clientID"], passwordFields=["apiSecret", "clientSecret"]\n' in out
+
+
+def test_connector_docs_creates_the_output_folder_with_its_parents(tmp_path, cli):
+    out = tmp_path / "a" / "b"
+    assert cli("docs", "--output", str(out), "--distribution", "connector-framework").code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["capabilities.md", "cli.md"]

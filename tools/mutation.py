@@ -90,7 +90,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # connect_from_args (the core's --connection handling, used by the plugin command upload-events)
     "cli": ("connector_core/cli.py", ["tests/test_cli.py", "tests/test_mparticle_cli.py", "tests/test_entry_points.py",
                                       "tests/test_docs.py::test_connector_docs_writes_checks_and_filters",
-                                      "tests/test_backfill.py::test_upload_events_with_a_named_connection_needs_upload_allowed"]),
+                                      "tests/test_backfill.py::test_upload_events_with_a_named_connection_needs_upload_allowed",
+                                      "tests/test_backfill.py::test_upload_events_in_process_with_text_streams"]),
     "engine": ("connector_core/engine.py", ["tests/test_engine.py", "tests/test_http.py", "tests/test_registry.py", "tests/test_mparticle.py"]),
     # test_mparticle: endpoints whose base URL a config field chooses (the pod), which the toy connector has not
     # test_proxies: the environment's proxies, through a loopback proxy; test_calls_end: the call deadline
