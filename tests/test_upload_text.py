@@ -58,3 +58,35 @@ def test_a_streamed_body_may_not_give_two_different_batches_one_id(engine, mpart
     assert [f.path for f in caught.value.faults] == ["$.jsonBody[0].source_request_id", "$.jsonBody[1].source_request_id"]
     assert "is also the source_request_id of $.jsonBody[1], a different batch" in caught.value.faults[0].message
     assert mparticle_sandbox.state()["batches_accepted"] == 0
+
+
+LIMIT = 256 * 1024  # bytes in one Events API request body
+
+
+def sized(total: int, request_id: str) -> dict:
+    """A batch whose request body ("[" + the batch as compact JSON + "]") is ``total`` bytes."""
+    b = batch("big", source_request_id=request_id)
+    b["events"] = [{"event_type": "custom_event",
+                    "data": {"event_name": "x", "custom_event_type": "other", "custom_attributes": {"pad": ""}}}]
+    base = len(json.dumps(b, separators=(",", ":"))) + 2
+    b["events"][0]["data"]["custom_attributes"]["pad"] = "x" * (total - base)
+    assert len(json.dumps(b, separators=(",", ":"))) + 2 == total
+    return b
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["list", "streamed-text"])
+def test_a_batch_of_exactly_one_request_body_is_sent_and_one_byte_more_is_refused(engine, mparticle_sandbox, as_text):
+    small = batch("small", source_request_id="small-id")
+
+    def body(*batches):
+        return json.dumps(list(batches)) + " " * 10 if as_text else list(batches)
+
+    output = engine.execute("uploadEventBatch", {"jsonBody": body(sized(LIMIT, "fits-id"), small)}, mparticle_sandbox.config).output
+    assert output["acknowledged"]["count"] == 2
+    mparticle_sandbox.reset()
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": body(sized(LIMIT + 1, "over-id"), small)}, mparticle_sandbox.config)
+    ((path, message),) = [(f.path, f.message) for f in caught.value.faults]
+    assert path == "$.jsonBody[0]"
+    assert message.startswith("this batch is 262,145 bytes as a request body, over the 262,144-byte")
+    assert mparticle_sandbox.state()["batches_accepted"] == 0
