@@ -631,3 +631,28 @@ def test_the_same_config_with_its_keys_in_another_order_reuses_the_connection(en
     engine.execute("toyGet", {"id": "1"}, dict(reversed(list(config.items()))))
     assert len(server.requests_to("POST", TOKEN_PATH)) == 1
     assert len({r.client_port for r in server.requests}) == 1  # one connection, one kept-alive socket
+
+
+class LaterLogger(Capability):
+    """Logs an exception it caught earlier, passing the exception itself as exc_info."""
+
+    MANIFEST = capability_manifest("toyLaterLogger")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        try:
+            raise RuntimeError("failed earlier")
+        except RuntimeError as exc:
+            caught = exc
+        ctx.log.warning("it failed", exc_info=caught)
+        return {}
+
+
+def test_ctx_log_with_an_exception_as_exc_info_shows_its_traceback_after_the_except_block(make_engine, config, caplog):
+    engine = make_engine(LaterLogger(), connectors=[TOY_CONNECTOR])
+    with caplog.at_level(logging.WARNING, logger="connector_core.capability.toyLaterLogger"):
+        engine.execute("toyLaterLogger", {}, config)
+    (record,) = [r for r in caplog.records if r.name == "connector_core.capability.toyLaterLogger"]
+    text = record.getMessage()
+    assert text.startswith("it failed\nTraceback (most recent call last):\n")
+    assert text.endswith("RuntimeError: failed earlier")
