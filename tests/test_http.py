@@ -526,3 +526,10 @@ def test_a_url_python_cannot_split_is_refused_as_not_absolute():
     with pytest.raises(InvalidConfig) as caught:
         check_url("https://[::1/x", "apiUrl")
     assert "must be an absolute http(s) URL" in str(caught.value)
+
+
+def test_retry_policies_with_the_same_settings_are_equal_whatever_their_random_generator():
+    from connector_core.http import RetryPolicy
+
+    assert RetryPolicy() == RetryPolicy()
+    assert RetryPolicy(max_total_wait=5.0) != RetryPolicy()
