@@ -715,7 +715,10 @@ def upload(
                 report.skipped += 1
                 continue
             if job.stop.is_set():
-                job.unsent(_Request(BULK_PATH, [index], [None], [events], []))
+                # Its id when known up front (uploadEventBatch's streamed text), so the report
+                # names it; a backfill derives ids as it sends, and this one was not sent.
+                known = report.ids[index] if index < len(report.ids) else None
+                job.unsent(_Request(BULK_PATH, [index], [known], [events], []))
                 raise _Stop
             path = f"$[{index}]"
             faults = check_batch(batch, path)

@@ -90,3 +90,84 @@ def test_a_batch_of_exactly_one_request_body_is_sent_and_one_byte_more_is_refuse
     assert path == "$.jsonBody[0]"
     assert message.startswith("this batch is 262,145 bytes as a request body, over the 262,144-byte")
     assert mparticle_sandbox.state()["batches_accepted"] == 0
+
+
+# -------------------------------------------------------------------- when the upload fails
+
+
+def small(i: int) -> dict:
+    return {"environment": "development", "user_identities": {"customer_id": f"cust-{i}"},
+            "events": [{"event_type": "custom_event", "data": {"event_name": "Tap", "custom_event_type": "navigation"}}]}
+
+
+def closed_port_url() -> str:
+    """An Events API URL on loopback where nothing listens: every connection is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v2"
+
+
+def test_a_streamed_body_mparticle_refuses_names_every_refused_batch_by_its_index(engine, mparticle_sandbox):
+    # The backfill engine halves a refused request until each refused batch is alone: 3 requests.
+    mparticle_sandbox.fail_next("uploadBulkEvents", 3, status=400)
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": text(batch("u1"), batch("u2"))}, mparticle_sandbox.config)
+    assert caught.value.message.startswith("mParticle refused every request of this upload (400), so it accepted none of the 2 batch(es)")
+    assert [f.path for f in caught.value.faults] == ["$.jsonBody[0]", "$.jsonBody[1]"]
+    report = caught.value.details["report"]
+    assert (report["refused"]["count"], report["refused"]["events"], report["refused"]["batches"]) == (2, 4, [0, 1])
+    assert mparticle_sandbox.state()["batches_accepted"] == 0
+
+
+@pytest.mark.parametrize("key", [None, "key-1"], ids=["no-key", "key"])
+def test_a_streamed_body_whose_answer_was_lost_says_how_to_resend_it(engine, mparticle_sandbox, key):
+    from connector_core import OutcomeUnknown
+
+    mparticle_sandbox.fail_next("uploadBulkEvents", effect="drop")
+    properties = {"jsonBody": text(batch("u1"), batch("u2")), **({"idempotencyKey": key} if key else {})}
+    with pytest.raises(OutcomeUnknown) as caught:
+        engine.execute("uploadEventBatch", properties, {**mparticle_sandbox.config, "maxRetries": 0})
+    message = caught.value.message
+    assert message.startswith("no answer was read for 2 batch(es) (")
+    assert "(of 2 batch(es): 2 unknown)." in message
+    if key:
+        assert message.endswith("Repeat this call with the same idempotencyKey and jsonBody, which sends the same ids, or resend the "
+                                "batches listed in details.report.unknown and details.report.failed with the source_request_ids "
+                                "listed there (mParticle drops any batch whose id it already has).")
+    else:
+        assert "Do not repeat this call unchanged: it has no idempotencyKey" in message
+    report = caught.value.details["report"]
+    assert (report["status"], report["unknown"]["count"], report["unknown"]["events"]) == ("unknown", 2, 4)
+    assert report["unknown"]["sourceRequestIds"] == report["sourceRequestIds"]
+    # No rounds beyond the retry policy's (maxRetries 0): the request went out once.
+    assert [r["endpoint"] for r in mparticle_sandbox.requests] == ["uploadBulkEvents"]
+
+
+def test_a_streamed_body_that_reached_no_one_is_reported_not_sent_with_every_id(engine, mparticle_sandbox):
+    """Every connection refused: 5000 batches (50 requests), the upload stops at the first
+    refusal, so the engine leaves batches unread (it reads at most 25 requests ahead); each is reported failed with its id, stopped
+    by the network error, and the error says nothing was sent."""
+    from connector_core import NetworkError
+
+    config = {**mparticle_sandbox.config, "eventsUrl": closed_port_url(), "maxRetries": 0}
+    with pytest.raises(NetworkError) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": json.dumps([small(i) for i in range(5000)])}, config)
+    assert caught.value.message.endswith("Nothing was sent, so the call can be repeated as it is once the cause is fixed.")
+    report = caught.value.details["report"]
+    assert (report["status"], report["batches"]) == ("partial", 5000)
+    assert (report["failed"]["count"], report["failed"]["events"]) == (5000, 5000)
+    assert report["failed"]["batches"] == list(range(5000))
+    assert report["failed"]["sourceRequestIds"] == report["sourceRequestIds"]
+    assert len(set(report["sourceRequestIds"])) == 5000
+    # The requests in flight when the first refusal came (one per sending thread, at most 8)
+    # failed on their own; the rest were not sent: requests the engine had packed, then
+    # batches it never read, each stopped by the network error.
+    refused = [e for e in report["errors"] if e["code"] == "network_error"]
+    assert 1 <= len(refused) <= 8
+    assert {e["message"] for e in report["errors"] if e not in refused} == {
+        "not sent: the upload stopped before this request (network_error)",
+        "not sent: the upload stopped at an earlier request (network_error)"}
+    assert mparticle_sandbox.requests == []
