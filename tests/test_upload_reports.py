@@ -92,3 +92,33 @@ def test_a_refused_batch_keeps_its_first_20_reasons(mparticle_sandbox):
         report = upload(connection, [bad], rate=100_000)
     (refused,) = report.to_dict()["refused"]["reasons"]
     assert [r["path"] for r in refused["reasons"]] == [f"$[0].events[{i}].data.custom_event_type" for i in range(20)]
+
+
+def test_a_summed_report_is_stopped_by_the_first_part_an_error_stopped(mparticle_sandbox):
+    """Part one stopped on refused credentials (401), part two on an unknown endpoint (404):
+    the sum says it stopped, with the error of the earlier part."""
+    with Engine() as engine, engine.connect(mparticle_sandbox.config, connector="mparticle") as connection:
+        mparticle_sandbox.fail_next("uploadBulkEvents", status=401)
+        one = upload(connection, [batch("a", i) for i in range(2)], rate=100_000, concurrency=1)
+        mparticle_sandbox.fail_next("uploadBulkEvents", status=404)
+        two = upload(connection, [batch("b", i) for i in range(3)], rate=100_000, concurrency=1)
+        ok = upload(connection, [batch("c", 0)], rate=100_000, concurrency=1)
+    summed = combine_reports([ok, one, two]).to_dict()
+    assert summed["status"] == "stopped"
+    assert (summed["error"]["code"], summed["error"]["status"]) == ("authentication_failed", 401)
+    assert summed["failed"]["batches"] == [1, 2, 3, 4, 5] and summed["acknowledged"]["batches"] == [0]
+    summed = combine_reports([ok, two, one]).to_dict()
+    assert (summed["error"]["code"], summed["error"]["status"]) == ("not_found", 404)
+    assert "error" not in combine_reports([ok]).to_dict() and combine_reports([ok]).to_dict()["status"] == "accepted"
+
+
+def test_a_batch_the_checker_refuses_is_listed_with_its_first_reason(mparticle_sandbox):
+    unknown_type = {"event_type": "no_such_type", "data": {}}
+    two_faults = {**batch("a", 1, valid=False), "events": [batch("a", 1, valid=False)["events"][0], unknown_type]}
+    with Engine() as engine, engine.connect(mparticle_sandbox.config, connector="mparticle") as connection:
+        report = upload(connection, [batch("a", 0), two_faults], rate=100_000).to_dict()
+    assert [(e["fate"], e["batches"], e["message"]) for e in report["errors"]] == [
+        ("refused", [1], "custom_event needs 'custom_event_type' (one of: navigation, location, search, transaction, "
+                         "user_content, user_preference, social, media, attribution, other)")]
+    assert [r["path"] for r in report["refused"]["reasons"][0]["reasons"]] == [
+        "$[1].events[0].data.custom_event_type", "$[1].events[1].event_type"]
