@@ -21,6 +21,7 @@ from connector_mparticle.batches import (
     encode_single,
     parse_batches,
 )
+from batch_mutants import batch_mutants
 from shared_folder import needs_shared, shared_path
 
 from connector_core.errors import Fault, InvalidInput
@@ -429,6 +430,13 @@ def test_event_needs_data_object():
     assert "must be an object, not string" in fault.message
 
 
+def test_every_event_is_checked_after_one_whose_data_is_not_an_object():
+    events = [{"event_type": "uninstall", "data": "x"}, {"event_type": "breadcrumb", "data": {}},
+              {"event_type": "no_such_type", "data": {}}]
+    assert paths(check_batch({"events": events})) == [
+        "$.events[0].data", "$.events[1].data.label", "$.events[2].event_type"]
+
+
 def test_fields_beside_data_are_pointed_out():
     fault = only(check_batch({"events": [{"event_type": "screen_view", "screen_name": "Home"}]}))
     assert "move 'screen_name' inside 'data'" in fault.message
@@ -728,6 +736,22 @@ def test_source_message_id_must_be_a_string():
 
 
 # --------------------------------------------------------------------------- reporting
+
+def test_mappings_and_tuples_are_checked_as_the_objects_and_arrays_they_stand_for():
+    """A host's batches need not be plain dicts and lists (OrderedDict from an
+    object_pairs_hook, tuples): the checker treats them as JSON objects and arrays."""
+    from collections import OrderedDict
+
+    def custom(name):
+        return OrderedDict(event_type="custom_event", data=OrderedDict(event_name=name, custom_event_type="other"))
+
+    batch = OrderedDict(environment="development", user_identities=OrderedDict(customer_id="u"),
+                        user_attributes=OrderedDict(tags=("a", "b")), events=(custom("x"), custom("y")))
+    assert check_batch(batch) == []
+    assert check_batches([batch, dict(batch)]) == []
+    batch["events"] = (custom("x"), OrderedDict(event_type="custom_event", data=OrderedDict(event_name="y")))
+    assert paths(check_batch(batch)) == ["$.events[1].data.custom_event_type"]
+
 
 def test_all_faults_are_reported_sorted_by_path_in_natural_order():
     events = [first("uninstall") for _ in range(12)]
@@ -1074,8 +1098,17 @@ def test_chunk_nothing():
 
 
 def test_chunk_rejects_impossible_limits():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_batches must be >= 1 and max_bytes >= 2"):
         chunk_batches(small_batches(1), max_batches=0)
+    with pytest.raises(ValueError, match="max_batches must be >= 1 and max_bytes >= 2"):
+        chunk_batches(small_batches(1), max_bytes=1)
+
+
+def test_the_smallest_chunk_limits_are_one_batch_and_an_empty_array():
+    assert chunk_batches([], max_batches=1, max_bytes=2) == []
+    with pytest.raises(InvalidInput) as info:  # "[{}]" is 4 bytes
+        chunk_batches([{}], max_batches=1, max_bytes=2)
+    assert only(list(info.value.faults)).path == "$.jsonBody[0]"
 
 
 def test_encode_single():
@@ -1097,30 +1130,9 @@ _ODD_VALUES = [None, "", "zzz", "unknown", "customerid", 0, -1, 2**63, True, 1.5
 
 def _mutants(batch: dict, rng, count: int):
     """``count`` copies of ``batch``, each with one or two nodes deleted, replaced or given a stray key."""
-    def nodes(node, path=()):
-        if path:
-            yield path
-        children = node.items() if isinstance(node, dict) else enumerate(node[:4]) if isinstance(node, list) else ()
-        for key, child in children:
-            yield from nodes(child, (*path, key))
-
-    for _ in range(count):
-        mutant = copy.deepcopy(batch)
-        for _ in range(rng.choice((1, 1, 2))):
-            paths = list(nodes(mutant))
-            if not paths:
-                break
-            path = rng.choice(paths)
-            parent = mutant
-            for key in path[:-1]:
-                parent = parent[key]
-            roll = rng.random()
-            if roll < 0.15 and isinstance(parent, dict):
-                del parent[path[-1]]
-            elif roll < 0.25 and isinstance(parent, dict):
-                parent[rng.choice(["zz_unknown", "ip", "environment", "data", "new", "old", "products"])] = rng.choice(_ODD_VALUES)
-            else:
-                parent[path[-1]] = copy.deepcopy(rng.choice(_ODD_VALUES))
+    stray = ["zz_unknown", "ip", "environment", "data", "new", "old", "products"]
+    for _, mutant in batch_mutants(batch, rng, count, replacements=_ODD_VALUES, edits=(1, 1, 2), stray_keys=stray,
+                                   stray_values=_ODD_VALUES, list_head=4):
         yield mutant
 
 

@@ -27,6 +27,7 @@ import mparticle
 import pytest
 import requests
 import sdk_corpus
+from batch_mutants import batch_mutants
 from connector_mparticle.batches import check_batch
 from connector_mparticle.sandbox import Sandbox
 from connector_mparticle.sandbox.validation import validate_batch
@@ -358,28 +359,7 @@ _REPLACEMENTS = [None, "zzz", "", 12345, -1.5, True, [], ["x"], {}, {"k": 1}]
 
 def _mutants(batch: dict, rng: random.Random, count: int):
     """``count`` copies of ``batch``, each with one node deleted, replaced or given a stray key."""
-    def nodes(node, path=()):
-        if path:
-            yield path
-        children = node.items() if isinstance(node, dict) else enumerate(node[:3]) if isinstance(node, list) else ()
-        for key, child in children:
-            yield from nodes(child, (*path, key))
-
-    paths = list(nodes(batch))
-    for _ in range(count):
-        path = rng.choice(paths)
-        mutant = copy.deepcopy(batch)
-        parent = mutant
-        for key in path[:-1]:
-            parent = parent[key]
-        roll = rng.random()
-        if roll < 0.15 and isinstance(parent, dict):
-            del parent[path[-1]]
-        elif roll < 0.25 and isinstance(parent, dict):
-            parent["zz_unknown"] = 1
-        else:
-            parent[path[-1]] = rng.choice(_REPLACEMENTS)
-        yield ".".join("#" if isinstance(k, int) else str(k) for k in path), mutant
+    return batch_mutants(batch, rng, count, replacements=_REPLACEMENTS)
 
 
 _CORPUS_IDS = itertools.count()  # stable ids: pytest-xdist workers must collect the same names

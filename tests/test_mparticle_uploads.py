@@ -348,6 +348,20 @@ def test_official_sample_batches_are_accepted_unchanged(sb, engine, year, drop_i
     assert output["acknowledged"]["events"] == len(sample["events"])
 
 
+def test_batches_built_from_mappings_and_tuples_are_sent_as_the_json_they_stand_for(sb, engine):
+    from collections import OrderedDict
+
+    event = OrderedDict(event_type="custom_event", data=OrderedDict(event_name="Tap", custom_event_type="navigation"))
+    built = OrderedDict(environment="development", user_identities=OrderedDict(customer_id="cust-1"),
+                        user_attributes=OrderedDict(tags=("a", "b")), events=(event, event))
+    output = upload(engine, sb, [built, built], idempotencyKey="mappings")
+    assert output["status"] == "accepted" and output["acknowledged"]["events"] == 4
+    (kept, _) = in_input_order(sb.batches, output["sourceRequestIds"])
+    assert {k: v for k, v in kept.items() if k != "source_request_id"} == {
+        "environment": "development", "user_identities": {"customer_id": "cust-1"}, "user_attributes": {"tags": ["a", "b"]},
+        "events": [{"event_type": "custom_event", "data": {"event_name": "Tap", "custom_event_type": "navigation"}}] * 2}
+
+
 def test_source_request_ids_are_added_when_missing_and_kept_when_present(sb, engine):
     batches = [small_batch(0, source_request_id="keep-me"), small_batch(1), small_batch(2, source_request_id=""),
                small_batch(3, source_request_id=None)]
