@@ -78,9 +78,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_upload_text.py", "tests/test_mparticle_uploads.py", "tests/test_mparticle.py",
                                                                 "tests/test_mparticle_exactly_once.py"]),
     # uploadEventBatch's requests, fates and report (the capability module is the thin part); the
-    # backfill's summed reports live there too since the one-report change, hence test_backfill
-    "upload_report": ("capabilities/upload_report.py", ["tests/test_upload_reports.py", "tests/test_mparticle_uploads.py", "tests/test_mparticle_exactly_once.py",
-                                                      "tests/test_mparticle.py", "tests/test_backfill.py",
+    # backfill's summed reports live there too since the one-report change, hence test_backfill;
+    # test_upload_text: the reports of a large text jsonBody sent by the backfill engine
+    "upload_report": ("capabilities/upload_report.py", ["tests/test_upload_reports.py", "tests/test_upload_text.py", "tests/test_mparticle_uploads.py",
+                                                      "tests/test_mparticle_exactly_once.py", "tests/test_mparticle.py", "tests/test_backfill.py",
                                                       "tests/test_mparticle_exactly_once_faults.py"]),
     "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_engine.py", "tests/test_entry_points.py",
                                                 "tests/test_ownership.py"]),
