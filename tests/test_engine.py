@@ -15,6 +15,7 @@ from toy import (
     TOY_CONNECTOR,
     Capability,
     Echo,
+    Shout,
     capability_manifest,
     token,
     token_issuer,
@@ -31,6 +32,7 @@ from connector_core import (
     InvalidInput,
     PluginError,
     Result,
+    declare_connector,
     hookimpl,
 )
 
@@ -656,3 +658,121 @@ def test_ctx_log_with_an_exception_as_exc_info_shows_its_traceback_after_the_exc
     text = record.getMessage()
     assert text.startswith("it failed\nTraceback (most recent call last):\n")
     assert text.endswith("RuntimeError: failed earlier")
+
+
+# -- the output a capability returns ---------------------------------------------------
+
+
+def test_a_results_dict_gives_its_duration_in_milliseconds_to_the_microsecond():
+    result = Result("toy.toyEcho", {"echo": {"name": "x"}}, 12.3456789, 2, 1, "toy")
+    assert result.to_dict() == {
+        "capability": "toy.toyEcho",
+        "connector": "toy",
+        "output": {"echo": {"name": "x"}},
+        "meta": {"duration_ms": 12.346, "http_requests": 2, "retries": 1},
+    }
+
+
+def test_text_a_service_answered_is_passed_on_even_when_it_is_not_valid_unicode(engine, server, config):
+    # JSON may escape a lone surrogate; the plugin passes on what the service said (the CLI prints it escaped).
+    server.route("GET", "/api/items/7", Answer(200, body='{"id": "7", "name": "bad \\ud800 name"}',
+                                               headers={"Content-Type": "application/json"}))
+    assert engine.execute("toyGet", {"id": "7"}, config).output == {"item": {"id": "7", "name": "bad \ud800 name"}}
+
+
+class Tree(Capability):
+    """Returns a list nested as deep as its input says (output the plugin builds itself)."""
+
+    MANIFEST = capability_manifest("toyTree", input_schema={"type": "object", "required": ["depth"]})
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        tree: list = []
+        for _ in range(properties["depth"] - 1):
+            tree = [tree]
+        return {"tree": tree}
+
+
+def test_output_may_nest_128_levels_and_deeper_output_is_a_plugin_bug():
+    with Engine(toy_pm(Tree())) as engine:
+        # The output object is the first level, its list and the lists in it the other 127.
+        output = engine.execute("toyTree", {"depth": 127}, {"clientId": "c", "clientSecret": "sec-Xy8-value"}).output
+        depth, level = 1, output
+        while level:
+            level, depth = (level["tree"] if isinstance(level, dict) else level[0]), depth + 1
+        assert depth == 128
+        with pytest.raises(PluginError) as caught:
+            engine.execute("toyTree", {"depth": 128}, {"clientId": "c", "clientSecret": "sec-Xy8-value"})
+    assert caught.value.code == "invalid_output"
+    assert [(f.path, f.message) for f in caught.value.faults] == [
+        ("$.tree" + "[0]" * 127, "nests deeper than 128 levels of objects and arrays")]
+
+
+# -- choosing the connector of a config ------------------------------------------------
+
+# A second connector whose config has one more required field than the toy's (which allows no other).
+OTHER_CONNECTOR = variant(
+    TOY_CONNECTOR,
+    id="other",
+    title="Other service",
+    config={
+        **TOY_CONNECTOR["config"],
+        "required": ["clientId", "clientSecret", "workspace"],
+        "properties": {**TOY_CONNECTOR["config"]["properties"], "workspace": {"type": "string", "minLength": 1}},
+    },
+)
+
+
+class OtherEcho(Echo):
+    MANIFEST = capability_manifest("otherEcho", connector="other")
+    CONNECTOR_MANIFEST = OTHER_CONNECTOR
+
+
+def test_without_a_connector_named_the_config_picks_the_one_connector_whose_schema_it_fits(monkeypatch):
+    with Engine(toy_pm(Echo(), OtherEcho())) as engine:
+        with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"}) as toy:
+            assert toy.connector.id == "toy"
+        with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value", "workspace": "w1"}) as other:
+            assert other.connector.id == "other"
+        # $env references are resolved before the config is fitted.
+        monkeypatch.setenv("OTHER_WORKSPACE", "w2")
+        with engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value", "workspace": {"$env": "OTHER_WORKSPACE"}}) as by_env:
+            assert by_env.connector.id == "other"
+        with pytest.raises(InvalidConfig) as caught:
+            engine.connect({"clientId": "c"})
+    assert caught.value.message == (
+        "2 connector(s) loaded (other, toy) and the config fits none of their config schemas; "
+        "name one with connector= (CLI: --connector)"
+    )
+
+
+def _toy_declared_twice_differently(*plugins):
+    """The toy connector declared by two distributions with different manifests: it is refused."""
+    pm = toy_pm(*plugins)
+    declare_connector(pm, TOY_CONNECTOR, origin={"distribution": "toy-one"})
+    declare_connector(pm, variant(TOY_CONNECTOR, title="Another toy"), origin={"distribution": "toy-two"})
+    return pm
+
+
+def test_a_config_for_no_loaded_connector_is_told_which_connectors_were_refused():
+    with Engine(_toy_declared_twice_differently(Echo())) as engine:
+        with pytest.raises(InvalidConfig) as caught:
+            engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"})
+    assert caught.value.message == "no connector is loaded; refused: toy (see `connector plugins`)"
+    with Engine(_toy_declared_twice_differently(Echo(), OtherEcho())) as engine:
+        with pytest.raises(InvalidConfig) as caught:
+            engine.connect({"clientId": "c", "clientSecret": "sec-Xy8-value"})
+    assert caught.value.message == (
+        "1 connector(s) loaded (other) and the config fits none of their config schemas; "
+        "name one with connector= (CLI: --connector); refused: toy (see `connector plugins`)"
+    )
+
+
+def test_the_only_connector_checks_the_config_even_when_a_capability_plugin_was_rejected():
+    pm = toy_pm(Echo())
+    pm.register(Shout(), name="toyWrongName")  # rejected: its manifest id is toyShout
+    with Engine(pm) as engine:
+        assert [r.name for r in engine.registry.rejected] == ["toyWrongName"]
+        with pytest.raises(InvalidConfig) as caught:
+            engine.connect({"clientId": "c"})
+    assert [(f.path, f.message) for f in caught.value.faults] == [("$.clientSecret", "is required")]
