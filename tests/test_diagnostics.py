@@ -167,6 +167,23 @@ def test_a_connector_manifest_shared_by_many_plugins_is_read_once(pm, write_json
     assert shared.reads == 1
 
 
+def test_a_connector_manifest_each_plugin_names_with_its_own_path_object_is_read_once(pm, write_json):
+    # As when each capability module of a package says `files(__package__) / "connector.json"`.
+    path = write_json("toy.json", TOY_CONNECTOR)
+    sources = []
+    for i in range(5):
+
+        class One(Echo):
+            MANIFEST = capability_manifest(f"toyEcho{i}")
+            CONNECTOR_MANIFEST = CountingFile(path)
+
+        sources.append(One.CONNECTOR_MANIFEST)
+        pm.register(One(), name=f"toyEcho{i}")
+    registry = build_registry(pm, strict=True)
+    assert len(registry.capabilities) == 5
+    assert [source.reads for source in sources] == [1, 0, 0, 0, 0]
+
+
 def test_passed_checks_are_remembered_by_content_and_failures_never(tmp_path, monkeypatch, write_json):
     monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", str(tmp_path / "cache"))
     markers = lambda: sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())  # noqa: E731

@@ -13,6 +13,7 @@ from connector_core import (
     Engine,
     NotFound,
     PluginLoadError,
+    PluginRejected,
     UnknownCapability,
     build_registry,
     hookimpl,
@@ -395,3 +396,117 @@ def test_a_refused_capability_asked_for_by_its_bare_id_is_reported_as_refused():
     with pytest.raises(PluginRejected) as caught:
         registry.get("toyShout")
     assert "does not match" in str(caught.value)
+
+
+# -- what loading reports about installed distributions --------------------------------
+
+
+def _rewrite(site, name, version, file, text):
+    """Replace one file of a fake distribution's ``.dist-info``, as another installer could have written it."""
+    (site / f"{name.replace('-', '_')}-{version}.dist-info" / file).write_text(text, "utf-8")
+
+
+def test_a_distribution_whose_metadata_spells_its_headers_in_lower_case_is_reported_with_its_name_and_version(pm, fake_distribution):
+    # Core metadata is e-mail headers, whose names are case-insensitive.
+    site = fake_distribution(
+        "toy-lower",
+        "3.1",
+        entry_points={"toyLower": "toy_lower_mod"},
+        modules={
+            "toy_lower_mod": _toy_module(
+                "MANIFEST = capability_manifest('toyLower')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {}\n"
+            )
+        },
+    )
+    _rewrite(site, "toy-lower", "3.1", "METADATA", "metadata-version: 2.1\nname: toy-lower\nversion: 3.1\n\nA README.\n")
+    assert load_entry_points(pm, only=["toyLower"]) == []
+    loaded = report(build_registry(pm, strict=True), "toyLower")
+    assert (loaded.status, loaded.distribution, loaded.version) == ("loaded", "toy-lower", "3.1")
+
+
+@pytest.fixture
+def broken_connectors(fake_distribution):
+    """A distribution (sorted before connector-framework) declaring three connectors that cannot load:
+    one whose module is missing, one whose manifest has another id, one whose manifest is invalid."""
+    site = fake_distribution(
+        "a-toy-connectors",
+        entry_points={},
+        modules={"a_toy_connectors": "from toy import TOY_CONNECTOR, variant\n"
+                                     "MISNAMED = variant(TOY_CONNECTOR, id='beta')\n"
+                                     "INVALID = variant(TOY_CONNECTOR, id='gamma', effect='sometimes')\n"},
+    )
+    _rewrite(site, "a-toy-connectors", "1.0", "entry_points.txt",
+             "[connector_core.connectors]\n"
+             "alpha = a_toy_connectors:MISNAMED\n"
+             "delta = a_toy_connectors_missing:MANIFEST\n"
+             "gamma = a_toy_connectors:INVALID\n")
+
+
+def test_connector_declarations_that_cannot_load_are_refused_one_by_one_and_the_others_load(pm, broken_connectors):
+    rejected = load_entry_points(pm, only=[])
+    registry = build_registry(pm, rejected)
+    assert list(registry.connectors) == ["mparticle"]
+    refused = {r.id: (r.kind, r.distribution, r.reason) for r in registry.rejected}
+    assert refused == {
+        "alpha": ("connector", "a-toy-connectors", "the entry point declares connector 'alpha' but its manifest's id is 'beta'"),
+        "delta": ("connector", "a-toy-connectors", "failed to import: ModuleNotFoundError: No module named 'a_toy_connectors_missing'"),
+        "gamma": ("connector", "a-toy-connectors", "<dict>: invalid connector manifest (1 problem(s))\n  $.effect: is not an allowed property"),
+    }
+    with pytest.raises(PluginRejected) as caught:
+        registry.connector("delta")
+    assert str(caught.value) == (
+        "connector 'delta' is installed but was refused: failed to import: ModuleNotFoundError: "
+        "No module named 'a_toy_connectors_missing'"
+    )
+
+
+def test_an_unknown_connector_is_unknown_even_when_other_connectors_were_refused(pm, broken_connectors):
+    registry = build_registry(pm, load_entry_points(pm, only=[]))
+    with pytest.raises(UnknownCapability) as caught:
+        registry.connector("nope")
+    assert str(caught.value) == "no loaded plugin provides connector 'nope' (loaded: mparticle)"
+
+
+def test_a_capability_imported_for_its_bare_name_is_unregistered_when_its_qualified_id_is_not_selected(pm, fake_distribution):
+    other = "CONNECTOR_MANIFEST = variant(TOY_CONNECTOR, id='other', title='Other service')\n"
+    fake_distribution(
+        "two-echoes",
+        entry_points={"toyEcho": "two_echoes_toy", "other.toyEcho": "two_echoes_other"},
+        modules={
+            "two_echoes_toy": _toy_module(
+                "MANIFEST = capability_manifest('toyEcho')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {'from': 'toy'}\n"
+            ),
+            "two_echoes_other": _toy_module(
+                "from toy import variant\nMANIFEST = capability_manifest('toyEcho', connector='other')\n" + other +
+                "@hookimpl\ndef execute(ctx, properties):\n    return {'from': 'other'}\n"
+            ),
+        },
+    )
+    assert load_entry_points(pm, only=["other.toyEcho"]) == []
+    registry = build_registry(pm, strict=True)
+    assert list(registry.capabilities) == ["other.toyEcho"]
+    # The plugin manager keeps only what loaded: no hook of the unselected plugin runs.
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == ["two-echoes:other.toyEcho"]
+
+
+def test_a_selected_capability_that_fails_to_import_brings_no_extension_of_its_distribution_along(pm, fake_distribution):
+    fake_distribution(
+        "toy-half-broken",
+        entry_points={"toyBroken": "toy_half_broken_missing", "toy-tools": "toy_half_broken_tools"},
+        modules={"toy_half_broken_tools": "from connector_core import hookimpl\n"
+                                          "@hookimpl\ndef register_commands(subparsers):\n    pass\n"},
+    )
+    (broken,) = load_entry_points(pm, only=["toyBroken"])
+    assert (broken.name, broken.reason) == ("toyBroken", "failed to import: ModuleNotFoundError: No module named 'toy_half_broken_missing'")
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == []
+
+
+def test_capabilities_loaded_twice_from_the_same_manifests_are_equal():
+    # Equality is the manifests and the distribution, not the plugin objects: a host can compare
+    # what two loadings (before and after a reload) provide.
+    first, second = Engine(toy_pm(Echo(), Shout())).registry, Engine(toy_pm(Echo(), Shout())).registry
+    assert first.get("toyEcho") == second.get("toyEcho")
+    assert first.get("toyEcho") != second.get("toyShout")
+    assert list(first.capabilities.values()) == list(second.capabilities.values())
