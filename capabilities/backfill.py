@@ -37,7 +37,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,72 @@ def historical_faults(batch: Mapping, path: str = "$", now_ms: int | None = None
                 "another batch to /v2/bulkevents (only events older than 30 days need the historical endpoint)"
             )))
     return faults
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+@attrs.frozen
+class Settings:
+    """What preparing a batch depends on besides the batch and its position."""
+
+    key: str
+    historical: str
+    now_ms: int
+    max_request_bytes: int
+
+
+# One prepared batch: (index, events, batch, route, request_id, item, faults). ``route`` is
+# None for a batch an earlier run settled (skipped); ``item`` is the encoded batch with its
+# id, to send to ``route``, when ``faults`` is empty; ``batch`` is what the dead letter gets.
+Record = tuple
+
+
+def batch_events(batch: Any) -> int:
+    events = batch.get("events") if isinstance(batch, dict) else None
+    return len(events) if isinstance(events, list) else 0
+
+
+def prepare(batch: Any, index: int, settings: Settings) -> tuple[str, str | None, bytes | None, list[Fault]]:
+    """Check one batch and give it its id: ``(route, source_request_id, item, faults)``;
+    ``item`` (the request bytes of the batch) is None when there are faults."""
+    path = f"$[{index}]"
+    faults = check_batch(batch, path)
+    route = BULK_PATH
+    historical = settings.historical
+    if not faults and (historical == "always" or (historical == "auto" and _is_old(batch, settings.now_ms))):
+        route = HISTORICAL_PATH
+        faults = historical_faults(batch, path, settings.now_ms)
+    if faults:
+        return route, None, None, faults
+    try:
+        request_id, item = _with_id(batch, index, settings.key)
+    except ValueError as exc:  # NaN or Infinity, which JSON cannot carry
+        return route, None, None, [Fault(path, f"holds a number JSON cannot carry ({exc}); use null or a finite number")]
+    if len(item) + 2 > settings.max_request_bytes:
+        return route, request_id, None, [Fault(path, (
+            f"this batch is {len(item) + 2:,} bytes as a request body, over the {settings.max_request_bytes:,}-byte "
+            "limit of one Events API request; split its events into several batches for the same user"))]
+    return route, request_id, item, []
+
+
+def record(index: int, batch: Any, settings: Settings, skip: bool = False) -> Record:
+    """The record of the batch at ``index`` (``skip``: an earlier run settled it)."""
+    events = batch_events(batch)
+    if skip:
+        return index, events, batch, None, None, None, None
+    route, request_id, item, faults = prepare(batch, index, settings)
+    return index, events, batch, route, request_id, item, faults
+
+
+def prepared(batches: Iterable[Any], settings: Settings, done: Callable[[int], bool] | None) -> Iterator[Record]:
+    """The records of ``batches``, prepared in this process (``done(index)``: settled earlier)."""
+    from .batch_files import Line
+
+    for index, batch in enumerate(batches):
+        if type(batch) is Line:
+            batch = batch.parse()
+        yield record(index, batch, settings, done is not None and done(index))
 
 
 # --------------------------------------------------------------------------- pacing
@@ -665,6 +731,7 @@ def upload(
     sleep: Callable[[float], None] = time.sleep,
     report: UploadReport | None = None,
     stats: CallStats | None = None,
+    workers: int = 0,
 ) -> UploadReport:
     """Upload ``batches`` (any iterable of batch dicts) on ``connection``; return what happened.
 
@@ -681,6 +748,12 @@ def upload(
     default a new summed one; ``uploadEventBatch`` passes one holding every batch's id), and
     ``stats``, when given, is credited with the HTTP requests and retries of the upload.
 
+    ``batches`` may also hold :class:`~connector_mparticle.batch_files.Line` items, the
+    unparsed text of one batch (``batch_files.iter_batches(paths, raw=True)`` yields them for
+    NDJSON files). With ``workers`` > 0, those are parsed, checked, given their ids and
+    encoded by that many worker processes (see ``backfill_workers``), while this process
+    only sends: the same requests, ids and report as without workers.
+
     Returns an :class:`UploadReport` (see its ``status``). Interrupted by Ctrl-C, it waits
     for the requests in flight, saves the state and returns a report with
     ``interrupted`` set and status ``stopped``.
@@ -693,6 +766,9 @@ def upload(
                            faults=[Fault("$.concurrency", f"must be >= 1, got {concurrency!r}")])
     if max_rounds < 0:
         raise InvalidInput("max_rounds must be >= 0")
+    if not isinstance(workers, int) or workers < 0:
+        raise InvalidInput("workers must be a whole number >= 0",
+                           faults=[Fault("$.workers", f"must be >= 0, got {workers!r}")])
     if not 1 <= max_batches_per_request <= MAX_BATCHES_PER_REQUEST or not 2 < max_request_bytes <= MAX_REQUEST_BYTES:
         raise InvalidInput("request limits must be within mParticle's (100 batches, 256 KB)")
     if "events" not in connection.connector.endpoints:
@@ -704,14 +780,20 @@ def upload(
                   report=report, stats=stats)
     report = job.report
     packers = {path: _Packer(path, max_batches_per_request, max_request_bytes) for path in (BULK_PATH, HISTORICAL_PATH)}
+    settings = Settings(idempotency_key, historical, now_ms(), max_request_bytes)
+    done = state.done if state is not None else None
+    if workers:
+        from .backfill_workers import prepared_by_workers
+
+        records = prepared_by_workers(batches, settings, done, workers)
+    else:
+        records = prepared(batches, settings, done)
     for thread in job.threads:
         thread.start()
     try:
-        now = now_ms()
-        for index, batch in enumerate(batches):
-            events = len(batch.get("events") or ()) if isinstance(batch, dict) and isinstance(batch.get("events"), list) else 0
+        for index, events, batch, route, request_id, item, faults in records:
             report.read(None, events)
-            if state is not None and state.done(index):
+            if route is None:  # acknowledged or refused by an earlier run with the same state file
                 report.skipped += 1
                 continue
             if job.stop.is_set():
@@ -720,24 +802,8 @@ def upload(
                 known = report.ids[index] if index < len(report.ids) else None
                 job.unsent(_Request(BULK_PATH, [index], [known], [events], []))
                 raise _Stop
-            path = f"$[{index}]"
-            faults = check_batch(batch, path)
-            route = BULK_PATH
-            if not faults and (historical == "always" or (historical == "auto" and _is_old(batch, now))):
-                route = HISTORICAL_PATH
-                faults = historical_faults(batch, path, now)
-            if not faults:
-                try:
-                    request_id, item = _with_id(batch, index, idempotency_key)
-                except ValueError as exc:  # NaN or Infinity, which JSON cannot carry
-                    faults = [Fault(path, f"holds a number JSON cannot carry ({exc}); use null or a finite number")]
-                else:
-                    if index < len(report.ids):
-                        report.ids[index] = request_id
-                    if len(item) + 2 > max_request_bytes:
-                        faults = [Fault(path, (
-                            f"this batch is {len(item) + 2:,} bytes as a request body, over the {max_request_bytes:,}-byte "
-                            "limit of one Events API request; split its events into several batches for the same user"))]
+            if request_id is not None and index < len(report.ids):
+                report.ids[index] = request_id
             if faults:
                 job.refuse(index, batch, events, faults)
                 if job.stop.is_set():
@@ -765,6 +831,9 @@ def upload(
             if left is not None:
                 job.unsent(left)
     finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()  # ends the worker processes, if any
         job.finish()
         report.rate_limited = job.pacer.rate_limited
         report.duration = time.perf_counter() - job.started

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -55,6 +56,10 @@ def add_command(subparsers) -> None:
                         help=f"batch-rate budget (default {DEFAULT_RATE:g}, mParticle's documented default)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
                         help=f"HTTP connections sending at once (default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
+                        help="processes that parse, check, identify and encode NDJSON batches while this one sends "
+                             f"(default auto: none for input under {AUTO_WORKERS_BYTES >> 20} MB or from standard "
+                             "input, else one per CPU but one (this process sends), at most " f"{AUTO_WORKERS_MAX}; 0: all in this process)")
     parser.add_argument("--historical", choices=HISTORICAL_MODES, default="never",
                         help="never (default): everything to /v2/bulkevents; auto: batches with events older than "
                              "30 days to /v2/bulkevents/historical; always: everything there. Batches going there "
@@ -67,6 +72,32 @@ def add_command(subparsers) -> None:
                         help="scopes the derived source_request_ids (default none: the same batch at the same "
                              "position always gets the same id, so uploading the same file twice delivers it once)")
     parser.set_defaults(handler=run)
+
+
+AUTO_WORKERS_BYTES = 16 << 20  # below this, starting worker processes costs more than it saves
+AUTO_WORKERS_MAX = 4
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or a whole number >= 0, not {text!r}")
+    return value
+
+
+def workers_for(files: list[str], asked: int | str) -> int:
+    """How many worker processes ``--workers`` means for ``files``."""
+    if asked != "auto":
+        return int(asked)
+    if os.name != "posix" or STDIN in files:
+        return 0
+    size = sum(os.path.getsize(path) for path in files)
+    return 0 if size < AUTO_WORKERS_BYTES else max(0, min(AUTO_WORKERS_MAX, (os.cpu_count() or 1) - 1))
 
 
 def _fingerprint(args, events_url: str) -> str:
@@ -152,10 +183,12 @@ def _upload(args, connection) -> int:
     state = StateFile(args.state, _fingerprint(args, events_url)).load() if args.state else None
     dead_letter = _DeadLetter(args.dead_letter, append=bool(state and state.resumed)) if args.dead_letter else None
     bar = _Bar(sys.stderr)
+    workers = workers_for(args.files, args.workers)
     try:
         report = upload(
             connection,
-            iter_batches(args.files),
+            iter_batches(args.files, raw=workers > 0),
+            workers=workers,
             rate=args.rate,
             concurrency=args.concurrency,
             historical=args.historical,

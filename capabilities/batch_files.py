@@ -28,7 +28,7 @@ import orjson
 
 from connector_core import Fault, InvalidInput
 
-__all__ = ["STDIN", "check_readable", "file_digest", "iter_batches", "iter_text_batches"]
+__all__ = ["STDIN", "Line", "check_readable", "file_digest", "iter_batches", "iter_text_batches"]
 
 STDIN = "-"
 _CHUNK = 1 << 16
@@ -60,12 +60,36 @@ def _first_byte(stream: BinaryIO) -> bytes:
         stream.read(len(head))
 
 
-def _values(stream: BinaryIO, where: str) -> Iterator[Any]:
+class Line:
+    """One NDJSON line not parsed yet: its bytes, and where it is for the error that names it
+    (``count``: the batch's position in its file; ``number``: the line number)."""
+
+    __slots__ = ("text", "where", "count", "number")
+
+    def __init__(self, text: bytes, where: str, count: int, number: int) -> None:
+        self.text = text
+        self.where = where
+        self.count = count
+        self.number = number
+
+    def parse(self) -> Any:
+        """The batch (orjson), or ``InvalidInput`` naming the file and the line."""
+        try:
+            return orjson.loads(self.text)
+        except orjson.JSONDecodeError as exc:
+            raise self.error(str(exc)) from None
+
+    def error(self, reason: str) -> InvalidInput:
+        return InvalidInput(f"{self.where} line {self.number} is not valid JSON: {reason}",
+                            faults=[Fault(f"$.files[{self.where!r}][{self.count}]", f"line {self.number}: {reason}")])
+
+
+def _values(stream: BinaryIO, where: str, lines: bool = False) -> Iterator[Any]:
     first = _first_byte(stream)
     if first == b"[":
         return ijson.items(stream, "item", use_float=True)
     if first == b"{" and _is_json(stream.peek(_CHUNK).split(b"\n", 1)[0]):
-        return _lines(stream, where)
+        return _raw_lines(stream, where) if lines else _lines(stream, where)
     return ijson.items(stream, "", multiple_values=True, use_float=True)
 
 
@@ -87,9 +111,17 @@ def _lines(stream: BinaryIO, where: str) -> Iterator[Any]:
         try:
             value = loads(line)
         except orjson.JSONDecodeError as exc:
-            message = f"{where} line {number} is not valid JSON: {exc}"
-            raise InvalidInput(message, faults=[Fault(f"$.files[{where!r}][{count}]", f"line {number}: {exc}")]) from None
+            raise Line(line, where, count, number).error(str(exc)) from None
         yield value
+        count += 1
+
+
+def _raw_lines(stream: BinaryIO, where: str) -> Iterator[Line]:
+    count = 0
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        yield Line(line, where, count, number)
         count += 1
 
 
@@ -100,22 +132,24 @@ def check_readable(paths: Iterable[str]) -> None:
             _open(path).close()
 
 
-def iter_batches(paths: Iterable[str]) -> Iterator[Any]:
+def iter_batches(paths: Iterable[str], *, raw: bool = False) -> Iterator[Any]:
     """Every batch of every file in ``paths`` (``-`` is standard input), in order.
 
+    With ``raw``, the batches of NDJSON input come as :class:`Line` items, not parsed (an
+    uploader parses them in worker processes); other input is parsed here as always.
     Raises ``InvalidInput`` naming the file and the batch position when a file cannot be
     read or stops being JSON; the batches before that point have been yielded.
     """
     for path in paths:
-        raw = _open(path)
+        file = _open(path)
         try:
-            stream: BinaryIO = raw
-            if raw.peek(2)[:2] == b"\x1f\x8b":
-                stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), _CHUNK)  # type: ignore[arg-type]
+            stream: BinaryIO = file
+            if file.peek(2)[:2] == b"\x1f\x8b":
+                stream = io.BufferedReader(gzip.GzipFile(fileobj=file, mode="rb"), _CHUNK)  # type: ignore[arg-type]
             count = 0
             where = "standard input" if path == STDIN else path
             try:
-                for value in _values(stream, where):
+                for value in _values(stream, where, raw):
                     yield value
                     count += 1
             except InvalidInput:
@@ -126,7 +160,7 @@ def iter_batches(paths: Iterable[str]) -> Iterator[Any]:
                 raise InvalidInput(message, faults=[Fault(f"$.files[{where!r}][{count}]", reason)]) from None
         finally:
             if path != STDIN:
-                raw.close()
+                file.close()
 
 
 def iter_text_batches(text: str | bytes, path: str = "$.jsonBody") -> Iterator[Any]:

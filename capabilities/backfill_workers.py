@@ -1,0 +1,255 @@
+"""Worker processes that parse, check, identify and encode NDJSON batches for :func:`backfill.upload`.
+
+Why: in one process, reading a line, checking the batch, deriving its id and encoding it run
+under the same interpreter lock as the threads that send, about 60 µs of CPU per batch; at
+20 ms from mParticle with the budget raised, that lock, not the network, sets the pace, and a
+sending thread whose answer has arrived waits for it. With ``workers``, this process only
+reads lines, sends and records; the CPU-heavy steps run in other processes.
+
+How: ``workers`` child processes (``python -m connector_mparticle.backfill_workers``). Each
+gets chunks of raw lines (with their positions in the input) on its standard input and
+answers each chunk with its records (``backfill.record``, the same function the in-process
+path uses) on its standard output, as length-prefixed pickles between this process and its
+own children. Chunks go to the least busy worker and are read back in the order they were
+made, so records come out in input order; at most ``2 * workers`` chunks are out at once, so
+memory stays bounded. Until a worker has started (imports take a few hundred milliseconds)
+this process prepares the chunks itself. A worker ignores Ctrl-C (this process handles it
+and records what was sent), and exits when its standard input closes, which happens however
+this process ends, killed included.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from connector_core import ConnectorError
+
+from .backfill import Record, Settings, record
+from .batch_files import Line
+
+__all__ = ["WorkerFailed", "prepared_by_workers"]
+
+CHUNK_LINES = 200
+CHUNK_BYTES = 512 * 1024
+_LENGTH = struct.Struct("!I")
+_READY = b"ready"
+
+
+class WorkerFailed(ConnectorError):
+    """A worker process ended before answering (a crash, or killed on its own)."""
+
+    code = "worker_failed"
+    category = "internal"
+
+
+def prepared_by_workers(
+    batches: Iterable[Any], settings: Settings, done: Callable[[int], bool] | None, workers: int,
+    *, wait: bool = False,
+) -> Iterator[Record]:
+    """The records of ``batches`` in input order, :class:`Line` items prepared by ``workers``
+    processes and anything else in this process. Closing the iterator ends the workers.
+
+    The records are those of ``backfill.prepared``, except that a batch that was not
+    refused comes without its parsed form (None). ``wait`` waits for the workers to start
+    instead of preparing the first chunks here (for tests)."""
+    pool = _Pool(workers, settings, wait)
+    try:
+        yield from pool.records(batches, done)
+    finally:
+        pool.close()
+
+
+def _write(stream, payload: Any) -> None:
+    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream) -> Any:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError
+    size = _LENGTH.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+class _Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C at the terminal is for the parent alone, even while this starts
+        )
+        self.ready = False
+        self.busy = 0  # chunks sent and not read back
+        _write(self.process.stdin, (settings.key, settings.historical, settings.now_ms, settings.max_request_bytes))
+
+    def poll_ready(self, wait: bool = False) -> bool:
+        if not self.ready and (wait or select.select([self.process.stdout], [], [], 0)[0]):
+            if self._read() != _READY:
+                raise WorkerFailed("a backfill worker process answered out of turn")
+            self.ready = True
+        return self.ready
+
+    def send(self, chunk: list[tuple[int, bool, bytes]]) -> None:
+        _write(self.process.stdin, chunk)
+        self.busy += 1
+
+    def receive(self) -> list:
+        records = self._read()
+        self.busy -= 1
+        return records
+
+    def _read(self) -> Any:
+        try:
+            return _read(self.process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            code = self.process.poll()
+            raise WorkerFailed(
+                f"a backfill worker process ended before answering (exit code {code}); nothing of its "
+                "batches was sent: rerun the same upload to resume", exit_code=code,
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+class _Pool:
+    def __init__(self, workers: int, settings: Settings, wait: bool = False) -> None:
+        self.settings = settings
+        self.wait = wait
+        self.workers = [_Worker(settings) for _ in range(workers)]
+        self.window = 2 * workers
+
+    def records(self, batches: Iterable[Any], done: Callable[[int], bool] | None) -> Iterator[Record]:
+        # Each entry: ("local", records) prepared here, or ("worker", worker, lines) out there.
+        pending: collections.deque = collections.deque()
+        chunk: list[tuple[int, Line]] = []
+        size = 0
+        failure = None
+        items = iter(batches)
+        index = -1
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except ConnectorError as exc:  # the source stopped being JSON: after every batch before it
+                failure = exc
+                break
+            index += 1
+            if type(item) is Line:
+                chunk.append((index, item))
+                size += len(item.text)
+                if len(chunk) < CHUNK_LINES and size < CHUNK_BYTES:
+                    continue
+            else:
+                chunk.append((index, item))
+            while len(pending) >= self.window:
+                yield from self._settle(pending.popleft())
+            pending.append(self._dispatch(chunk, done))
+            chunk, size = [], 0
+        if chunk:
+            pending.append(self._dispatch(chunk, done))
+        while pending:
+            yield from self._settle(pending.popleft())
+        if failure is not None:
+            raise failure
+
+    def _dispatch(self, chunk: list[tuple[int, Any]], done: Callable[[int], bool] | None) -> tuple:
+        lines = chunk if all(type(item) is Line for _, item in chunk) else None
+        worker = None
+        if lines is not None:
+            ready = [w for w in self.workers if w.poll_ready(self.wait) and w.busy < 2]
+            worker = min(ready, key=lambda w: w.busy, default=None)
+        if worker is None:  # no worker free yet, or a parsed batch: prepare it here
+            return "local", done, chunk
+        worker.send([(index, done is not None and done(index), line.text) for index, line in chunk])
+        return "worker", worker, chunk
+
+    def _settle(self, entry: tuple) -> Iterator[Record]:
+        kind, how, chunk = entry
+        if kind == "local":
+            for index, item in chunk:
+                batch = item.parse() if type(item) is Line else item
+                yield record(index, batch, self.settings, how is not None and how(index))
+            return
+        lines = dict(chunk)
+        for found in how.receive():
+            if len(found) == 2:  # (index, reason): the line is not JSON
+                raise lines[found[0]].error(found[1])
+            yield found
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def _serve() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    source = os.fdopen(os.dup(0), "rb")
+    sink = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the answers
+    import orjson
+
+    key, historical, now_ms, max_request_bytes = _read(source)
+    settings = Settings(key, historical, now_ms, max_request_bytes)
+    tasks: collections.deque = collections.deque()
+    arrived = threading.Semaphore(0)
+
+    def take() -> None:  # read ahead, so the parent's writes never wait for this worker's answers
+        try:
+            while True:
+                tasks.append(_read(source))
+                arrived.release()
+        except (EOFError, OSError):
+            tasks.append(None)
+            arrived.release()
+
+    threading.Thread(target=take, daemon=True).start()
+    _write(sink, _READY)
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    while True:
+        arrived.acquire()
+        chunk = tasks.popleft()
+        if chunk is None:
+            return
+        out = []
+        for index, skip, text in chunk:
+            try:
+                batch = loads(text)
+            except decode_error as exc:
+                out.append((index, str(exc)))
+                break
+            found = record(index, batch, settings, skip)
+            # Only a refused batch goes back whole (for the dead letter); the rest as bytes.
+            out.append(found if found[6] else found[:2] + (None,) + found[3:])
+        _write(sink, out)
+
+
+if __name__ == "__main__":
+    _serve()

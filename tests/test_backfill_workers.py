@@ -1,0 +1,171 @@
+"""Backfills with worker processes (``connector_mparticle.backfill_workers``): NDJSON lines
+parsed, checked, identified and encoded in other processes give exactly the records, requests,
+ids and report of the in-process path, and an upload stopped by Ctrl-C or killed resumes
+exactly once and leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from connector_mparticle.backfill import Settings, prepared
+from connector_mparticle.backfill_workers import prepared_by_workers
+from connector_mparticle.batch_files import iter_batches
+from connector_mparticle.sandbox import SandboxProcess
+
+from connector_core import InvalidInput
+from test_backfill import DAY_MS, config_file, make_batch, run_cli  # noqa: F401  (config_file: a fixture)
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="worker processes are used on POSIX systems only")
+
+
+@pytest.fixture
+def sb(mparticle_sandbox):
+    return mparticle_sandbox
+
+
+def _lines(path: Path, batches: list, blank_after: int = 5) -> Path:
+    text = [json.dumps(b) for b in batches]
+    text.insert(blank_after, "   ")  # a blank line is not a batch and shifts the line numbers
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def test_workers_prepare_exactly_the_records_of_the_in_process_path(tmp_path):
+    now = int(time.time() * 1000)
+    batches = [make_batch(i, 2) for i in range(450)]
+    batches[7] = {"events": "not a list"}  # refused, with its batch for the dead letter
+    batches[9] = {**make_batch(9), "source_request_id": "given-9"}
+    batches[11] = make_batch(11, 2, stamp=now - 40 * DAY_MS)  # old: historical when auto
+    batches[12] = {**make_batch(12), "user_attributes": {"blob": "x" * 300_000}}  # too large for one request
+    path = _lines(tmp_path / "in.ndjson", batches)
+    settings = Settings("key", "auto", now, 256 * 1024)
+    done = {3, 4, 300}.__contains__
+
+    here = list(prepared(iter_batches([str(path)]), settings, done))
+    there = list(prepared_by_workers(iter_batches([str(path)], raw=True), settings, done, 2, wait=True))
+    # Workers send a batch back parsed only when it was refused (for the dead letter).
+    assert there == [r if r[6] else r[:2] + (None,) + r[3:] for r in here]
+    assert [r[0] for r in there] == list(range(450))
+    assert [r[3] for r in there[3:5]] == [None, None] and there[11][3].endswith("historical")
+    assert [r[0] for r in there if r[6]] == [7, 12] and there[7][2] == {"events": "not a list"}
+
+
+def test_workers_name_the_bad_line_after_yielding_every_batch_before_it(tmp_path):
+    path = tmp_path / "bad.ndjson"
+    lines = [json.dumps(make_batch(i)) for i in range(260)]
+    lines[230] = '{"events": [}'
+    path.write_text("\n".join(lines[:3] + [""] + lines[3:]) + "\n")
+    settings = Settings("", "never", 0, 256 * 1024)
+    seen = []
+    with pytest.raises(InvalidInput) as there:
+        for found in prepared_by_workers(iter_batches([str(path)], raw=True), settings, None, 1, wait=True):
+            seen.append(found[0])
+    with pytest.raises(InvalidInput) as here:
+        list(iter_batches([str(path)]))
+    assert seen == list(range(230))
+    assert there.value.message == here.value.message and "line 232" in there.value.message
+    assert there.value.faults == here.value.faults
+
+
+def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file, tmp_path, capsys):  # noqa: F811
+    sb.configure(marker_attribute="marker")
+    (tmp_path / "a.json").write_text(json.dumps([make_batch(i) for i in range(40)]))  # parsed here: an array
+    batches = [make_batch(i) for i in range(40, 700)]
+    batches[100] = {"events": [], "mpid": "12"}
+    _lines(tmp_path / "b.ndjson", batches)
+    with gzip.open(tmp_path / "c.ndjson.gz", "wt") as f:
+        f.write("".join(json.dumps(make_batch(i)) + "\n" for i in range(700, 900)))
+    files = [str(tmp_path / name) for name in ("a.json", "b.ndjson", "c.ndjson.gz")]
+    runs = {}
+    for workers in ("0", "2"):
+        sb.reset()
+        sb.configure(marker_attribute="marker")
+        dead = tmp_path / f"dead-{workers}.ndjson"
+        code, summary, _ = run_cli(["upload-events", *files, "--config", str(config_file), "--workers", workers,
+                                    "--dead-letter", str(dead), "--rate", "1e6"], capsys)
+        assert code == 3, summary
+        for timing in ("durationSeconds", "eventsPerSecond", "batchesPerSecond", "deadLetter"):
+            summary.pop(timing)
+        runs[workers] = (summary, dead.read_text(), sorted(b["source_request_id"] for b in sb.batches))
+        assert sb.event_markers()["doubled"] == 0 and sb.event_markers()["events"] == 3 * 899
+    assert runs["0"] == runs["2"]
+    code, _, err = run_cli(["upload-events", files[0], "--config", str(config_file), "--workers", "-1"], capsys)
+    assert code == 2
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # an exited orphan may wait unreaped
+    except OSError:
+        return False
+
+
+def _gone(pids: set[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_running(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
+def test_interrupted_and_killed_uploads_with_workers_resume_exactly_once(tmp_path):
+    """Ctrl-C, then kill -9, a real ``connector upload-events --workers 1``; rerun; count markers."""
+    n = 1200
+    source = tmp_path / "events.ndjson"
+    source.write_text("".join(json.dumps(make_batch(i, 2)) + "\n" for i in range(n)))
+    with SandboxProcess("--latency", "5-15") as sandbox:
+        sandbox.configure(marker_attribute="marker")
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(sandbox.config))
+        argv = [str(Path(sys.executable).parent / "connector"), "upload-events", str(source), "--config", str(config),
+                "--state", str(tmp_path / "state.json"), "--rate", "1500", "--concurrency", "2", "--workers", "1"]
+
+        def stop_at(count: int, sig: int) -> subprocess.Popen:
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 60
+            while sandbox.state()["batches_accepted"] < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            workers = _children(child.pid)
+            os.kill(child.pid, sig)
+            child.out, child.err = child.communicate(timeout=60)
+            assert workers and _gone(workers), "the worker processes must end with the upload"
+            return child
+
+        interrupted = stop_at(n // 8, signal.SIGINT)
+        assert interrupted.returncode == 130, interrupted.err
+        assert json.loads(interrupted.out)["error"]["code"] == "interrupted"
+        first = sandbox.state()["batches_accepted"]
+        assert 0 < first < n // 2
+        stop_at(first + n // 8, signal.SIGKILL)
+        assert first < sandbox.state()["batches_accepted"] < n, "the upload must be killed midway"
+        finished = subprocess.run(argv, capture_output=True, timeout=120)
+        assert finished.returncode == 0, finished.stderr
+        summary = json.loads(finished.stdout)
+        assert summary["skipped"]["count"] > first and summary["skipped"]["count"] + summary["acknowledged"]["count"] == n
+        assert sandbox.event_markers() == {"events": 2 * n, "distinct": 2 * n, "doubled": 0, "doubled_examples": {}}
+        assert sandbox.state()["batches_accepted"] == n
