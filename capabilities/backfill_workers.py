@@ -62,7 +62,10 @@ def prepared_by_workers(
     The records are those of ``backfill.prepared``, except that a batch that was not
     refused comes without its parsed form (None). ``wait`` waits for the workers to start
     instead of preparing the first chunks here (for tests)."""
-    pool = _Pool(workers, settings, wait)
+    try:
+        pool = _Pool(workers, settings, wait)
+    except OSError as exc:
+        raise WorkerFailed(f"cannot start a backfill worker process ({exc}); pass --workers 0 to upload without") from None
     try:
         yield from pool.records(batches, done)
     finally:
@@ -104,7 +107,10 @@ class _Worker:
         return self.ready
 
     def send(self, chunk: list[tuple[int, bool, bytes]]) -> None:
-        _write(self.process.stdin, chunk)
+        try:
+            _write(self.process.stdin, chunk)
+        except OSError:  # it ended: say so as reading from it would
+            raise self._failed() from None
         self.busy += 1
 
     def receive(self) -> list:
@@ -116,11 +122,17 @@ class _Worker:
         try:
             return _read(self.process.stdout)
         except (EOFError, OSError, pickle.UnpicklingError):
-            code = self.process.poll()
-            raise WorkerFailed(
-                f"a backfill worker process ended before answering (exit code {code}); nothing of its "
-                "batches was sent: rerun the same upload to resume", exit_code=code,
-            ) from None
+            raise self._failed() from None
+
+    def _failed(self) -> WorkerFailed:
+        try:
+            code = self.process.wait(timeout=1)  # its pipe closes a moment before it is seen to exit
+        except subprocess.TimeoutExpired:
+            code = None
+        return WorkerFailed(
+            f"a backfill worker process ended before answering (exit code {code}); none of the batches "
+            "it had were sent: rerun the same upload to resume", worker_exit=code,
+        )
 
     def close(self) -> None:
         try:

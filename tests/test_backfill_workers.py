@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from connector_mparticle.backfill import Settings, prepared
-from connector_mparticle.backfill_workers import prepared_by_workers
+from connector_mparticle.backfill_workers import WorkerFailed, prepared_by_workers
 from connector_mparticle.batch_files import iter_batches
 from connector_mparticle.sandbox import SandboxProcess
 
@@ -74,6 +74,21 @@ def test_workers_name_the_bad_line_after_yielding_every_batch_before_it(tmp_path
     assert seen == list(range(230))
     assert there.value.message == here.value.message and "line 232" in there.value.message
     assert there.value.faults == here.value.faults
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker process in /proc")
+def test_a_worker_that_dies_is_a_typed_error(tmp_path):
+    path = tmp_path / "in.ndjson"
+    path.write_text("".join(json.dumps(make_batch(i)) + "\n" for i in range(1000)))
+    records = prepared_by_workers(iter_batches([str(path)], raw=True), Settings("", "never", 0, 256 * 1024), None, 1,
+                                  wait=True)
+    assert next(records)[0] == 0
+    (worker,) = [pid for pid in _children(os.getpid()) if b"backfill_workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(worker, signal.SIGKILL)
+    with pytest.raises(WorkerFailed) as err:
+        list(records)
+    assert err.value.exit_code == 1 and err.value.details["worker_exit"] == -signal.SIGKILL
+    assert "rerun the same upload to resume" in err.value.message
 
 
 def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file, tmp_path, capsys):  # noqa: F811
