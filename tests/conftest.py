@@ -60,9 +60,11 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the slowest files first, each file's tests in their own order (with xdist workers;
-    one process keeps the order it was given, which tools/mutation.py makes cheapest first)."""
-    if not getattr(config.option, "numprocesses", None):
+    """Run the slowest files first, each file's tests in their own order (in xdist workers,
+    whose collection order the scheduler follows; one process keeps the order it was given,
+    which tools/mutation.py makes cheapest first)."""
+    # xdist sets a worker's `numprocesses` to None: `workerinput` is what marks a worker.
+    if not hasattr(config, "workerinput"):
         return
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
