@@ -13,11 +13,15 @@ against the sandbox in another child process (``SandboxProcess``), which checks 
 The sandbox counts accepted events; every run must end with all events accepted once.
 
 1. ``memory``: the whole file at 0 ms latency with the budget raised (``--rate 1e9``):
-   events/s and peak RSS (target: under 200 MB).
+   events/s and peak RSS (target: under 200 MB), of the command and of the command with its
+   worker processes.
 2. ``latency``: the whole file with the sandbox 20 ms away, budget raised.
 3. ``concurrency``: 20 ms away, budget raised, the first ``--subset`` events (default 200,000)
    with ``--concurrency 1`` and with the default concurrency, side by side (target: >= 5x,
-   over the uploads' own durations, which leave out process start-up).
+   over the uploads' own durations, which leave out process start-up), with the default
+   ``--workers auto`` and with ``--workers 0`` (everything in one process); then the CPU each
+   request cost the command (its workers included) and the sandbox, and the best ratio those
+   allow on this machine's CPUs.
 5. ``text``: ``uploadEventBatch`` with a ``jsonBody`` of JSON text (``--text-events``,
    default 100,000 events, 100 per batch) in a fresh process: the peak RSS it adds over the
    process before the text was built, against the text's size (target: at most 3x; the text
@@ -36,9 +40,11 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+from connector_mparticle.backfill_cli import workers_for
 from connector_mparticle.sandbox import SandboxProcess
 
 CONNECTOR = str(Path(sys.executable).parent / "connector")
@@ -85,33 +91,85 @@ def head(path: Path, events: int) -> Path:
     return out
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its children (the --workers processes), from /proc."""
+    total = 0
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    for one in pids:
+        try:
+            with open(f"/proc/{one}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
 def run_upload(sandbox: SandboxProcess, source: Path, *options: str) -> dict:
-    """One ``connector upload-events`` in a fresh process: its summary, wall time and peak RSS."""
+    """One ``connector upload-events`` in a fresh process: its summary, wall time, peak RSS
+    (the command's own, from ``os.wait4``, and that of the command with its worker processes,
+    sampled every 20 ms), and the CPU the command (workers included) and the sandbox spent."""
     sandbox.reset()
     config = Path(tempfile.gettempdir()) / f"bench-backfill-{os.getpid()}.json"
     config.write_text(json.dumps(sandbox.config))
+    sandbox_cpu = _cpu(sandbox.pid)
     started = time.perf_counter()
     child = subprocess.Popen([CONNECTOR, "upload-events", str(source), "--config", str(config), *options],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0]
+    finished = threading.Event()
+
+    def sample() -> None:
+        while not finished.wait(0.02):
+            peak[0] = max(peak[0], _tree_rss(child.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out = child.stdout.read()
     err = child.stderr.read()
+    finished.set()
+    sampler.join()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
+    sandbox_cpu = _cpu(sandbox.pid) - sandbox_cpu
     config.unlink(missing_ok=True)
     if child.returncode != 0:
         raise SystemExit(f"upload-events failed ({child.returncode}): {err.decode()[-2000:]}")
     summary = json.loads(out)
     state = sandbox.state()
     assert state["events_accepted"] == summary["events"] == summary["acknowledged"]["events"], (state, summary)
-    return {"summary": summary, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "sandbox": state}
+    return {"summary": summary, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "tree_mb": peak[0] / 2**20,
+            "cpu": usage.ru_utime + usage.ru_stime, "sandbox_cpu": sandbox_cpu, "sandbox": state}
+
+
+def _worker_start_cpu() -> float:
+    """CPU seconds a worker process spends starting (imports) and ending with nothing to do."""
+    child = subprocess.Popen([sys.executable, "-m", "connector_mparticle.backfill_workers"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL)
+    usage = os.wait4(child.pid, 0)[2]
+    return usage.ru_utime + usage.ru_stime
 
 
 def line(name: str, result: dict) -> str:
     s = result["summary"]
+    requests = max(1, s["requests"])
     return (f"{name:<44} {s['events']:>9,} events {result['wall']:7.1f} s  "
             f"{s['events'] / result['wall']:>9,.0f} events/s  {s['acknowledged']['count'] / result['wall']:>8,.0f} batches/s  "
-            f"peak RSS {result['rss_mb']:6.1f} MB  429s {s['rateLimited']}  load average {os.getloadavg()[0]:.1f}")
+            f"peak RSS {result['rss_mb']:6.1f} MB (with workers {result['tree_mb']:6.1f} MB, sampled)  "
+            f"CPU per request: command {result['cpu'] / requests * 1000:.1f} ms, sandbox "
+            f"{result['sandbox_cpu'] / requests * 1000:.1f} ms  429s {s['rateLimited']}  load average {os.getloadavg()[0]:.1f}")
 
 
 TEXT_CHILD = r"""
@@ -178,16 +236,37 @@ def main() -> int:
             print(line("whole file, 20 ms", run_upload(sandbox, source, *fast)), flush=True)
         if args.only in (None, "concurrency"):
             subset = head(source, args.subset)
-            one = run_upload(sandbox, subset, *fast, "--concurrency", "1")
-            many = run_upload(sandbox, subset, *fast)
-            print(line("subset, 20 ms, --concurrency 1", one))
-            print(line("subset, 20 ms, default concurrency", many))
-            # The ratio of the uploads' own durations: each process also spends a second or more
-            # starting Python and importing, the same for both, which would flatten the ratio.
-            ratio = one["summary"]["durationSeconds"] / many["summary"]["durationSeconds"]
-            print(f"default concurrency / one connection: {ratio:.2f}x over the uploads' durations "
-                  f"({one['wall'] / many['wall']:.2f}x over whole processes) (target >= 5x: "
-                  f"{'met' if ratio >= 5 else 'NOT met'}); load average {os.getloadavg()[0]:.1f}", flush=True)
+            # The default (--workers auto) against everything in one process (--workers 0, the
+            # engine before worker processes), each with one connection and the default eight.
+            runs = {}
+            for workers in ("auto", "0"):
+                for concurrency in ("1", None):
+                    extra = ("--concurrency", concurrency) if concurrency else ()
+                    result = run_upload(sandbox, subset, *fast, "--workers", workers, *extra)
+                    runs[workers, concurrency] = result
+                    print(line(f"subset, 20 ms, --workers {workers}, " + (f"--concurrency {concurrency}" if concurrency
+                                                                              else "default concurrency"), result),
+                          flush=True)
+            for workers in ("auto", "0"):
+                one, many = runs[workers, "1"], runs[workers, None]
+                # The ratio of the uploads' own durations: each process also spends a second or more
+                # starting Python and importing, the same for both, which would flatten the ratio.
+                ratio = one["summary"]["durationSeconds"] / many["summary"]["durationSeconds"]
+                print(f"--workers {workers}: default concurrency / one connection: {ratio:.2f}x over the uploads' "
+                      f"durations ({one['wall'] / many['wall']:.2f}x over whole processes) (target >= 5x: "
+                      f"{'met' if ratio >= 5 else 'NOT met'}); load average {os.getloadavg()[0]:.1f}", flush=True)
+            many = runs["auto", None]
+            requests = many["summary"]["requests"]
+            workers = workers_for([str(subset)], "auto")
+            start = _worker_start_cpu() * workers  # paid once per upload, not per request
+            per = {"command and workers": (many["cpu"] - start) / requests, "sandbox": many["sandbox_cpu"] / requests}
+            print(f"the {workers} worker process(es) spent {start:.2f} s of CPU starting (left out below)")
+            single = runs["auto", "1"]["summary"]["durationSeconds"] / requests
+            bound = max(max(per.values()), sum(per.values()) / (os.cpu_count() or 1))
+            print(f"where the limit is (default concurrency, per request): " + ", ".join(
+                f"{name} {value * 1000:.1f} ms of CPU" for name, value in per.items())
+                + f" on {os.cpu_count()} CPUs: at best {bound * 1000:.1f} ms per request; one connection takes "
+                f"{single * 1000:.1f} ms, so at most {single / bound:.1f}x on this machine", flush=True)
         if args.only in (None, "budget"):
             subset = head(source, int(270 * args.budget_seconds) * EVENTS_PER_BATCH)
             sandbox.set_rate_limit("events", 270, window_seconds=1)

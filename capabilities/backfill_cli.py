@@ -93,6 +93,9 @@ def _workers(text: str) -> int | str:
 def workers_for(files: list[str], asked: int | str) -> int:
     """How many worker processes ``--workers`` means for ``files``."""
     if asked != "auto":
+        if asked and os.name != "posix":
+            raise InvalidInput("--workers needs a POSIX system (Linux, macOS); pass --workers 0",
+                               faults=[Fault("$.workers", "worker processes are not supported on this system")])
         return int(asked)
     if os.name != "posix" or STDIN in files:
         return 0

@@ -21,6 +21,7 @@ this process ends, killed included.
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import pickle
 import select
@@ -40,7 +41,13 @@ from .batch_files import Line
 __all__ = ["WorkerFailed", "prepared_by_workers"]
 
 CHUNK_LINES = 200
-CHUNK_BYTES = 512 * 1024
+CHUNK_BYTES = 256 * 1024
+# Linux pipes hold 64 KB by default: a chunk would then cross in several reads, each waking
+# the worker's reading thread, which must wait for the interpreter lock its busy main thread
+# holds. Pipes of 1 MB (the default most a user may ask for) take two chunks or their
+# answers at once.
+_PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031) if sys.platform.startswith("linux") else None
 _LENGTH = struct.Struct("!I")
 _READY = b"ready"
 
@@ -95,6 +102,12 @@ class _Worker:
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C at the terminal is for the parent alone, even while this starts
         )
+        if _F_SETPIPE_SZ is not None:
+            for pipe in (self.process.stdin, self.process.stdout):
+                try:
+                    fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+                except OSError:  # a lower limit in /proc/sys/fs/pipe-max-size: the reading thread copes
+                    pass
         self.ready = False
         self.busy = 0  # chunks sent and not read back
         _write(self.process.stdin, (settings.key, settings.historical, settings.now_ms, settings.max_request_bytes))
@@ -228,7 +241,10 @@ def _serve() -> None:
     os.dup2(2, 1)  # anything printed goes to stderr, never into the answers
     import orjson
 
-    key, historical, now_ms, max_request_bytes = _read(source)
+    try:
+        key, historical, now_ms, max_request_bytes = _read(source)
+    except EOFError:  # the parent ended before sending anything
+        return
     settings = Settings(key, historical, now_ms, max_request_bytes)
     tasks: collections.deque = collections.deque()
     arrived = threading.Semaphore(0)
