@@ -14,7 +14,9 @@ from toy import (
     SECRET,
     TOY_CONNECTOR,
     Capability,
+    Crash,
     Echo,
+    Get,
     Shout,
     capability_manifest,
     token,
@@ -776,3 +778,141 @@ def test_the_only_connector_checks_the_config_even_when_a_capability_plugin_was_
         with pytest.raises(InvalidConfig) as caught:
             engine.connect({"clientId": "c"})
     assert [(f.path, f.message) for f in caught.value.faults] == [("$.clientSecret", "is required")]
+
+
+# -- what a host reads from a connection and its errors --------------------------------
+
+
+def test_a_connection_uses_the_session_the_hosts_factory_made(server, config):
+    made = []
+
+    def factory():
+        made.append(requests.Session())
+        return made[-1]
+
+    server.route("GET", "/api/items/1", item)
+    with Engine(toy_pm(Get()), session_factory=factory) as engine, engine.connect(config) as connection:
+        assert connection.session is made[0]
+        assert connection.execute("toyGet", {"id": "1"}).output == {"item": {"id": "1"}}
+
+
+def test_a_host_redacts_its_own_log_lines_with_the_connections_redactor(engine):
+    import io
+
+    from connector_core import RedactingFormatter
+
+    with engine.connect({"clientId": "c", "clientSecret": SECRET}) as connection:
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(RedactingFormatter(connection.redact))
+        host_log = logging.getLogger("a_host_of_the_engine")
+        host_log.addHandler(handler)
+        try:
+            host_log.warning("calling with %s", SECRET)
+        finally:
+            host_log.removeHandler(handler)
+    assert stream.getvalue() == "calling with ***\n"
+
+
+class Slow(Capability):
+    """Takes at least 30 ms."""
+
+    MANIFEST = capability_manifest("toySlow")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        import time
+
+        time.sleep(0.03)
+        return {}
+
+
+def test_a_results_duration_counts_the_time_the_plugin_took():
+    with Engine(toy_pm(Slow())) as engine:
+        result = engine.execute("toySlow", {}, {"clientId": "c", "clientSecret": "sec-Xy8-value"})
+    assert 30 <= result.duration_ms < 30_000
+
+
+class LogsWhatItCaught(Capability):
+    """Logs the exception it is handling, the usual way (``exc_info=True``)."""
+
+    MANIFEST = capability_manifest("toyLogsWhatItCaught")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        try:
+            raise LookupError("no such row")
+        except LookupError:
+            ctx.log.warning("skipped a row", exc_info=True)
+        return {}
+
+
+def test_ctx_log_with_exc_info_true_inside_an_except_block_shows_the_handled_traceback(config, caplog):
+    with Engine(toy_pm(LogsWhatItCaught())) as engine, caplog.at_level(logging.WARNING, logger="connector_core.capability.toyLogsWhatItCaught"):
+        engine.execute("toyLogsWhatItCaught", {}, config)
+    (record,) = [r for r in caplog.records if r.name == "connector_core.capability.toyLogsWhatItCaught"]
+    text = record.getMessage()
+    assert text.startswith("skipped a row\nTraceback (most recent call last):\n")
+    assert text.endswith("LookupError: no such row")
+
+
+class RunsCrash(Capability):
+    """A composite capability: runs toyCrash on its own connection and lets its error through."""
+
+    MANIFEST = capability_manifest("toyRunsCrash")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        return ctx.connection.execute("toyCrash", {}).output
+
+
+def test_a_plugin_error_passed_through_by_a_calling_capability_keeps_the_plugins_traceback_redacted(config):
+    with Engine(toy_pm(RunsCrash(), Crash())) as engine:
+        with pytest.raises(PluginError) as caught:
+            engine.execute("toyRunsCrash", {}, config)
+    error = caught.value
+    assert error.message == (
+        "capability 'toyCrash' failed with ValueError: could not parse ***; this is a bug in the plugin, please report it"
+    )
+    assert error.plugin_traceback.startswith("Traceback (most recent call last):\n")
+    assert error.plugin_traceback.rstrip().endswith("ValueError: could not parse ***")
+    assert SECRET not in error.plugin_traceback
+
+
+def test_an_upstream_body_as_long_as_the_policys_limit_is_kept_whole_and_a_longer_one_is_cut(sleeps, clock, server, config):
+    from connector_core import HostPolicy
+
+    server.route("GET", "/api/items/20", Answer(409, body="a" * 20))
+    server.route("GET", "/api/items/21", Answer(409, body="b" * 21))
+    with Engine(toy_pm(Get()), sleep=sleeps, clock=clock, host_policy=HostPolicy(max_error_body=20)) as engine:
+        with pytest.raises(ConnectorError) as whole:
+            engine.execute("toyGet", {"id": "20"}, config)
+        with pytest.raises(ConnectorError) as cut:
+            engine.execute("toyGet", {"id": "21"}, config)
+    assert whole.value.details["body"] == "aaaaaaaaaaaaaaaaaaaa"
+    assert cut.value.details["body"] == "bbbbbbbbbbbbbbbbbbbb..."
+
+
+class LogsAt(Capability):
+    """Logs through ``ctx.log.log`` with ``stack_info``, and an exception it made but never raised."""
+
+    MANIFEST = capability_manifest("toyLogsAt")
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        def a_plugin_helper_function():
+            ctx.log.log(logging.WARNING, "where am I", stack_info=True)
+
+        a_plugin_helper_function()
+        ctx.log.warning("refused a row", exc_info=ValueError("made, never raised"))
+        return {}
+
+
+def test_ctx_log_log_shows_the_stack_down_to_the_plugins_frame_and_an_unraised_exception_like_logging(config, caplog):
+    with Engine(toy_pm(LogsAt())) as engine, caplog.at_level(logging.WARNING, logger="connector_core.capability.toyLogsAt"):
+        engine.execute("toyLogsAt", {}, config)
+    stack, unraised = [r.getMessage() for r in caplog.records if r.name == "connector_core.capability.toyLogsAt"]
+    frames = [line.strip() for line in stack.splitlines() if line.strip().startswith("File ")]
+    assert frames[-1].startswith(f'File "{__file__}"') and frames[-1].endswith("in a_plugin_helper_function")
+    # As logging formats it: the exception without a traceback, since it has none.
+    assert unraised == "refused a row\nValueError: made, never raised"
