@@ -20,6 +20,7 @@ from connector_core.cli import add_connection_options, connect_from_args
 
 from .backfill import DEFAULT_CONCURRENCY, DEFAULT_RATE, HISTORICAL_MODES, Progress, StateFile, upload
 from .batch_files import STDIN, check_readable, file_digest, iter_batches
+from .lean_gc import lean_gc
 
 CONNECTOR = "mparticle"
 
@@ -188,19 +189,20 @@ def _upload(args, connection) -> int:
     bar = _Bar(sys.stderr)
     workers = workers_for(args.files, args.workers)
     try:
-        report = upload(
-            connection,
-            iter_batches(args.files, raw=workers > 0),
-            workers=workers,
-            rate=args.rate,
-            concurrency=args.concurrency,
-            historical=args.historical,
-            idempotency_key=args.idempotency_key,
-            dead_letter=dead_letter,
-            fail_fast=args.fail_fast,
-            state=state,
-            progress=bar,
-        )
+        with lean_gc():
+            report = upload(
+                connection,
+                iter_batches(args.files, raw=workers > 0),
+                workers=workers,
+                rate=args.rate,
+                concurrency=args.concurrency,
+                historical=args.historical,
+                idempotency_key=args.idempotency_key,
+                dead_letter=dead_letter,
+                fail_fast=args.fail_fast,
+                state=state,
+                progress=bar,
+            )
     finally:
         bar.close()
         if dead_letter is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import gc
 import os
 import pickle
 import select
@@ -37,6 +38,7 @@ from connector_core import ConnectorError
 
 from .backfill import Record, Settings, record
 from .batch_files import Line
+from .lean_gc import THRESHOLD
 
 __all__ = ["WorkerFailed", "prepared_by_workers"]
 
@@ -259,6 +261,8 @@ def _serve() -> None:
             arrived.release()
 
     threading.Thread(target=take, daemon=True).start()
+    gc.freeze()  # see lean_gc: this process lives for the upload and makes no cycles
+    gc.set_threshold(*THRESHOLD)
     _write(sink, _READY)
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     while True:

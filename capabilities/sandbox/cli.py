@@ -19,6 +19,7 @@ from . import seed as seeded
 from .app import DEFAULT_TOKEN_LIFETIME
 from .faults import GROUPS
 from .handle import Sandbox
+from ..lean_gc import lean_gc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +114,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"mParticle sandbox at {sandbox.url} (state: {sandbox.admin_url}/state); stop with Ctrl-C",
               file=sys.stderr, flush=True)
         try:
-            stop.wait()
+            with lean_gc():  # the server parses and drops thousands of objects per bulk request
+                stop.wait()
         except KeyboardInterrupt:
             pass
         return 0
