@@ -29,7 +29,8 @@ error to raise (:meth:`UploadReport.error_to_raise`), which carries the same rep
 
 The error's category is the first of :data:`CATEGORY_ORDER` that applies to a batch that
 was not acknowledged (unknown batches count as ``outcome_unknown``, refused ones as
-``input``): the most urgent thing for the host to know comes first.
+``input``; a category not listed there comes just before ``input``): the most urgent thing
+for the host to know comes first.
 
 :func:`post_batches` sends one request and tells its fate from the HTTP layer's attempt records.
 """
@@ -68,8 +69,13 @@ FAILED = "failed"
 FATES = (ACKNOWLEDGED, REFUSED, UNKNOWN, FAILED)
 
 # When batches stay unresolved for different reasons, the error of the upload has the first
-# of these categories that applies to one of them.
-CATEGORY_ORDER = ("outcome_unknown", "network", "upstream", "rate_limited", "auth", "config", "input")
+# of these categories that applies to one of them (any other just before "input").
+CATEGORY_ORDER = ("outcome_unknown", "network", "upstream", "rate_limited", "auth", "config", "not_found", "conflict", "input")
+
+
+def _urgency(category: str) -> float:
+    # "input" is kept for batches mParticle refused: an error of any other kind outranks it.
+    return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else CATEGORY_ORDER.index("input") - 0.5
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -357,7 +363,7 @@ class UploadReport:
         acknowledged = self.counts[ACKNOWLEDGED]
         if acknowledged and unresolved == [REFUSED]:
             return None
-        category = min(self.causes, key=CATEGORY_ORDER.index)
+        category = min(self.causes, key=_urgency)
         report = self.to_dict()
         if category == "input":
             return self._all_refused(report)

@@ -347,13 +347,15 @@ def test_the_error_category_is_the_first_that_applies_in_the_documented_order():
 
     from connector_core import (
         AuthenticationFailed,
+        Conflict,
         InvalidConfig,
         NetworkError,
+        NotFound,
         RateLimited,
         UpstreamError,
     )
 
-    written = ("outcome_unknown", "network", "upstream", "rate_limited", "auth", "config", "input")
+    written = ("outcome_unknown", "network", "upstream", "rate_limited", "auth", "config", "not_found", "conflict", "input")
     documented = re.search(r"category is the first of (.*?) that applies", " ".join(DOCS.split())).group(1)
     assert tuple(re.findall(r"`(\w+)`", documented)) == written
     by_category = {
@@ -363,6 +365,8 @@ def test_the_error_category_is_the_first_that_applies_in_the_documented_order():
         "rate_limited": lambda i: Sent([i], FAILED, RateLimited("429", status=429)),
         "auth": lambda i: Sent([i], FAILED, AuthenticationFailed("401", status=401)),
         "config": lambda i: Sent([i], FAILED, InvalidConfig("bad pod"), attempts=0),
+        "not_found": lambda i: Sent([i], FAILED, NotFound("404", status=404)),
+        "conflict": lambda i: Sent([i], FAILED, Conflict("409", status=409)),
         "input": lambda i: Sent([i], REFUSED, InvalidInput("400", status=400)),
     }
     for a, first in enumerate(written):

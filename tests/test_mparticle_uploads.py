@@ -29,10 +29,12 @@ from shared_folder import shared_path
 
 from connector_core import (
     AuthenticationFailed,
+    Conflict,
     Connection,
     ConnectorError,
     Engine,
     InvalidInput,
+    NotFound,
     OutcomeUnknown,
     RateLimited,
 )
@@ -589,6 +591,34 @@ def test_single_batch_refused_is_invalid_input(sb, engine):
     error = upload_error(engine, sb, small_batch())
     assert [f.path for f in error.faults] == ["$.jsonBody"]
     assert "400" in error.faults[0].message
+
+
+def test_a_batch_refused_after_a_retried_server_error_is_refused(sb, engine):
+    sb.fail_next("uploadEvents", status=503)
+    sb.fail_next("uploadEvents", status=400)  # the retry
+    error = upload_error(engine, sb, small_batch())
+    assert [f.path for f in error.faults] == ["$.jsonBody"]
+    assert error.details["report"]["refused"]["batches"] == [0] and error.details["report"]["failed"]["count"] == 0
+    assert [r["status"] for r in event_requests(sb)] == [503, 400]
+
+
+@pytest.mark.parametrize("status, error_type, code", [(404, NotFound, "not_found"), (409, Conflict, "conflict")])
+def test_an_events_api_status_without_a_fate_of_its_own_raises_its_typed_error(sb, engine, status, error_type, code):
+    """Statuses the upload has no words for (404, 409) still end in the HTTP layer's typed
+    error with the report, whatever else happened (here: the first request refused)."""
+    batches = [small_batch(i) for i in range(150)]
+    sb.fail_next("uploadBulkEvents", status=400, match=customer(0))
+    sb.fail_next("uploadBulkEvents", status=status, match=customer(100))
+    error = upload_error(engine, sb, batches, error_type, concurrency=1)
+    assert (error.category, error.details["status"]) == (code, status)
+    assert error.message.startswith(f"mParticle (events) answered {status} (")
+    assert "(of 150 batch(es): 100 refused, 50 failed)." in error.message
+    assert [f.path for f in error.faults] == [f"$.jsonBody[{i}]" for i in range(100)]  # the refused batches' faults kept
+    report = error.details["report"]
+    assert (report["refused"]["batches"], report["failed"]["batches"]) == (list(range(100)), list(range(100, 150)))
+    sb.fail_next("uploadEvents", status=status)
+    error = upload_error(engine, sb, small_batch(), error_type)
+    assert error.details["report"]["failed"]["batches"] == [0] and error.category == code
 
 
 def test_rate_limit_on_first_request_raises(sb, engine):

@@ -83,6 +83,10 @@ def test_the_summed_duration_is_the_longest_part_and_the_rates_follow_from_it(pa
     # 14 events in 7 batches acknowledged over the parts (see the fixture)
     assert summed["eventsPerSecond"] == round(14 / longest, 1)
     assert summed["batchesPerSecond"] == round(7 / longest, 1)
+    # Rates to a tenth, for each part alone too (8 and 6 events acknowledged): three measured
+    # durations, so a rate whose tenths happen to be 0 in one of them does not hide a rounding.
+    assert [combine_reports([part]).to_dict()["eventsPerSecond"] for part in parts] == [
+        round(8 / one.duration, 1), round(6 / two.duration, 1)]
 
 
 def test_a_refused_batch_keeps_its_first_20_reasons(mparticle_sandbox):
@@ -110,6 +114,23 @@ def test_a_summed_report_is_stopped_by_the_first_part_an_error_stopped(mparticle
     summed = combine_reports([ok, two, one]).to_dict()
     assert (summed["error"]["code"], summed["error"]["status"]) == ("not_found", 404)
     assert "error" not in combine_reports([ok]).to_dict() and combine_reports([ok]).to_dict()["status"] == "accepted"
+    # One typed error for the whole input, as uploadEventBatch gives: credentials before a 404.
+    error = combine_reports([ok, two, one]).error_to_raise()
+    assert (error.code, error.details["status"]) == ("authentication_failed", 401)
+    assert "(of 6 batch(es): 1 acknowledged, 5 failed)." in error.message
+    # A backfill derives its ids from the input, so running it again sends the same ids: the
+    # advice is to repeat it, never the warning given to uploads with random ids.
+    assert "Repeat this call" in error.message and "Do not repeat" not in error.message
+    assert error.details["report"]["failed"]["batches"] == [1, 2, 3, 4, 5]
+
+
+def test_a_backfill_report_lists_1000_batches_per_fate_and_counts_them_all(mparticle_sandbox):
+    with Engine() as engine, engine.connect(mparticle_sandbox.config, connector="mparticle") as connection:
+        # One request at a time: the first 1000 recorded are the first 1000 of the input.
+        report = upload(connection, [batch("a", i) for i in range(1001)], rate=100_000, concurrency=1).to_dict()
+    assert (report["listLimit"], report["batches"], report["acknowledged"]["count"]) == (1000, 1001, 1001)
+    assert report["acknowledged"]["batches"] == list(range(1000))
+    assert len(report["acknowledged"]["sourceRequestIds"]) == len(report["sourceRequestIds"]) == 1000
 
 
 def test_a_batch_the_checker_refuses_is_listed_with_its_first_reason(mparticle_sandbox):
@@ -122,3 +143,22 @@ def test_a_batch_the_checker_refuses_is_listed_with_its_first_reason(mparticle_s
                          "user_content, user_preference, social, media, attribution, other)")]
     assert [r["path"] for r in report["refused"]["reasons"][0]["reasons"]] == [
         "$[1].events[0].data.custom_event_type", "$[1].events[1].event_type"]
+
+
+def test_an_error_of_a_category_the_report_does_not_rank_still_comes_before_refusals():
+    """UploadReport, as a host of the backfill's Python API or another plugin uses it: a
+    batch failed by an error whose category has no place in CATEGORY_ORDER (here a plugin
+    error) gives that error, keeping the refused batch's fault, not a crash."""
+    from connector_mparticle.upload_report import CATEGORY_ORDER, FAILED, REFUSED, Sent
+
+    from connector_core import InvalidInput, PluginError
+
+    assert "plugin" not in CATEGORY_ORDER
+    report = UploadReport(["id-0", "id-1"], [2, 3], keyed=False)
+    report.add(Sent([0], REFUSED, InvalidInput("mParticle answered 400 (bad batch)")))
+    report.add(Sent([1], FAILED, PluginError("the sender broke")))
+    error = report.error_to_raise()
+    assert type(error) is PluginError
+    assert error.message.startswith("the sender broke (of 2 batch(es): 1 refused, 1 failed). ")
+    assert [(f.path, f.message) for f in error.faults] == [("$.jsonBody[0]", "mParticle answered 400 (bad batch)")]
+    assert error.details["report"]["failed"] == {"count": 1, "events": 3, "batches": [1], "sourceRequestIds": ["id-1"]}
