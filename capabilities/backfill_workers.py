@@ -71,10 +71,7 @@ def prepared_by_workers(
     The records are those of ``backfill.prepared``, except that a batch that was not
     refused comes without its parsed form (None). ``wait`` waits for the workers to start
     instead of preparing the first chunks here (for tests)."""
-    try:
-        pool = _Pool(workers, settings, wait)
-    except OSError as exc:
-        raise WorkerFailed(f"cannot start a backfill worker process ({exc}); pass --workers 0 to upload without") from None
+    pool = _Pool(workers, settings, wait)
     try:
         yield from pool.records(batches, done)
     finally:
@@ -166,8 +163,18 @@ class _Pool:
     def __init__(self, workers: int, settings: Settings, wait: bool = False) -> None:
         self.settings = settings
         self.wait = wait
-        self.workers = [_Worker(settings) for _ in range(workers)]
+        self.size = workers
+        self.workers: list[_Worker] = []  # started at the first NDJSON line: a JSON array needs none
         self.window = 2 * workers
+
+    def _start(self) -> None:
+        try:
+            while len(self.workers) < self.size:
+                self.workers.append(_Worker(self.settings))
+        except OSError as exc:
+            raise WorkerFailed(
+                f"cannot start a backfill worker process ({exc}); pass --workers 0 to upload without"
+            ) from None
 
     def records(self, batches: Iterable[Any], done: Callable[[int], bool] | None) -> Iterator[Record]:
         # Each entry: ("local", records) prepared here, or ("worker", worker, lines) out there.
@@ -208,6 +215,8 @@ class _Pool:
         lines = chunk if all(type(item) is Line for _, item in chunk) else None
         worker = None
         if lines is not None:
+            if not self.workers:
+                self._start()
             ready = [w for w in self.workers if w.poll_ready(self.wait) and w.busy < 2]
             worker = min(ready, key=lambda w: w.busy, default=None)
         if worker is None:  # no worker free yet, or a parsed batch: prepare it here

@@ -84,12 +84,20 @@ def test_a_worker_that_dies_is_a_typed_error(tmp_path):
     records = prepared_by_workers(iter_batches([str(path)], raw=True), Settings("", "never", 0, 256 * 1024), None, 1,
                                   wait=True)
     assert next(records)[0] == 0
-    (worker,) = [pid for pid in _children(os.getpid()) if b"backfill_workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    (worker,) = _worker_processes(os.getpid())
     os.kill(worker, signal.SIGKILL)
     with pytest.raises(WorkerFailed) as err:
         list(records)
     assert err.value.exit_code == 1 and err.value.details["worker_exit"] == -signal.SIGKILL
     assert "rerun the same upload to resume" in err.value.message
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks for worker processes in /proc")
+def test_parsed_batches_start_no_worker(tmp_path):
+    records = prepared_by_workers(iter([make_batch(0), make_batch(1)]), Settings("", "never", 0, 256 * 1024), None, 2)
+    assert next(records)[0] == 0
+    assert not _worker_processes(os.getpid())
+    assert [r[0] for r in records] == [1]
 
 
 def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file, tmp_path, capsys):  # noqa: F811
@@ -131,6 +139,17 @@ def _children(pid: int) -> set[int]:
                         found.add(int(entry))
             except (OSError, ValueError, IndexError):
                 continue
+    return found
+
+
+def _worker_processes(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        try:
+            if b"backfill_workers" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:  # ended meanwhile
+            continue
     return found
 
 
