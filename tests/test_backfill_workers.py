@@ -181,7 +181,7 @@ def test_interrupted_and_killed_uploads_with_workers_resume_exactly_once(tmp_pat
         config = tmp_path / "config.json"
         config.write_text(json.dumps(sandbox.config))
         argv = [str(Path(sys.executable).parent / "connector"), "upload-events", str(source), "--config", str(config),
-                "--state", str(tmp_path / "state.json"), "--rate", "1500", "--concurrency", "2", "--workers", "1"]
+                "--state", str(tmp_path / "state.json"), "--rate", "500", "--concurrency", "2", "--workers", "1"]
 
         def stop_at(count: int, sig: int) -> subprocess.Popen:
             child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -194,16 +194,17 @@ def test_interrupted_and_killed_uploads_with_workers_resume_exactly_once(tmp_pat
             assert workers and _gone(workers), "the worker processes must end with the upload"
             return child
 
-        interrupted = stop_at(n // 8, signal.SIGINT)
+        interrupted = stop_at(100, signal.SIGINT)
         assert interrupted.returncode == 130, interrupted.err
         assert json.loads(interrupted.out)["error"]["code"] == "interrupted"
         first = sandbox.state()["batches_accepted"]
-        assert 0 < first < n // 2
-        stop_at(first + n // 8, signal.SIGKILL)
+        assert 0 < first < n - 300, "the upload must be interrupted early enough to be killed later"
+        stop_at(first + 100, signal.SIGKILL)
         assert first < sandbox.state()["batches_accepted"] < n, "the upload must be killed midway"
         finished = subprocess.run(argv, capture_output=True, timeout=120)
         assert finished.returncode == 0, finished.stderr
         summary = json.loads(finished.stdout)
-        assert summary["skipped"]["count"] > first and summary["skipped"]["count"] + summary["acknowledged"]["count"] == n
+        # The state file is written at most twice a second: what the killed run sent may be resent (same ids).
+        assert summary["skipped"]["count"] >= first and summary["skipped"]["count"] + summary["acknowledged"]["count"] == n
         assert sandbox.event_markers() == {"events": 2 * n, "distinct": 2 * n, "doubled": 0, "doubled_examples": {}}
         assert sandbox.state()["batches_accepted"] == n
