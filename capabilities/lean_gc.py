@@ -23,12 +23,16 @@ THRESHOLD = (100_000, 50, 100)
 @contextlib.contextmanager
 def lean_gc() -> Iterator[None]:
     """Within the block: objects that exist now are frozen and young ones collected rarely;
-    both are undone on exit (the block may run inside a longer-lived host process)."""
+    both are undone on exit (the block may run inside a longer-lived host process). A host
+    that froze objects itself keeps its own freeze: unfreezing cannot tell ours from its."""
     before = gc.get_threshold()
-    gc.freeze()
+    ours = gc.get_freeze_count() == 0
+    if ours:
+        gc.freeze()
     gc.set_threshold(*THRESHOLD)
     try:
         yield
     finally:
         gc.set_threshold(*before)
-        gc.unfreeze()
+        if ours:
+            gc.unfreeze()

@@ -109,7 +109,7 @@ def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file,
     with gzip.open(tmp_path / "c.ndjson.gz", "wt") as f:
         f.write("".join(json.dumps(make_batch(i)) + "\n" for i in range(700, 900)))
     files = [str(tmp_path / name) for name in ("a.json", "b.ndjson", "c.ndjson.gz")]
-    collector = gc.get_threshold()
+    collector, frozen = gc.get_threshold(), gc.get_freeze_count()
     runs = {}
     for workers in ("0", "2"):
         sb.reset()
@@ -124,7 +124,7 @@ def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file,
         assert sb.event_markers()["doubled"] == 0 and sb.event_markers()["events"] == 3 * 899
     assert runs["0"] == runs["2"]
     # The command tunes the garbage collector for the upload (lean_gc) and puts it back.
-    assert gc.get_threshold() == collector and gc.get_freeze_count() == 0
+    assert gc.get_threshold() == collector and gc.get_freeze_count() == frozen
     code, _, err = run_cli(["upload-events", files[0], "--config", str(config_file), "--workers", "-1"], capsys)
     assert code == 2
 

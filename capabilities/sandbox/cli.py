@@ -115,8 +115,9 @@ def run_command(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         # The server parses and drops thousands of objects per bulk request, none in a reference
         # cycle: keep the cyclic collector out of the way while it serves (about 20% less CPU).
-        collector = gc.get_threshold()
-        gc.freeze()
+        collector, ours = gc.get_threshold(), gc.get_freeze_count() == 0  # a host's own freeze stays
+        if ours:
+            gc.freeze()
         gc.set_threshold(100_000, 50, 100)
         try:
             stop.wait()
@@ -124,7 +125,8 @@ def run_command(args: argparse.Namespace) -> int:
             pass
         finally:
             gc.set_threshold(*collector)
-            gc.unfreeze()
+            if ours:
+                gc.unfreeze()
         return 0
     finally:
         sandbox.stop()
