@@ -162,3 +162,11 @@ def test_an_error_of_a_category_the_report_does_not_rank_still_comes_before_refu
     assert error.message.startswith("the sender broke (of 2 batch(es): 1 refused, 1 failed). ")
     assert [(f.path, f.message) for f in error.faults] == [("$.jsonBody[0]", "mParticle answered 400 (bad batch)")]
     assert error.details["report"]["failed"] == {"count": 1, "events": 3, "batches": [1], "sourceRequestIds": ["id-1"]}
+    # Just before input: after every category that is ranked, such as conflict (409).
+    from connector_core import Conflict
+
+    report = UploadReport(["id-0", "id-1", "id-2"], [1, 1, 1], keyed=False)
+    report.add(Sent([0], FAILED, PluginError("the sender broke")))
+    report.add(Sent([1], FAILED, Conflict("mParticle answered 409", status=409)))
+    report.add(Sent([2], REFUSED, InvalidInput("mParticle answered 400 (bad batch)")))
+    assert type(report.error_to_raise()) is Conflict
