@@ -63,6 +63,7 @@ def test_positions_in_a_later_part_are_shifted_by_the_batches_before_it(parts):
 def test_a_summed_report_lists_only_its_first_positions_but_counts_them_all(parts):
     summed = UploadReport.combine(parts, limit=3).to_dict()
     assert summed["listLimit"] == 3
+    assert summed["sourceRequestIds"] == parts[0].ids[:3] and summed["batches"] == 9
     assert summed["acknowledged"]["count"] == 7 and summed["acknowledged"]["batches"] == [0, 1, 3]
     assert summed["refused"]["count"] == 2 and summed["refused"]["batches"] == [2, 6]
     assert [r["index"] for r in summed["refused"]["reasons"]] == [2, 6]
@@ -87,6 +88,8 @@ def test_the_summed_duration_is_the_longest_part_and_the_rates_follow_from_it(pa
     # durations, so a rate whose tenths happen to be 0 in one of them does not hide a rounding.
     assert [combine_reports([part]).to_dict()["eventsPerSecond"] for part in parts] == [
         round(8 / one.duration, 1), round(6 / two.duration, 1)]
+    assert [combine_reports([part]).to_dict()["batchesPerSecond"] for part in parts] == [
+        round(4 / one.duration, 1), round(3 / two.duration, 1)]
 
 
 def test_a_refused_batch_keeps_its_first_20_reasons(mparticle_sandbox):
@@ -170,3 +173,16 @@ def test_an_error_of_a_category_the_report_does_not_rank_still_comes_before_refu
     report.add(Sent([1], FAILED, Conflict("mParticle answered 409", status=409)))
     report.add(Sent([2], REFUSED, InvalidInput("mParticle answered 400 (bad batch)")))
     assert type(report.error_to_raise()) is Conflict
+
+
+def test_a_sum_with_an_interrupted_part_is_interrupted(mparticle_sandbox):
+    def interrupted():  # the host's input stops as Ctrl-C stops it
+        yield batch("a", 0)
+        raise KeyboardInterrupt
+
+    with Engine() as engine, engine.connect(mparticle_sandbox.config, connector="mparticle") as connection:
+        whole = upload(connection, [batch("b", 0)], rate=100_000)
+        cut = upload(connection, interrupted(), rate=100_000)
+    assert (whole.interrupted, cut.interrupted) == (False, True)
+    assert combine_reports([whole, cut]).interrupted and combine_reports([cut, whole]).interrupted
+    assert not combine_reports([whole, whole]).interrupted
