@@ -510,3 +510,93 @@ def test_capabilities_loaded_twice_from_the_same_manifests_are_equal():
     assert first.get("toyEcho") == second.get("toyEcho")
     assert first.get("toyEcho") != second.get("toyShout")
     assert list(first.capabilities.values()) == list(second.capabilities.values())
+
+
+def test_a_selected_capability_attached_to_another_distributions_connector_brings_the_owners_extensions(pm, fake_distribution):
+    fake_distribution(
+        "toy-mp-addon",
+        entry_points={"mpAddonCount": "toy_mp_addon_mod"},
+        modules={
+            "toy_mp_addon_mod": _toy_module(
+                "MANIFEST = capability_manifest('mpAddonCount', connector='mparticle')\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {'count': 0}\n"
+            )
+        },
+    )
+    assert load_entry_points(pm, only=["mpAddonCount"]) == []
+    # connector-framework owns the mparticle connector: its sandbox and commands come along.
+    expected = ["toy-mp-addon:mpAddonCount", "connector-framework:mparticle-tools"]
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == expected
+    registry = build_registry(pm, strict=True)
+    assert list(registry.capabilities) == ["mparticle.mpAddonCount"]
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == expected
+
+
+def test_the_extensions_a_rejected_selected_capability_brought_along_are_unregistered(pm, fake_distribution):
+    fake_distribution(
+        "toy-half",
+        entry_points={"toyHalf": "toy_half_mod", "toy-half-tools": "toy_half_tools"},
+        modules={
+            "toy_half_mod": _toy_module(
+                "MANIFEST = capability_manifest('toyOther')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {}\n"
+            ),
+            "toy_half_tools": "from connector_core import hookimpl\n@hookimpl\ndef register_commands(subparsers):\n    pass\n",
+        },
+    )
+    assert load_entry_points(pm, only=["toyHalf"]) == []
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == ["toy-half:toyHalf", "toy-half:toy-half-tools"]
+    registry = build_registry(pm)
+    assert [(r.name, r.status, r.reason) for r in registry.reports if r.distribution == "toy-half"] == [
+        ("toyHalf", "rejected", "manifest id 'toyOther' does not match the entry point name 'toyHalf' (use 'toyOther' or 'toy.toyOther')")]
+    # Its commands must not show up: nothing of the distribution is left on the plugin manager.
+    assert [name for name, _ in pm.list_name_plugin() if name != BUILTIN_AUTH] == []
+
+
+def test_a_rejected_capability_asked_for_by_its_qualified_id_within_its_connector_is_reported_as_refused():
+    registry = Engine(_pm_with_a_broken_plugin(), strict=False).registry
+    with pytest.raises(PluginRejected) as caught:
+        registry.get("toy.toyShout", connector="toy")
+    assert str(caught.value) == (
+        "capability 'toy.toyShout' is installed (registered directly) but was rejected: "
+        "manifest id 'toyShout' does not match the plugin name 'toyWrongName' (use 'toyShout' or 'toy.toyShout')"
+    )
+
+
+def test_a_distribution_is_named_by_its_headers_even_when_its_description_shows_other_ones(pm, fake_distribution):
+    site = fake_distribution(
+        "toy-documented",
+        "2.0",
+        entry_points={"toyDocumented": "toy_documented_mod"},
+        modules={
+            "toy_documented_mod": _toy_module(
+                "MANIFEST = capability_manifest('toyDocumented')\nCONNECTOR_MANIFEST = TOY_CONNECTOR\n"
+                "@hookimpl\ndef execute(ctx, properties):\n    return {}\n"
+            )
+        },
+    )
+    description = "A README that shows a METADATA file:\n\nName: example-package\nVersion: 0.0.1\n"
+    _rewrite(site, "toy-documented", "2.0", "METADATA", f"Metadata-Version: 2.1\nName: toy-documented\nVersion: 2.0\n\n{description}")
+    assert load_entry_points(pm, only=["toyDocumented"]) == []
+    loaded = report(build_registry(pm, strict=True), "toyDocumented")
+    assert (loaded.distribution, loaded.version) == ("toy-documented", "2.0")
+
+
+class OldStyleWrapper:
+    """An extension written for pluggy's older ``hookwrapper=True`` protocol."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(hookwrapper=True)
+    def execute(self, ctx, properties):
+        self.seen.append(ctx.capability.id)
+        yield
+
+
+def test_an_old_style_hookwrapper_extension_also_observes_every_call():
+    old = OldStyleWrapper()
+    engine = Engine(toy_pm(Echo(), Shout(), extensions=[("old-audit", old)]))
+    assert engine.execute("toyEcho", {"name": "a"}, CONFIG).output == {"echo": {"name": "a"}}
+    assert engine.execute("toyShout", {}, CONFIG).output == {"shout": "HEY"}
+    assert old.seen == ["toyEcho", "toyShout"]

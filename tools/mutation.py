@@ -83,9 +83,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "upload_report": ("capabilities/upload_report.py", ["tests/test_upload_reports.py", "tests/test_upload_text.py", "tests/test_mparticle_uploads.py",
                                                       "tests/test_mparticle_exactly_once.py", "tests/test_mparticle.py", "tests/test_backfill.py",
                                                       "tests/test_mparticle_exactly_once_faults.py"]),
-    # test_diagnostics: what loading tells authors (unmarked hooks), the manifest and entry-point caches
+    # test_diagnostics: what loading tells authors (unmarked hooks), the manifest and entry-point caches;
+    # test_auth_schemes: a plugin's bogus or taken auth scheme rejects it
     "registry": ("connector_core/registry.py", ["tests/test_registry.py", "tests/test_diagnostics.py", "tests/test_engine.py",
-                                                "tests/test_entry_points.py", "tests/test_ownership.py"]),
+                                                "tests/test_entry_points.py", "tests/test_ownership.py", "tests/test_auth_schemes.py"]),
     "manifest": ("connector_core/manifest.py", ["tests/test_manifest.py", "tests/test_registry.py"]),
     # the two tests of other files that run a cli function: `connector docs` (writing, --check) and
     # connect_from_args (the core's --connection handling, used by the plugin command upload-events)
