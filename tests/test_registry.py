@@ -582,11 +582,8 @@ def test_a_distribution_is_named_by_its_headers_even_when_its_description_shows_
     assert (loaded.distribution, loaded.version) == ("toy-documented", "2.0")
 
 
-class OldStyleWrapper:
+class OldStyleWrapper(Wrapper):
     """An extension written for pluggy's older ``hookwrapper=True`` protocol."""
-
-    def __init__(self):
-        self.seen = []
 
     @hookimpl(hookwrapper=True)
     def execute(self, ctx, properties):
