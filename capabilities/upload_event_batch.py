@@ -45,7 +45,8 @@ def execute(ctx, properties):
 
     body = properties["jsonBody"]
     if isinstance(body, (str, bytes)) and len(body) > STREAM_TEXT_BYTES and _is_array_text(body):
-        return _upload_text(ctx, body, properties.get("idempotencyKey") or None)
+        return _upload_text(ctx, body, properties.get("idempotencyKey") or None,
+                            properties.get("concurrency") or DEFAULT_CONCURRENCY)
     try:
         batches, single, key, items, warnings = _prepare(properties)
     except ConnectorError as exc:  # nothing went out: say so, so the host knows repeating is safe
@@ -86,7 +87,7 @@ def _is_array_text(body: str | bytes) -> bool:
     return head[:1] in ("[", b"[")
 
 
-def _upload_text(ctx, text: str | bytes, key: str | None):
+def _upload_text(ctx, text: str | bytes, key: str | None, concurrency: int):
     """A large JSON array given as text: read it as a stream to check every batch and give
     it its id (nothing is sent when any batch is refused), then again to send it through the
     backfill engine. Holds the text, one batch at a time and the ids."""
@@ -139,7 +140,7 @@ def _upload_text(ctx, text: str | bytes, key: str | None):
 
     warnings = [{"path": w.path, "message": w.message} for w in doubts]
     report = UploadReport(ids, events, keyed=key is not None, warnings=warnings)
-    upload(ctx.connection, with_ids(), report=report, stats=ctx.stats, max_rounds=0)
+    upload(ctx.connection, with_ids(), report=report, stats=ctx.stats, max_rounds=0, concurrency=concurrency)
     recorded = {i for fate in report.listed.values() for i, _ in fate}
     missing = [i for i in range(len(ids)) if i not in recorded]
     if missing:  # an error stopped the engine before it read them

@@ -122,6 +122,22 @@ def test_a_streamed_body_mparticle_refuses_names_every_refused_batch_by_its_inde
     assert mparticle_sandbox.state()["batches_accepted"] == 0
 
 
+def test_a_streamed_body_with_concurrency_1_sends_one_request_at_a_time_in_input_order(engine, mparticle_sandbox):
+    # Every request takes at least 450 ms; at the streamed path's pace of 270 batches/s a
+    # request of 100 batches may start every 370 ms, so they would overlap if sent together.
+    mparticle_sandbox.set_latency(450)  # survives reset: set back below
+    try:
+        customers = [f"one-at-a-time-{i}" for i in range(150)]
+        output = engine.execute("uploadEventBatch", {"jsonBody": text(*(batch(c) for c in customers)), "concurrency": 1},
+                                mparticle_sandbox.config).output
+    finally:
+        mparticle_sandbox.set_latency(0)
+    assert (output["status"], output["acknowledged"]["count"], output["requests"]) == ("accepted", 150, 2)
+    first, second = [r["time"] for r in mparticle_sandbox.requests if r["path"].endswith("/bulkevents")]
+    assert second - first >= 0.45, "the second request was sent before the first was answered"
+    assert [b["user_identities"]["customer_id"] for b in mparticle_sandbox.batches] == customers
+
+
 @pytest.mark.parametrize("key", [None, "key-1"], ids=["no-key", "key"])
 def test_a_streamed_body_whose_answer_was_lost_says_how_to_resend_it(engine, mparticle_sandbox, key):
     from connector_core import OutcomeUnknown
