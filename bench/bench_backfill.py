@@ -263,7 +263,7 @@ def main() -> int:
             print(f"the {workers} worker process(es) spent {start:.2f} s of CPU starting (left out below)")
             single = runs["auto", "1"]["summary"]["durationSeconds"] / requests
             bound = max(max(per.values()), sum(per.values()) / (os.cpu_count() or 1))
-            print(f"where the limit is (default concurrency, per request): " + ", ".join(
+            print("where the limit is (default concurrency, per request): " + ", ".join(
                 f"{name} {value * 1000:.1f} ms of CPU" for name, value in per.items())
                 + f" on {os.cpu_count()} CPUs: at best {bound * 1000:.1f} ms per request; one connection takes "
                 f"{single * 1000:.1f} ms, so at most {single / bound:.1f}x on this machine", flush=True)

@@ -66,11 +66,9 @@ import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import requests
@@ -79,27 +77,13 @@ from connector_mparticle.batches import (
     MAX_REQUEST_BYTES,
     chunk_batches,
 )
+from bench_deps import import_or_install
 from connector_mparticle.sandbox import Sandbox, SandboxProcess
 
 from connector_core import Engine
 
 
-def _import_official_sdk():
-    """The official ``mparticle`` package, installed from bench/requirements.txt when missing."""
-    try:
-        import mparticle
-    except ImportError:
-        requirements = Path(__file__).with_name("requirements.txt")
-        print(f"installing the bench-only dependencies of {requirements.name} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", str(requirements)], check=False)
-        try:
-            import mparticle
-        except ImportError:
-            return None
-    return mparticle
-
-
-mparticle = _import_official_sdk()
+mparticle = import_or_install("mparticle")  # the official SDK, from bench/requirements.txt
 
 ACCOUNT = "1001"
 BATCHES = 100
