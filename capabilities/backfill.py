@@ -831,9 +831,7 @@ def upload(
             if left is not None:
                 job.unsent(left)
     finally:
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()  # ends the worker processes, if any
+        records.close()  # ends the worker processes, if any
         job.finish()
         report.rate_limited = job.pacer.rate_limited
         report.duration = time.perf_counter() - job.started

@@ -109,7 +109,7 @@ class _Worker:
                     pass
         self.ready = False
         self.busy = 0  # chunks sent and not read back
-        _write(self.process.stdin, (settings.key, settings.historical, settings.now_ms, settings.max_request_bytes))
+        _write(self.process.stdin, settings)
 
     def poll_ready(self, wait: bool = False) -> bool:
         if not self.ready and (wait or select.select([self.process.stdout], [], [], 0)[0]):
@@ -253,10 +253,9 @@ def _serve() -> None:
     import orjson
 
     try:
-        key, historical, now_ms, max_request_bytes = _read(source)
+        settings = _read(source)
     except EOFError:  # the parent ended before sending anything
         return
-    settings = Settings(key, historical, now_ms, max_request_bytes)
     tasks: collections.deque = collections.deque()
     arrived = threading.Semaphore(0)
 
