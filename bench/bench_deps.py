@@ -26,3 +26,14 @@ def import_or_install(module: str) -> ModuleType | None:
             return importlib.import_module(module)
         except ImportError:
             return None
+
+
+def compile_sources() -> None:
+    """Byte-compile the framework as ``pip install`` does; an editable checkout (and a
+    PYTHONDONTWRITEBYTECODE environment) would otherwise compile it on every start, while the
+    dependencies it is compared with were compiled at install time."""
+    import connector_core
+    import connector_mparticle
+
+    folders = [str(Path(m.__file__).parent) for m in (connector_core, connector_mparticle)]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=False, stdout=subprocess.DEVNULL)

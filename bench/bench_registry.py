@@ -40,6 +40,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from bench_deps import compile_sources
+
 DEPS = "import requests, jsonschema, pluggy, attrs"
 CONNECTOR_SCRIPT = str(Path(sys.executable).with_name("connector"))
 
@@ -50,19 +52,8 @@ def _wall(command: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def _compile_sources() -> None:
-    """Byte-compile the framework as ``pip install`` does; an editable checkout (and a
-    PYTHONDONTWRITEBYTECODE environment) would otherwise compile it on every start, while the
-    dependencies it is compared with were compiled at install time."""
-    import connector_core
-    import connector_mparticle
-
-    folders = [str(Path(m.__file__).parent) for m in (connector_core, connector_mparticle)]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=False, stdout=subprocess.DEVNULL)
-
-
 def bench_cold_start(starts: int) -> dict:
-    _compile_sources()
+    compile_sources()
     base = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_") and k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as cache:
         warm = {**base, "CONNECTOR_CORE_CACHE_DIR": cache}
@@ -140,7 +131,7 @@ print(time.perf_counter() - start, len(engine.capabilities))
 
 def bench_many_plugins(repeat: int) -> dict:
     out = {}
-    _compile_sources()
+    compile_sources()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print("\n2. Engine() with N synthetic capability plugins of one connector (fresh interpreter, median)")

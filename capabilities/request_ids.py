@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,19 +98,14 @@ def canonical_json(batch: dict) -> bytes:
 # Where orjson's number format may differ from the standard library's (see canonical_json):
 # "0.0000", or a digit followed by "e-". A bare "e-" would also match common text
 # ("sale-2025", "mobile-app") and send most real batches down the standard library's path,
-# several times slower; and a regex search costs more than encoding the batch, so this
-# looks with bytes.find, which is a memchr-speed scan.
+# several times slower. The pattern starts with the literal "e-", so the regex engine scans
+# for it at memchr speed and looks behind only where it occurs (a character class first
+# would be tried at every position, twenty times slower).
+_DIGIT_E_MINUS = re.compile(rb"e-(?<=[0-9]e-)")
 
 
 def _may_differ(raw: bytes) -> bool:
-    if b"0.0000" in raw:
-        return True
-    at = raw.find(b"e-", 1)
-    while at > 0:
-        if 0x30 <= raw[at - 1] <= 0x39:
-            return True
-        at = raw.find(b"e-", at + 2)
-    return False
+    return b"0.0000" in raw or _DIGIT_E_MINUS.search(raw) is not None
 
 
 def content_hash(batch: dict) -> str:

@@ -212,6 +212,48 @@ def test_canonical_form_of_small_floats_and_exponent_like_text():
     assert derive_id("k", 0, content) == documented_id("k", 0, content)
 
 
+def test_canonical_form_of_floats_of_every_magnitude_and_number_like_text():
+    """orjson writes the canonical bytes unless its number format may differ from the
+    standard library's; whatever the float or text, the bytes are the documented ones."""
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed")
+    from connector_mparticle.request_ids import canonical_json
+    from hypothesis import strategies as st
+
+    texts = st.text(alphabet="0123456789.e-E+x ", max_size=12)
+    scalars = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.floats(-1e-3, 1e-3), texts,
+                        st.integers(-(2**63), 2**64 - 1))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+                          max_leaves=8)
+
+    @hypothesis.given(st.dictionaries(texts, values, max_size=4))
+    @hypothesis.settings(max_examples=300, deadline=None)
+    def check(content):
+        expected = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        assert canonical_json(content) == expected
+
+    check()
+
+
+def test_orjsons_bytes_are_kept_unless_a_number_may_be_written_otherwise():
+    """The guard in front of orjson: a digit followed by "e-", or "0.0000", sends the batch to
+    the standard library; anything else keeps orjson's bytes (text such as "sale-2025" too)."""
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed")
+    from connector_mparticle.request_ids import _may_differ
+    from hypothesis import strategies as st
+
+    reference = re.compile(rb"0\.0000|[0-9]e-")
+    for raw, verdict in [(b'{"sku":"spring-sale-2025"}', False), (b'[2.5e-7]', True), (b'[0.00001]', True),
+                         (b'{"a":"e-"}', False), (b'e-', False), (b'[1e16,0.0001]', False), (b'"0.0000"', True)]:
+        assert _may_differ(raw) is verdict, raw
+
+    @hypothesis.given(st.binary(max_size=40) | st.text(alphabet="0123456789.e-x\"", max_size=30).map(str.encode))
+    @hypothesis.settings(max_examples=300, deadline=None)
+    def check(raw):
+        assert _may_differ(raw) is (reference.search(raw) is not None)
+
+    check()
+
+
 # --------------------------------------------------------------------------- ids that collide
 
 
