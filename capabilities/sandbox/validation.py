@@ -322,45 +322,74 @@ def walk_batch(batch: Any, path: str = "$") -> list[Problem]:
 # -- the yes/no pass: the same rules compiled into closures that answer whether ``_walk`` would
 #    find nothing, without building a path or a message. It must agree with the walk on every
 #    input (tests/test_mparticle_truth.py checks it on thousands of mutated batches): it only
-#    saves the walk's work on valid batches, and never decides a fault on its own.
+#    saves the walk's work on valid batches, and never decides a fault on its own. Any
+#    exception inside it (an unhashable value looked up in a set) means "let the walk decide".
 
-_ANY = object()  # a leaf of type "any"
-# How a field's value is checked inside an object: its Python types (a leaf), an enumeration
-# of strings, or a function; null is then accepted, except for _NOT_NULL fields.
-_TYPES, _ENUM, _CALL, _NOT_NULL = range(4)
+_NONE = type(None)
 
 
-def _field_rule(sub: dict) -> tuple[int, Any]:
-    if sub.get("null", True) is False:
-        return _NOT_NULL, _ok_function(sub)
-    if sub["leaf"]:
-        return _TYPES, (_ANY if sub["python"] is None else sub["python"])
-    if set(sub) <= {"type", "enum", "types", "python", "leaf"} and sub["python"] == frozenset((str,)):
-        return _ENUM, sub["enum"]
-    return _CALL, _ok_function(sub)
+class _Anything:
+    """The admitted Python types of a leaf of type "any": every type."""
+
+    def __contains__(self, _: object) -> bool:
+        return True
 
 
-def _ok_function(spec: Any) -> Any:
-    """``value -> bool``: whether ``_walk(value, spec)`` would add no error."""
-    if spec == "event":
-        return _event_ok
-    python = spec["python"]
-    if spec["leaf"]:
-        if python is None:
-            return lambda value: True
-        return lambda value: type(value) in python
-    enum = spec.get("enum")
-    low, high = spec.get("range", (None, None))
-    ip = spec.get("format") == "ip"
-    items = spec.get("items")
-    item_ok = None if items is None else _ok_function(items)
+_EVERY_TYPE = _Anything()
+
+
+def _nullable(sub: dict) -> bool:
+    return sub.get("null", True) is not False
+
+
+def _member_checks(spec: dict) -> tuple[dict, dict, dict]:
+    """An object's fields (and its ``values``, under the key None) split by how one is checked:
+    ``types`` (a leaf: the value's type is looked up), ``enums`` (a string enumeration: the
+    value itself is looked up) and ``calls`` (anything else: a function that takes null too)."""
+    types, enums, calls = {}, {}, {}
+    members = dict(spec.get("fields", {}))
+    if spec.get("values") is not None:
+        members[None] = spec["values"]
+    for name, sub in members.items():
+        null = _nullable(sub)
+        if sub["leaf"] and sub["python"] is None:
+            types[name] = _EVERY_TYPE  # null included: "any" admits it
+        elif sub["leaf"]:
+            types[name] = sub["python"] | {_NONE} if null else sub["python"]
+        elif set(sub) <= {"type", "enum", "types", "python", "leaf", "null"} and sub["python"] == frozenset((str,)):
+            enums[name] = sub["enum"] | {None} if null else sub["enum"]
+        else:
+            calls[name] = _value_ok(sub, null)
+    return types, enums, calls
+
+
+def _fields_ok(spec: dict) -> Any:
+    """``dict -> bool``: whether ``_walk`` would find nothing in an object of ``spec``."""
     required = tuple(spec.get("required", ()))
     present = tuple(spec.get("present", ()))
-    is_open = bool(spec.get("open"))
-    rules = {name: _field_rule(sub) for name, sub in spec.get("fields", {}).items()}
-    values = spec.get("values")
-    values_rule = None if values is None else _field_rule(values)
-    unknown_ok = values is not None or is_open
+    types, enums, calls = _member_checks(spec)
+    # The rule of a key that is not a field: the object's ``values``, else refused unless open.
+    other = types.pop(None, None), enums.pop(None, None), calls.pop(None, None)
+    other_ok = None if other == (None, None, None) else _member_ok(*other)
+    closed = other_ok is None and not spec.get("open")
+    if other_ok is not None and not types and not enums and not calls and not required and not present:
+        allowed = other[0]
+        if allowed is not None:  # a map of leaves (custom attributes, the commonest object): one loop
+            def map_ok(value: dict) -> bool:
+                for item in value.values():
+                    if type(item) not in allowed:
+                        return False
+                return True
+
+            return map_ok
+
+        def values_ok(value: dict) -> bool:
+            for item in value.values():
+                if not other_ok(item):
+                    return False
+            return True
+
+        return values_ok
 
     def fields_ok(value: dict) -> bool:
         for name in required:
@@ -371,53 +400,73 @@ def _ok_function(spec: Any) -> Any:
             if name not in value:
                 return False
         for key, item in value.items():
-            rule = rules.get(key) or values_rule
-            if rule is None:
-                if unknown_ok:
+            allowed = types.get(key)
+            if allowed is not None:
+                if type(item) in allowed:
                     continue
                 return False
-            how, arg = rule
-            if item is None:
-                if how == _NOT_NULL:
-                    return False
-                continue
-            if how == _TYPES:
-                if arg is _ANY or type(item) in arg:
+            allowed = enums.get(key)
+            if allowed is not None:
+                if item in allowed and (type(item) is str or item is None):  # None is in it when null passes
                     continue
                 return False
-            if how == _ENUM:
-                if type(item) is str and item in arg:
+            check = calls.get(key)
+            if check is not None:
+                if check(item):
                     continue
                 return False
-            if not arg(item):
+            if closed or other_ok is not None and not other_ok(item):
                 return False
         return True
 
-    if values is not None and not spec.get("fields") and not required and not present and values_rule[0] == _TYPES \
-            and values_rule[1] is not _ANY and enum is None and low is None and not ip and item_ok is None:
-        types = values_rule[1]
+    return fields_ok
 
-        def map_ok(value: Any) -> bool:  # an object of scalars (custom attributes): the commonest object
-            if type(value) not in python:
-                return False
-            if type(value) is dict:
-                for item in value.values():
-                    if item is not None and type(item) not in types:
-                        return False
-            return True
 
-        return map_ok
+def _member_ok(types: Any, enum: Any, call: Any) -> Any:
+    """One of ``_member_checks``'s three kinds of rule as a function."""
+    if types is not None:
+        return lambda item: type(item) in types
+    if enum is not None:
+        return lambda item: item in enum and (type(item) is str or item is None)
+    return call
 
-    if enum is None and low is None and not ip and item_ok is None and python is not None and dict in python:
-        def object_ok(value: Any) -> bool:
-            kind = type(value)
-            if kind not in python:
-                return False
-            return kind is not dict or fields_ok(value)
 
+def _value_ok(spec: Any, null: bool = False) -> Any:
+    """``value -> bool``: whether ``_walk(value, spec)`` would add no error; with ``null``,
+    None passes too (a field whose value may be null)."""
+    if spec == "event":
+        return _event_ok
+    python = spec["python"]
+    if spec["leaf"]:
+        allowed = _EVERY_TYPE if python is None else python | {_NONE} if null else python
+        return lambda value: type(value) in allowed
+    enum = spec.get("enum")
+    low, high = spec.get("range", (None, None))
+    ip = spec.get("format") == "ip"
+    items = spec.get("items")
+    objects = dict in python if python is not None else True
+    fields_ok = _fields_ok(spec) if objects else None
+    if items == "event":
+        return _events_ok if python == frozenset((list,)) and null and enum is None and low is None and not ip \
+            else _generic(python, enum, low, high, ip, _event_ok, fields_ok, null)
+    item_ok = None if items is None else _value_ok(items)
+    if python == frozenset((dict,)) and enum is None and low is None and not ip and item_ok is None:
+        if null:
+            def object_ok(value: Any) -> bool:
+                if type(value) is dict:
+                    return fields_ok(value)
+                return value is None
+        else:
+            def object_ok(value: Any) -> bool:
+                return type(value) is dict and fields_ok(value)
         return object_ok
+    return _generic(python, enum, low, high, ip, item_ok, fields_ok, null)
 
+
+def _generic(python, enum, low, high, ip, item_ok, fields_ok, null) -> Any:
     def ok(value: Any) -> bool:
+        if value is None and null:
+            return True
         kind = type(value)
         if python is not None and kind not in python:
             return False
@@ -439,29 +488,64 @@ def _ok_function(spec: Any) -> Any:
     return ok
 
 
-def _event_ok(event: Any) -> bool:
-    if type(event) is not dict:
-        return False
-    event_type = event.get("event_type")
-    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
-        return False
-    data = event.get("data")
-    if data is None:
-        for key in event:
-            if key != "event_type" and key != "data":
-                return False
-        data = {}
-    if type(data) is not dict or not _EVENT_OK[event_type](data):
-        return False
-    if event_type == "commerce_event":
+# D-JSON: product_action, promotion_action and product_impressions are "required or
+# disallowed" in a commerce event (see ``_event``).
+_COMMERCE_KINDS = ("product_action", "promotion_action", "product_impressions")
+_EMPTY_KINDS = (None, [], {})
+
+
+def _commerce_ok(fields_ok: Any) -> Any:
+    def commerce_ok(data: dict) -> bool:
+        if not fields_ok(data):
+            return False
         kinds = 0
-        for key in ("product_action", "promotion_action", "product_impressions"):
-            if data.get(key) not in (None, [], {}):
+        for key in _COMMERCE_KINDS:
+            if data.get(key) not in _EMPTY_KINDS:
                 kinds += 1
-        if kinds > 1:
+        return kinds <= 1
+
+    return commerce_ok
+
+
+def _event_ok(event: Any) -> bool:
+    return _events_ok([event]) if event is not None else False
+
+
+def _events_ok(events: Any) -> bool:
+    """An ``events`` value (null, or a list of events): one loop, no call per event but its data's."""
+    if type(events) is not list:
+        return events is None
+    data_ok, empty_ok = _DATA_OK, _EMPTY_DATA_OK
+    for event in events:
+        if type(event) is not dict:
+            return False
+        check = data_ok.get(event.get("event_type"))  # None for a non-string or unknown type
+        if check is None:
+            return False
+        data = event.get("data")
+        if type(data) is dict:
+            if not check(data):
+                return False
+        elif data is None:
+            # Fields next to a missing data are a fault; else data counts as {}.
+            if len(event) != 1 + ("data" in event) or not empty_ok[event["event_type"]]:
+                return False
+        else:
             return False
     return True
 
 
-_EVENT_OK = {event_type: _ok_function(rules) for event_type, rules in _EVENT_RULES.items()}
-_batch_ok = _ok_function(BATCH)
+def _batch_ok(batch: Any) -> bool:
+    """Whether ``walk_batch(batch)`` would find nothing (without an exception of its own)."""
+    try:
+        return type(batch) is dict and _BATCH_FIELDS_OK(batch)
+    except (TypeError, RecursionError):  # an unhashable value met a lookup: the walk decides
+        return False
+
+
+_DATA_OK = {}
+for _type, _rules in _EVENT_RULES.items():
+    _check = _fields_ok(_rules)
+    _DATA_OK[_type] = _commerce_ok(_check) if _type == "commerce_event" else _check
+_EMPTY_DATA_OK = {_type: _check({}) for _type, _check in _DATA_OK.items()}
+_BATCH_FIELDS_OK = _fields_ok(BATCH)
