@@ -42,6 +42,9 @@ hits all alike:
    costs more behind a server than behind the Python API, the same instructions cost more
    because three processes take turns on the cores (caches, migrations), not because
    anything did more work.
+   Then, for reference, the service through libcurl against the Python API again with the
+   sandbox ``--far-ms`` (20) milliseconds away, as mParticle is from any host: what the hop
+   adds to a call that waits on the network (not the verdict, which stays on the sandbox at 0 ms).
 2. Throughput: ``--clients`` callers (8) for ``--seconds`` each: keep-alive clients in threads
    for the servers, threads sharing one ``Connection`` for the Python API; ``--reps``
    repetitions alternating. Reported: calls/s (median of the repetitions) and the ratio
@@ -273,6 +276,28 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return loops, others
 
 
+def far_latency(sandbox: SandboxProcess, variants: dict[str, Callable[[], None]], far_ms: float, calls: int) -> None:
+    """The latency comparison again with the sandbox ``far_ms`` away (a reference: real mParticle
+    is tens of milliseconds from any host; the verdict stays on the sandbox at 0 ms)."""
+    sandbox.set_latency(far_ms)
+    try:
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for call in variants.values():
+            timed(call, 3)
+        for round_ in range(4):
+            for name in (list(variants) if round_ % 2 == 0 else list(reversed(variants))):
+                samples[name] += timed(variants[name], max(1, calls // 4))
+    finally:
+        sandbox.set_latency(0)
+        for call in variants.values():
+            getattr(call, "close", lambda: None)()
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    (service, service_median), (api, api_median) = medians.items()
+    print(f"  reference: with the sandbox {far_ms:g} ms away (as a real service is), {len(samples[api])} calls each:"
+          f" {service} median {ms(service_median)}, {api} {ms(api_median)}: {service_median / api_median:.2f}x"
+          f" ({ms(service_median - api_median)} per call)")
+
+
 def timed(call: Callable[[], None], n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -327,6 +352,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3, help="throughput repetitions per variant (default 3)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="connector serve --workers (default: the number of CPUs, as deployed)")
+    parser.add_argument("--far-ms", type=float, default=20.0,
+                        help="also compare latency with the sandbox this many ms away, for reference (default 20; 0 skips)")
+    parser.add_argument("--far-calls", type=int, default=80, help="calls per variant with the sandbox far away (default 80)")
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the bare uvicorn reference")
     args = parser.parse_args()
     if pycurl is None:
@@ -385,6 +413,9 @@ def main() -> int:
                           f" {SERVICE} above the floor {ms(medians[SERVICE] - medians[FLOOR])} per call")
                 print(f"  reference: {RAW} / {API} {medians[RAW] / medians[API]:.2f}x (the same service and request;"
                       " the client's own cost nearly gone)")
+                if args.far_ms > 0:
+                    far_latency(sandbox, {CURL: curl_call(servers[SERVICE].host, servers[SERVICE].port), API: api_call(connection)},
+                                args.far_ms, args.far_calls)
                 print("CPU per call by where it went (client: this process; loop / call threads: the server's"
                       " event-loop threads / its other threads; sandbox: identical work in every variant)")
                 for name, (client, loops, others, sandbox_cpu) in per_call.items():

@@ -259,12 +259,21 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-class Guard:
-    """Pure ASGI middleware: the checks every request passes, the access log, the headers."""
+# The hot path's route, as Starlette compiles "/v1/capabilities/{id}/execute".
+_EXECUTE_PATH = re.compile(r"/v1/capabilities/([^/]+)/execute")
 
-    def __init__(self, app: Any, service: Service) -> None:
+
+class Guard:
+    """Pure ASGI middleware: the checks every request passes, the access log, the headers.
+
+    A ``POST`` to the execute route goes from here straight to ``execute`` (the hot path,
+    after the same checks); every other request goes through ``app``'s routing.
+    """
+
+    def __init__(self, app: Any, service: Service, execute: Callable | None = None) -> None:
         self.app = app
         self.service = service
+        self.execute = execute
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -281,10 +290,15 @@ class Guard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
+                headers = list(message.get("headers", ()))
+                cached = False
+                for name, _ in headers:
+                    if name == b"cache-control":
+                        cached = True
+                        break
                 headers.append((b"x-correlation-id", correlation_id.get().encode()))
                 headers.append((b"x-content-type-options", b"nosniff"))
-                if not any(k == b"cache-control" for k, _ in headers):
+                if not cached:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
@@ -307,6 +321,12 @@ class Guard:
             except ConnectorError as exc:
                 await error_response(exc)(scope, receive, send_with_headers)
                 return
+            if self.execute is not None and scope["method"] == "POST":
+                execute = _EXECUTE_PATH.fullmatch(scope["path"])
+                if execute is not None:
+                    scope["path_params"] = {"id": execute[1]}
+                    await self.execute(scope, receive, send_with_headers)
+                    return
             await self.app(scope, receive, send_with_headers)
         finally:
             if access_log.isEnabledFor(logging.INFO):
@@ -550,8 +570,9 @@ def create_app(service: Service) -> Any:
             service.pool.shutdown(wait=True)  # calls in flight finish before their connections close
             service.close()
 
+    execute = _Execute(service)
     routes = [
-        Route("/v1/capabilities/{id}/execute", _Execute(service)),  # first: the hot path, matched first
+        Route("/v1/capabilities/{id}/execute", execute),  # other methods; the Guard sends POSTs straight to it
         _route("/v1/connectors", list_connectors, service, ["GET"]),
         _route("/v1/capabilities", list_capabilities, service, ["GET"]),
         _route("/v1/capabilities/{id}", get_capability, service, ["GET"]),
@@ -563,4 +584,4 @@ def create_app(service: Service) -> Any:
         *(_route(path, _console(path), service, ["GET"]) for path in _CONSOLE_FILES),
     ]
     router = Router(routes, default=_not_found, lifespan=lifespan)
-    return Guard(router, service)
+    return Guard(router, service, execute)
