@@ -98,8 +98,9 @@ def _with_id(batch: Mapping, index: int, key: str) -> tuple[str, bytes]:
     body = canonical_json(batch)  # without source_request_id, so a null or "" one is replaced
     request_id = derive_request_id(key, index, body)
     tail = f'"source_request_id":"{request_id}"}}'.encode("ascii")
-    # The canonical text ends with "}": append the id as its last member (one encoding per batch).
-    return request_id, body[:-1] + (b"," if len(body) > 2 else b"") + tail
+    # The canonical text ends with "}": append the id as its last member (one encoding per
+    # batch, copied once: a slice of the text would be a copy of its own).
+    return request_id, b"".join((memoryview(body)[:-1], b"," if len(body) > 2 else b"", tail))
 
 
 # --------------------------------------------------------------------------- historical
@@ -428,7 +429,11 @@ class _Request:
 
     @property
     def body(self) -> bytes:
-        return b"[" + b",".join(self.items) + b"]"
+        # One allocation of the whole body: b"[" + b",".join(items) + b"]" copied it three times.
+        items = self.items
+        if len(items) < 2:
+            return b"[" + b"".join(items) + b"]"
+        return b",".join([b"[" + items[0], *items[1:-1], items[-1] + b"]"])
 
     def split(self) -> tuple[_Request, _Request]:
         h = len(self.items) // 2

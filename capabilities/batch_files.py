@@ -106,7 +106,7 @@ def _lines(stream: BinaryIO, where: str) -> Iterator[Any]:
     loads = orjson.loads
     count = 0
     for number, line in enumerate(stream, 1):
-        if not line.strip():
+        if line.isspace():  # strip() would empty it (a line read from a stream is never b""), without a copy
             continue
         try:
             value = loads(line)
@@ -119,7 +119,7 @@ def _lines(stream: BinaryIO, where: str) -> Iterator[Any]:
 def _raw_lines(stream: BinaryIO, where: str) -> Iterator[Line]:
     count = 0
     for number, line in enumerate(stream, 1):
-        if not line.strip():
+        if line.isspace():  # strip() would empty it (a line read from a stream is never b""), without a copy
             continue
         yield Line(line, where, count, number)
         count += 1
