@@ -39,7 +39,7 @@ PREFIX = "/_sandbox/"
 _READS: dict[str, Callable[[Emulator], Any]] = {
     "state": lambda emulator: emulator.snapshot(),
     "requests": lambda emulator: emulator.state.request_log(),
-    "batches": lambda emulator: list(emulator.state.batches),
+    "batches": lambda emulator: emulator.state.kept_batches(),
     "rejected": lambda emulator: list(emulator.state.rejected),
     "markers": lambda emulator: emulator.state.marker_summary(),
     "config": lambda emulator: emulator.config,

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import attrs
 import orjson
 
-from . import admin, server
+from . import admin, bulk, server
 from . import seed as seeded
 from .faults import (
     DEFAULT_SCOPES,
@@ -542,6 +542,12 @@ class Emulator:
         fail and others succeed, so invalid batches are dropped (and kept for inspection,
         ``Sandbox.rejected_batches``) while the valid ones are accepted."""
         key = self._api_key(request)
+        marker = self.settings["marker_attribute"]
+        summaries = None if marker is not None or not _within_limits(request) else bulk.batch_summaries(request.body)
+        if summaries is not None:  # every batch valid: kept as the body, parsed when looked at
+            self._spend_batches("uploadBulkEvents", len(summaries))
+            self.state.accept_unparsed(key, request.body, summaries, parse_events_body)
+            return Response(202)
         batches = self._bulk_batches(request, "uploadBulkEvents")
         faults = [validate_batch(batch, f"$[{i}]") for i, batch in enumerate(batches)]
         self.state.reject_batches(key, [(i, batches[i], found) for i, found in enumerate(faults) if found])
@@ -665,6 +671,11 @@ def _may_hold_big_int(body: bytes) -> bool:
     return b"0" * 20 in digits or b"-" + b"0" * 19 in digits
 
 
+def _within_limits(request: Request) -> bool:
+    """Whether an Events API body is JSON within the size limit (``_events_payload`` refuses the rest)."""
+    return request.media_type == "application/json" and len(request.body) <= MAX_REQUEST_BYTES
+
+
 def _events_payload(request: Request) -> Any:
     _require_json(request, "UNSUPPORTED_MEDIA_TYPE")
     if len(request.body) > MAX_REQUEST_BYTES:
@@ -672,12 +683,18 @@ def _events_payload(request: Request) -> Any:
             413, "REQUEST_TOO_LARGE",
             f"$: the request body is {len(request.body)} bytes; the limit is {MAX_REQUEST_BYTES} bytes (256 KB).",
         )
-    if not _may_hold_big_int(request.body):
+    return parse_events_body(request.body)
+
+
+def parse_events_body(body: bytes) -> Any:
+    """An Events API body as Python values, or ``Rejected`` 400 when it is not JSON (NaN and
+    Infinity included): how every body is read, now or when a kept one is looked at."""
+    if not _may_hold_big_int(body):
         try:  # orjson reads a bulk body several times faster; what it refuses, json tells apart
-            return orjson.loads(request.body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(request.body, parse_constant=_not_json)
+        return json.loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise Rejected(400, "BAD_REQUEST", f"$: the body is not valid JSON: {exc}") from None

@@ -155,8 +155,7 @@ class Sandbox:
     @property
     def batches(self) -> list[dict[str, Any]]:
         """Accepted Events API batches, oldest first (duplicates are not kept)."""
-        with self.emulator.state.lock:
-            return list(self.emulator.state.batches)
+        return self.emulator.state.kept_batches()
 
     @property
     def rejected_batches(self) -> list[dict[str, Any]]:

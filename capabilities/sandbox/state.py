@@ -256,6 +256,29 @@ class State:
                 if marker is not None:
                     self.markers.update(_markers(batch, marker))
 
+    def accept_unparsed(
+        self, api_key: str, body: bytes, summaries: list[tuple[Any, int]], parse: Callable[[bytes], list],
+    ) -> None:
+        """``accept_batches`` for a bulk body whose batches all passed (``bulk.batch_summaries``:
+        each batch's ``source_request_id`` and number of events): the batches are kept as the
+        body and ``parse``\ d the first time one is looked at (``kept_batches``)."""
+        body_batches = _Unparsed(body, parse)
+        with self.lock:
+            for index, (request_id, events) in enumerate(summaries):
+                if isinstance(request_id, str) and request_id:
+                    if (api_key, request_id) in self.seen_request_ids:
+                        self.counters["duplicates_dropped"] += 1
+                        continue
+                    self.seen_request_ids.add((api_key, request_id))
+                self.batches.append((body_batches, index))
+                self.counters["batches_accepted"] += 1
+                self.counters["events_accepted"] += events
+
+    def kept_batches(self) -> list[dict[str, Any]]:
+        """The accepted batches kept for inspection, oldest first, parsed where they were not yet."""
+        with self.lock:
+            return [kept if type(kept) is not tuple else kept[0].batch(kept[1]) for kept in self.batches]
+
     def reject_batches(self, api_key: str, rejected: list[tuple[int, Any, list]]) -> None:
         """Drop batches of an accepted bulk request that failed validation, keeping
         ``(index in the request, batch, faults)`` for inspection."""
@@ -334,6 +357,20 @@ class State:
                 "batches_kept": len(self.batches),
                 "rejected_kept": len(self.rejected),
             }
+
+
+class _Unparsed:
+    """The batches of one accepted bulk body, parsed when one is first looked at."""
+
+    __slots__ = ("_body", "_parse", "_batches")
+
+    def __init__(self, body: bytes, parse: Callable[[bytes], list]):
+        self._body, self._parse, self._batches = body, parse, None
+
+    def batch(self, index: int) -> dict[str, Any]:
+        if self._batches is None:
+            self._batches, self._body = self._parse(self._body), b""
+        return self._batches[index]
 
 
 def _first_values(query: str) -> dict[str, str]:

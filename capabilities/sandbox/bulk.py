@@ -1,0 +1,175 @@
+"""The sandbox's fast path for ``/v2/bulkevents``: the batch rules compiled into msgspec types.
+
+Parsing a 256 KB bulk body into Python objects and then checking every event in Python cost
+the sandbox most of its CPU per request. Here the rules of ``validation.py`` (``BATCH`` and
+each event type's data) become msgspec ``Struct`` types, so one pass in C both parses and
+checks a whole body, and an accepted body is kept as its bytes: its batches are parsed the
+ordinary way only when someone looks at them (``Sandbox.batches``).
+
+The fast path is sound, not complete: every body it accepts, the ordinary path (parse, then
+``validate_batch``) accepts with the same batches; anything else (a fault, a key the rules
+leave open, an event without ``data``, nesting deeper than ``_DEPTH`` inside an open object,
+a marker attribute to count) goes to the ordinary path, which answers as before. Why an
+accepted body is one the ordinary path accepts:
+
+* every key is declared (``forbid_unknown_fields``; open objects are maps of JSON values
+  nested at most ``_DEPTH`` deep), so msgspec parses every byte, strictly (RFC 8259, UTF-8,
+  no NaN, no number out of a double's range, no lone surrogate) and skips no value; the
+  ordinary parser (orjson, or ``json`` for what orjson refuses or reads inexactly) therefore
+  reads the same text without error, too shallow for any recursion limit;
+* each field's type admits exactly what ``_walk`` admits for it (``int`` no float or bool,
+  of any size but mpid's range, a required string not empty, an enumeration a ``Literal``,
+  null only where null passes), duplicate keys are checked each time they occur, and the
+  rules msgspec cannot express (an IP address, one kind of commerce action) are checked
+  here after decoding.
+
+``tests/test_sandbox_bulk.py`` checks this against the walk on mutated and
+hypothesis-generated batches and bodies. Without msgspec installed the ordinary path
+serves every request.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import itertools
+from typing import Annotated, Any, Literal, Optional, Union
+
+from . import validation
+
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - a declared dependency; without it the ordinary path serves
+    msgspec = None
+
+_DEPTH = 3  # nesting of arrays and objects inside an open object that the fast path reads (deeper: the ordinary path)
+
+_names = itertools.count()
+_SCALARS = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
+
+
+def _json_value() -> Any:
+    """Any JSON value nested at most ``_DEPTH`` deep (a deeper one fails to decode)."""
+    value: Any = Union[str, int, float, bool, None]
+    for _ in range(_DEPTH):
+        value = Union[str, int, float, bool, None, list[value], dict[str, value]]
+    return value
+
+
+def _type(spec: Any, null: bool, value: Any) -> Any:
+    """The msgspec type admitting what ``validation._walk`` admits for ``spec`` (and null when ``null``)."""
+    if spec == "event":
+        out = _event_type(value)
+    elif "any" in spec["types"]:
+        out = value
+    elif "enum" in spec:
+        assert set(spec) <= {"type", "enum", "types", "python", "leaf", "null"}, spec
+        out = Literal[tuple(sorted(spec["enum"]))]
+    elif spec.get("fields") or spec.get("required") or spec.get("present"):
+        assert "values" not in spec and "items" not in spec and "range" not in spec, spec
+        out = _struct(spec, value)
+    elif "values" in spec:
+        out = dict[str, _type(spec["values"], validation._nullable(spec["values"]), value)]
+    else:
+        parts = []
+        for name in spec["types"]:
+            if name == "array":
+                parts.append(list[_type(spec["items"], False, value)] if "items" in spec else list[value])
+            elif name == "object":
+                parts.append(dict[str, value])  # an open object without fields: any members
+            elif name == "integer" and "range" in spec:
+                low, high = spec["range"]
+                parts.append(Annotated[int, msgspec.Meta(ge=low, le=high)])
+            else:
+                parts.append(_SCALARS[name])
+        out = Union[tuple(parts)] if len(parts) > 1 else parts[0]
+    return Optional[out] if null else out
+
+
+def _struct(spec: dict, value: Any, **options: Any) -> Any:
+    """An object's rules as a Struct: every field declared, no other key admitted."""
+    required, present = set(spec.get("required", ())), set(spec.get("present", ()))
+    fields = []
+    for i, (name, sub) in enumerate(spec.get("fields", {}).items()):
+        if "format" in sub:  # only the batch's ip has one: batch_summaries checks it
+            assert spec is validation.BATCH and name == "ip" and sub["format"] == "ip", (name, sub)
+        nullable = validation._nullable(sub)
+        if name in required:  # "missing or empty": present, not null, not ""
+            kind = _type(sub, False, value)
+            assert kind is str or "enum" in sub and "" not in sub["enum"], (name, sub)
+            fields.append((f"f{i}", Annotated[str, msgspec.Meta(min_length=1)] if kind is str else kind,
+                           msgspec.field(name=name)))
+        elif name in present:  # present, null or not
+            fields.append((f"f{i}", _type(sub, nullable, value), msgspec.field(name=name)))
+        elif nullable:
+            fields.append((f"f{i}", _type(sub, True, value), msgspec.field(name=name, default=None)))
+        else:  # may be absent, not null
+            fields.append((f"f{i}", Union[_type(sub, False, value), msgspec.UnsetType],
+                           msgspec.field(name=name, default=msgspec.UNSET)))
+    return msgspec.defstruct(f"Rules{next(_names)}", fields, kw_only=True, forbid_unknown_fields=True, gc=False,
+                             **options)
+
+
+def _event_type(value: Any) -> Any:
+    """One tagged Struct per event type: ``event_type`` picks it, ``data`` (an object) holds its
+    rules. An event without ``data`` (valid for some types when nothing else is beside it) is
+    left to the ordinary path."""
+    kinds = []
+    for event_type, rules in validation._EVENT_RULES.items():
+        kinds.append(msgspec.defstruct(f"Event_{event_type}", [("data", _struct(rules, value))], kw_only=True,
+                                       tag_field="event_type", tag=event_type, forbid_unknown_fields=True, gc=False))
+    return Union[tuple(kinds)]
+
+
+class _Compiled:
+    """The decoder of a bulk body and the attribute names ``batch_summaries`` reads."""
+
+    def __init__(self) -> None:
+        batch = _struct(validation.BATCH, _json_value())
+        self.decoder = msgspec.json.Decoder(list[batch])
+        names = {field.encode_name: field.name for field in msgspec.structs.fields(batch)}
+        self.events, self.request_id, self.ip = names["events"], names["source_request_id"], names["ip"]
+        events = next(f.type for f in msgspec.structs.fields(batch) if f.encode_name == "events")
+        # Optional[list[Union[Event_...]]]: the event Structs, by their tag
+        structs = {kind.__struct_config__.tag: kind for kind in events.__args__[0].__args__[0].__args__}
+        self.commerce = structs["commerce_event"]
+        data = msgspec.structs.fields(self.commerce)[0].type
+        self.commerce_kinds = tuple(f.name for f in msgspec.structs.fields(data) if f.encode_name in validation._COMMERCE_KINDS)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled() -> _Compiled:
+    return _Compiled()  # built on the first bulk request: it costs a few ms the sandbox's start need not pay
+
+
+def batch_summaries(body: bytes) -> list[tuple[Any, int]] | None:
+    """``(source_request_id, number of events)`` of each batch of a bulk ``body`` whose every
+    batch the rules accept, 1 to ``MAX_BATCHES`` of them; None when the ordinary path must
+    decide (msgspec missing, a fault anywhere, or anything the fast path does not read)."""
+    if msgspec is None:
+        return None
+    compiled = _compiled()
+    try:
+        batches = compiled.decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
+        return None
+    if not 1 <= len(batches) <= validation.MAX_BATCHES:
+        return None
+    commerce, kinds, empty = compiled.commerce, compiled.commerce_kinds, validation._EMPTY_KINDS
+    out = []
+    for batch in batches:
+        events = getattr(batch, compiled.events)
+        if events:
+            for event in events:
+                if type(event) is commerce:  # D-JSON: one kind of commerce action at most (validation._event)
+                    data = event.data
+                    if sum(getattr(data, name) not in empty for name in kinds) > 1:
+                        return None
+        address = getattr(batch, compiled.ip)
+        if address is not None:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                return None
+        out.append((getattr(batch, compiled.request_id), len(events) if events else 0))
+    return out
