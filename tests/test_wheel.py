@@ -39,6 +39,7 @@ REQUIREMENTS = {
     "orjson": ">=3.9",
     "ijson": ">=3.2",
     "tqdm": ">=4.60",
+    "msgspec": ">=0.18",
 }
 
 
