@@ -6,7 +6,8 @@ not share an interpreter lock, then measures, each for a bounded time:
 * small requests/s: ``GET /v1/accounts/1001?accountId=1001`` with a valid bearer token;
 * events/s through ``/v2/events``: one 100-event batch per request, every batch checked;
 * events/s through ``/v2/bulkevents``: as many 100-event batches per request as fit in
-  256 KB.
+  256 KB, and the sandbox's CPU per request (from ``/proc``, with the sandbox in a child
+  process).
 
 Request bodies are built before the clock starts, so the numbers are the sandbox's (and
 the loopback's), not the client's JSON encoder. Loopback only; stops by itself (< 60 s).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import uuid
 
@@ -80,7 +82,16 @@ def timed(seconds: float, send, items: list) -> tuple[int, float]:
     return done, time.perf_counter() - start
 
 
-def run(config: dict, seconds: float, reset) -> None:
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far; 0 without one (in-process)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(config: dict, seconds: float, reset, pid: int | None = None) -> None:
     pool = urllib3.HTTPConnectionPool(config["platformUrl"].split("//")[1].split(":")[0],
                                       int(config["platformUrl"].rsplit(":", 1)[1]), maxsize=1, timeout=30)
     token = json.loads(pool.request("POST", "/oauth/token", json={
@@ -119,9 +130,12 @@ def run(config: dict, seconds: float, reset) -> None:
           f"{n * EVENTS_PER_BATCH / elapsed:8,.0f} events/s  ({n / elapsed:,.0f} batches/s)")
     reset()
     items = bodies(batch, max(1, limit // per_bulk), per_bulk)
+    cpu = process_cpu(pid)
     n, elapsed = timed(seconds, post("/v2/bulkevents"), items)
+    cpu = (process_cpu(pid) - cpu) / n * 1000
     print(f"POST /v2/bulkevents, {per_bulk} x 100-event batches ({len(items[0]) / 1024:.0f} KB): "
-          f"{n * per_bulk * EVENTS_PER_BATCH / elapsed:8,.0f} events/s  ({n / elapsed:,.0f} requests/s)")
+          f"{n * per_bulk * EVENTS_PER_BATCH / elapsed:8,.0f} events/s  ({n / elapsed:,.0f} requests/s)"
+          + (f"  sandbox CPU {cpu:.2f} ms per request" if pid else "") + f"  load average {os.getloadavg()[0]:.1f}")
     pool.close()
 
 
@@ -139,7 +153,7 @@ def main() -> None:
     else:
         with SandboxProcess() as sandbox:
             print(f"sandbox in a child process at {sandbox.url}")
-            run(sandbox.config, seconds, sandbox.reset)
+            run(sandbox.config, seconds, sandbox.reset, sandbox.pid)
 
 
 if __name__ == "__main__":
