@@ -3,8 +3,8 @@
 One command (after ``pip install -e '.[serve]'``), printing each target with PASS or FAIL
 (exit status 1 when one fails)::
 
-    python bench/bench_serve.py      # defaults: 5 rounds x 300 latency calls, 3 x 4 s throughput, 8 clients
-    python bench/bench_serve.py --calls 300 --rounds 5 --seconds 4 --reps 3 --clients 8 --workers 2
+    python bench/bench_serve.py      # defaults: 10 rounds x 150 latency calls, 3 x 4 s throughput, 8 clients
+    python bench/bench_serve.py --calls 150 --rounds 10 --seconds 4 --reps 3 --clients 8 --workers 2
 
 The mParticle sandbox runs in a child process (``SandboxProcess``) for every variant, and
 ``connector serve`` in another (``--connections`` naming the sandbox, access log on as
@@ -76,32 +76,25 @@ PROPERTIES = {"accountId": "1001"}
 pycurl = import_or_install("pycurl")
 
 
-def floor_server() -> None:
-    """The floor: uvicorn (uvloop, httptools) with a bare ASGI app doing only the call.
+def floor_app(connection, inline: bool = False) -> Callable:
+    """The floor: a bare ASGI app doing only the call, no routing, guards, logging or error mapping.
 
-    No routing, guards, logging or error mapping: it reads the body, runs
-    ``Connection.execute`` in a thread and answers ``Result.to_dict()``. Whatever
-    ``connector serve`` costs above this is the service's own; below it, only leaving
-    Python's HTTP stack would go. Reads the sandbox config as one JSON line on stdin.
+    It reads the body, runs ``Connection.execute`` in a thread (or, with ``inline``, on the
+    event loop itself, blocking it: bench_serve_stacks.py's lower bound) and answers
+    ``Result.to_dict()``; any GET answers ``{}`` (readiness).
     """
     import asyncio
     import concurrent.futures
-    import socket
 
     import orjson
-    import uvicorn
 
-    config = json.loads(sys.stdin.readline())
-    engine = Engine()
-    connection = engine.connect(config)
     pool = concurrent.futures.ThreadPoolExecutor(32)
+
+    def call(body: bytes) -> bytes:
+        return orjson.dumps(connection.execute("getAccount", orjson.loads(body)["properties"]).to_dict())
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
-            return
-        if scope["method"] == "GET":  # readiness
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": b"{}"})
             return
         body = b""
         while True:
@@ -109,10 +102,22 @@ def floor_server() -> None:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        request = orjson.loads(body)
-        result = await asyncio.get_running_loop().run_in_executor(pool, connection.execute, "getAccount", request["properties"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": orjson.dumps(result.to_dict())})
+        if scope["method"] != "POST":
+            out = b"{}"
+        elif inline:
+            out = call(body)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(pool, call, body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+
+    return app
+
+
+def serve_floor(app: Callable) -> None:
+    """Serve ``app`` with uvicorn (uvloop, httptools) on a free loopback port; prints its URL first."""
+    import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -120,6 +125,13 @@ def floor_server() -> None:
     print(json.dumps({"url": "http://127.0.0.1:%d" % sock.getsockname()[1]}), flush=True)
     uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, server_header=False, lifespan="off",
                                   timeout_keep_alive=30)).run(sockets=[sock])
+
+
+def floor_server() -> None:
+    """The floor's process: uvicorn serving :func:`floor_app`. Whatever ``connector serve`` costs
+    above it is the service's own; below it, only leaving Python's HTTP stack would go. Reads
+    the sandbox config as one JSON line on stdin."""
+    serve_floor(floor_app(Engine().connect(json.loads(sys.stdin.readline()))))
 
 
 class ServeProcess:
@@ -203,13 +215,13 @@ def raw_call(host: str, port: int) -> Callable[[], None]:
     return call
 
 
-def curl_call(host: str, port: int) -> Callable[[], None]:
+def curl_call(host: str, port: int, path: str = "/v1/capabilities/mparticle.getAccount/execute") -> Callable[[], None]:
     """The same request as :func:`service_call` through libcurl (pycurl), one handle reused, so
     one keep-alive connection: the HTTP client most hosts outside Python link against."""
     import io
 
     handle = pycurl.Curl()
-    handle.setopt(pycurl.URL, f"http://{host}:{port}/v1/capabilities/mparticle.getAccount/execute")
+    handle.setopt(pycurl.URL, f"http://{host}:{port}{path}")
     handle.setopt(pycurl.POSTFIELDS, json.dumps({"properties": PROPERTIES, "connection": "sandbox"}))
     handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", "Expect:"])
     handle.setopt(pycurl.TCP_NODELAY, 1)
@@ -258,21 +270,27 @@ def cpu_seconds(pid: int) -> float:
     return sum(_stat_seconds(f"/proc/{one}/stat") or 0.0 for one in _family(pid))
 
 
+def threads(pid: int) -> list[tuple[int, int]]:
+    """(process id, thread id) of every thread of process ``pid`` and its children (the workers), from /proc."""
+    found = []
+    for one in _family(pid):
+        try:
+            found += [(one, int(tid)) for tid in os.listdir(f"/proc/{one}/task")]
+        except OSError:
+            continue
+    return found
+
+
 def thread_cpu(pid: int) -> tuple[float, float]:
     """CPU seconds of the event-loop (main) threads and of the other threads of process ``pid``
     and its children (the workers), from /proc (Linux; zeros elsewhere)."""
     loops = others = 0.0
-    for one in _family(pid):
-        try:
-            tasks = os.listdir(f"/proc/{one}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            seconds = _stat_seconds(f"/proc/{one}/task/{tid}/stat") or 0.0
-            if int(tid) == one:
-                loops += seconds
-            else:
-                others += seconds
+    for one, tid in threads(pid):
+        seconds = _stat_seconds(f"/proc/{one}/task/{tid}/stat") or 0.0
+        if tid == one:
+            loops += seconds
+        else:
+            others += seconds
     return loops, others
 
 
@@ -345,8 +363,9 @@ def main() -> int:
         floor_server()
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300, help="latency calls per variant per round (default 300)")
-    parser.add_argument("--rounds", type=int, default=5, help="latency rounds (default 5)")
+    parser.add_argument("--calls", type=int, default=150, help="latency calls per variant per round (default 150)")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="latency rounds (default 10: short rounds, so a burst of load elsewhere hits every variant)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent callers for throughput (default 8)")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per throughput run (default 4)")
     parser.add_argument("--reps", type=int, default=3, help="throughput repetitions per variant (default 3)")
