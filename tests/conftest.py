@@ -43,8 +43,8 @@ CONNECTOR = Path(sys.executable).parent / "connector"
 # file from starting last and leaving the other worker idle at the end. A file missing here
 # only runs later; the order decides no outcome.
 SLOWEST_FIRST = (
-    "test_backfill_dask.py",
     "test_examples.py",
+    "test_backfill_dask.py",
     "test_mparticle_exactly_once_faults.py",
     "test_fast_check.py",
     "test_wheel.py",
@@ -59,6 +59,23 @@ SLOWEST_FIRST = (
     "test_docs.py",
     "test_backfill.py",
 )
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker more than the machine has cores (xdist's own count otherwise).
+
+    Many tests mostly wait: for a sandbox or server process to start, for a subprocess (the
+    CLI, pip, a build), for a browser, for a server that answers late on purpose. With one
+    worker per core those waits leave a core idle; a third worker on two cores runs tests in
+    them. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses != "auto":
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores + 1
 
 
 def pytest_configure(config):

@@ -39,9 +39,9 @@ def tokens(server: TestServer) -> TestServer:
 
 @pytest.mark.parametrize("script", [trickle_headers, trickle_body], ids=["slow-headers", "slow-body"])
 def test_a_trickling_server_cannot_stretch_a_call(tokens, script):
-    slow = RawServer(script)  # a minute of trickling, each byte well within the read timeout
+    slow = RawServer(script)  # a minute of trickling, a byte every 0.25 s: well within the read timeout
     try:
-        config = mp_config(tokens, f"http://127.0.0.1:{slow.port}", timeoutSeconds=2)
+        config = mp_config(tokens, f"http://127.0.0.1:{slow.port}", timeoutSeconds=1)
         started = time.monotonic()
         with Engine() as engine, pytest.raises(NetworkError) as caught:
             engine.execute("mparticle.getAccount", {"accountId": "1003"}, config)
