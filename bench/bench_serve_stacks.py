@@ -83,9 +83,9 @@ def service_app() -> Any:
     from connector_core.serve.app import Service, create_app
     from connector_core.serve.commands import LOOPBACK_NAMES, _configure_logging
 
-    _configure_logging(False, True)  # the access log on, as deployed (stderr goes to /dev/null)
+    access_lines = _configure_logging(False, True)  # the access log on, as deployed (stderr goes to /dev/null)
     service = Service(Engine(), load_connections(os.environ[CONNECTIONS_ENV]), allowed_hosts=set(LOOPBACK_NAMES),
-                      caller_policy=HostPolicy.untrusted())
+                      caller_policy=HostPolicy.untrusted(), access_lines=access_lines)
     return create_app(service)
 
 

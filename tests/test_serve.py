@@ -7,6 +7,7 @@ shutdown, logs) run ``connector serve`` as a process.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -312,6 +313,30 @@ def test_the_correlation_id_reaches_the_logs(api, served):
     assert {"connector_core.serve.access", "connector_core.engine", "connector_core.http"} <= set(by_logger)
     access = by_logger["connector_core.serve.access"]
     assert access.http_status == 200 and access.api_key != "-" and KEY not in access.getMessage()
+
+
+@pytest.mark.parametrize("path", ["/v1/capabilities/mparticle.getAccount/execute", "/v1/caf\u00e9", "/lone-\ud800"])
+def test_the_commands_access_line_is_the_access_loggers_record_as_a_json_line(path):
+    from connector_core.serve.app import correlation_id
+    from connector_core.serve.commands import AccessLines, JsonLines
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(CorrelationFilter())
+    record = logging.LogRecord("connector_core.serve.access", logging.INFO, __file__, 0, "%s %s %d %.1fms key=%s",
+                               ("POST", path, 413, 2.25, "ab12cd34"), None)
+    record.__dict__.update(http_method="POST", http_path=path, http_status=413, api_key="ab12cd34")
+    token = correlation_id.set("run-9")
+    try:
+        handler.handle(record)
+        AccessLines(handler, handler.formatter)("POST", path, 413, 2.25, "ab12cd34", correlation_id.get())
+    finally:
+        correlation_id.reset(token)
+    by_record, written = stream.getvalue().splitlines()
+    (by_record_time, written_time) = (json.loads(line)["time"] for line in (by_record, written))
+    assert written.replace(written_time, "") == by_record.replace(by_record_time, "")  # the clock may tick between
+    assert json.loads(written)["correlation_id"] == "run-9" and json.loads(written)["http_path"] == path
 
 
 # -- the command ----------------------------------------------------------------------

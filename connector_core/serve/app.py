@@ -123,6 +123,7 @@ class Service:
         max_body_bytes: int = 4 * 1024 * 1024,
         threads: int = 32,
         caller_policy: HostPolicy | None = None,
+        access_lines: Callable[[str, str, int, float, str, str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.registry = engine.registry
@@ -132,6 +133,9 @@ class Service:
         self.max_body_bytes = max_body_bytes
         self.threads = threads
         self.caller_policy = caller_policy
+        # Writes the access line itself (method, path, status, ms, key, correlation id) when the
+        # command owns the logging; otherwise the line is a record of the access logger.
+        self.access_lines = access_lines
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None  # made at start-up (lifespan)
         self.ready = False
         self.specs = dict(connections)
@@ -329,7 +333,10 @@ class Guard:
                     return
             await self.app(scope, receive, send_with_headers)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
+            lines = self.service.access_lines
+            if lines is not None:
+                lines(scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000, key, correlation_id.get())
+            elif access_log.isEnabledFor(logging.INFO):
                 # makeRecord + handle: Logger.info would also walk the stack for a caller nobody logs.
                 method, path = scope.get("method"), scope.get("path", "")
                 access_log.handle(access_log.makeRecord(

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +155,16 @@ class JsonLines(logging.Formatter):
         self._second = -1
         self._time = ""
 
+    def time_text(self, created: float) -> str:
+        """``created`` as the lines print it; call under the handler's lock (it caches)."""
+        second = int(created)
+        if second != self._second:
+            self._second, self._time = second, time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(created))
+        return self._time
+
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # handlers format under their lock: no race on the cache
-            self._second, self._time = second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
         entry: dict[str, Any] = {
-            "time": self._time,
+            "time": self.time_text(record.created),  # handlers format under their lock: no race on the cache
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -176,7 +181,38 @@ class JsonLines(logging.Formatter):
             return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def _configure_logging(verbose: bool, access_log: bool) -> None:
+class AccessLines:
+    """Writes ``connector serve``'s access line straight to the command's log handler.
+
+    The line is the one :class:`JsonLines` makes of the access logger's record, written under
+    the handler's lock like every other record, without making the record: the logging
+    machinery (record, logger walk, filters, formatter) costs the event loop about 0.2 ms per
+    request on a busy 2-core machine. The service uses it only when the command configured
+    the logging itself (``_configure_logging``), so nobody else's handlers miss the line.
+    """
+
+    def __init__(self, handler: logging.StreamHandler, formatter: JsonLines) -> None:
+        self.handler = handler
+        self.formatter = formatter
+
+    def __call__(self, method: str, path: str, status: int, milliseconds: float, key: str, correlation_id: str) -> None:
+        entry = {"time": "", "level": "INFO", "logger": "connector_core.serve.access",
+                 "message": "%s %s %d %.1fms key=%s" % (method, path, status, milliseconds, key),
+                 "correlation_id": correlation_id, "http_method": method, "http_path": path, "http_status": status,
+                 "api_key": key}
+        created = time.time()
+        with self.handler.lock:  # type: ignore[union-attr]
+            entry["time"] = self.formatter.time_text(created)
+            try:
+                line = orjson.dumps(entry).decode()
+            except TypeError:  # a path orjson refuses (lone surrogates): the standard library copes
+                line = json.dumps(entry, ensure_ascii=False)
+            self.handler.stream.write(line + "\n")
+            self.handler.flush()
+
+
+def _configure_logging(verbose: bool, access_log: bool) -> AccessLines | None:
+    """JSON lines on stderr; the access line writer when ``access_log``."""
     from .app import CorrelationFilter
 
     handler = logging.StreamHandler(sys.stderr)
@@ -191,6 +227,7 @@ def _configure_logging(verbose: bool, access_log: bool) -> None:
     logging.getLogger("connector_core").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("connector_core.serve").setLevel(logging.INFO)
     logging.getLogger("connector_core.serve.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    return AccessLines(handler, handler.formatter) if access_log else None  # type: ignore[arg-type]
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -236,12 +273,12 @@ def run_serve(args: Any, engine: Any) -> int:
     if args.workers > 1 and not hasattr(os, "fork"):
         raise InvalidConfig("--workers above 1 needs os.fork (Linux or macOS); run one service per port elsewhere",
                             faults=[Fault("--workers", "needs os.fork")])
-    _configure_logging(bool(getattr(args, "verbose", False)), args.access_log)
+    access_lines = _configure_logging(bool(getattr(args, "verbose", False)), args.access_log)
     with contextlib.ExitStack() as sandboxes:
         connections = _connections(args)
         if args.sandbox:
             connections.update(_start_sandboxes(engine, sandboxes))
-        return _serve(args, engine, connections, keys, allowed)
+        return _serve(args, engine, connections, keys, allowed, access_lines)
 
 
 def _start_sandboxes(engine: Any, stack: contextlib.ExitStack) -> dict[str, ConnectionSpec]:
@@ -258,13 +295,15 @@ def _start_sandboxes(engine: Any, stack: contextlib.ExitStack) -> dict[str, Conn
     return found
 
 
-def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys: list[str], allowed: set[str] | None) -> int:
+def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys: list[str], allowed: set[str] | None,
+           access_lines: AccessLines | None) -> int:
     from ..policy import HostPolicy
     from .app import Service
 
     def service() -> Service:
         return Service(engine, connections, api_keys=keys, allowed_hosts=allowed, max_body_bytes=args.max_body_bytes,
-                       threads=args.threads, caller_policy=HostPolicy.untrusted() if args.caller_configs else None)
+                       threads=args.threads, caller_policy=HostPolicy.untrusted() if args.caller_configs else None,
+                       access_lines=access_lines)
 
     first = service()  # opens the named connections: an operator's mistake stops the start here, once
     sock = _bind(args.host, args.port)
