@@ -5,10 +5,10 @@ This proves the packaging: ``capabilities/`` and ``manifests/`` install as
 ``importlib.resources`` (not from the working directory), and the ``connector`` script,
 the entry points and the sandbox work without the source tree.
 
-The wheel is installed by pip with ``--no-deps`` into a venv without pip of its own, and
-the venv finds the dependencies in this test environment's site-packages (a ``.pth``
-line, which runs no ``.pth`` file of that folder, so the editable install of the source
-tree stays out). Resolving and installing the dependencies again costs ten seconds and
+The wheel is installed with ``--no-deps`` (by uv, a test extra, or pip) into a venv
+without pip of its own, and the venv finds the dependencies in this test environment's
+site-packages (a ``.pth`` line, which runs no ``.pth`` file of that folder, so the
+editable install of the source tree stays out). Resolving and installing the dependencies again costs ten seconds and
 an index; instead, the wheel's declared requirements are checked against what the code
 imports and against the versions the suite runs with.
 """
@@ -63,7 +63,7 @@ def installed(wheel, tmp_path_factory):
     venv.EnvBuilder(with_pip=False).create(env_dir)
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
-    pip = _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)])
+    pip = _run([*_installer(python), "--quiet", "--no-deps", str(wheel)])
     assert pip.returncode == 0, pip.stdout + pip.stderr
     purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
@@ -73,6 +73,19 @@ def installed(wheel, tmp_path_factory):
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CONNECTOR_CORE_LOAD_PLUGINS", "CONNECTOR_CORE_STRICT")}
     return bin_dir, cwd, env
+
+
+def _installer(python: Path) -> list[str]:
+    """``uv pip install`` into ``python``'s environment where uv is installed (a test extra), else pip.
+
+    Both install a wheel the same way (its files, the ``.dist-info`` with entry points and
+    RECORD, the console scripts); pip takes about 2.5 s of CPU where uv takes 0.25 s.
+    """
+    try:
+        import uv
+    except ImportError:
+        return [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check"]
+    return [uv.find_uv_bin(), "pip", "install", "--no-cache", "--no-index", "--python", str(python)]
 
 
 def _wheel_metadata(wheel: Path) -> str:
