@@ -449,7 +449,7 @@ class HttpLayer:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         policy: RetryPolicy | None = None,
-        host_policy: HostPolicy | None = None,
+        host_policy: HostPolicy,
         tokens: TokenCache | None = None,
     ) -> None:
         self.connector = connector
@@ -487,7 +487,7 @@ class HttpLayer:
         """Mount the adapter whose connections obey the host policy's egress rule and the watchdog."""
         policy = self.host_policy
         rule = None
-        if policy is not None and policy.checks_egress:
+        if policy.checks_egress:
             rule = EgressRule(allow_loopback=policy.allow_loopback, allow_private=policy.allow_private, resolver=policy.resolver)
         adapter = GuardedAdapter(rule, pool_connections=4, pool_maxsize=32, max_retries=0)
         session.mount("https://", adapter)
@@ -501,7 +501,7 @@ class HttpLayer:
         or a local service's credentials), and never when the host policy checks egress.
         """
         parts = urlsplit(url)
-        if not self._own_session or is_loopback(parts.hostname or "") or (self.host_policy is not None and not self.host_policy.proxies):
+        if not self._own_session or is_loopback(parts.hostname or "") or not self.host_policy.proxies:
             return url
         proxies = requests.utils.get_environ_proxies(url)
         proxy = proxies.get(parts.scheme) or proxies.get("all")
@@ -631,10 +631,9 @@ class HttpClient:
 
 
 def _snippet(response: requests.Response) -> str:
-    try:
-        text = response.text
-    except Exception:  # undecodable body
-        return ""
+    # The body was read whole by the request (never streamed); .text decodes it with
+    # errors="replace", so no body, however malformed, makes this raise.
+    text = response.text
     return text if len(text) <= _BODY_SNIPPET else text[:_BODY_SNIPPET] + "..."
 
 

@@ -60,6 +60,30 @@ def test_the_deadline_covers_backoff(tokens, sleeps):
     assert sleeps == [] and len(tokens.requests_to("GET", "/v1/accounts/1003")) == 1
 
 
+def test_the_waits_of_one_request_may_fill_the_wait_budget_exactly_and_no_more(tokens, sleeps):
+    busy = lambda seconds: Answer(503, json={"message": "busy"}, headers={"Retry-After": str(seconds)})  # noqa: E731
+    tokens.queue("GET", "/v1/accounts/1003", busy(2), busy(1), busy(1), Answer(200, json={"accountId": 1003}))
+    config = mp_config(tokens, maxRetries=10, maxRetryWaitSeconds=3)
+    with Engine(sleep=sleeps) as engine, pytest.raises(UpstreamError):
+        engine.execute("mparticle.getAccount", {"accountId": "1003"}, config)
+    # 2 s + 1 s is the whole budget of 3 s; one more second would exceed it: the third 503 ends the call.
+    assert sleeps == [2.0, 1.0] and len(tokens.requests_to("GET", "/v1/accounts/1003")) == 3
+
+
+def test_a_wait_that_overruns_the_deadline_ends_the_call_before_the_next_attempt(tokens):
+    tokens.route("GET", "/v1/accounts/1003", Answer(503, json={"message": "busy"}, headers={"Retry-After": "0"}))
+    config = mp_config(tokens, maxRetries=5, deadlineSeconds=0.3)
+    # A timer that wakes late (a loaded host): the 0 s wait fits the deadline, the sleep outlasts it.
+    with Engine(sleep=lambda seconds: time.sleep(seconds + 0.4)) as engine, pytest.raises(NetworkError) as caught:
+        engine.execute("mparticle.getAccount", {"accountId": "1003"}, config)
+    assert caught.value.code == "deadline_exceeded"
+    assert caught.value.message == (
+        f"GET {tokens.url}/v1/accounts/1003: the call's deadline passed before attempt 2; "
+        "raise deadlineSeconds in the connection config or retry later"
+    )
+    assert len(tokens.requests_to("GET", "/v1/accounts/1003")) == 1
+
+
 def test_the_deadline_covers_token_fetches(server):
     server.route("POST", "/oauth/token", Answer(200, json={"access_token": "late"}, delay=20))
     config = mp_config(server, timeoutSeconds=30, deadlineSeconds=1)

@@ -372,6 +372,11 @@ def test_check_with_several_connectors_picks_the_one_the_config_fits(sample, wri
         report = run.json()
         assert report["connector"] == "sample"
         assert report["capabilities"] == {"sampleFetch": {"ready": False, "missing": ["token"]}, "sampleGreet": {"ready": True}}
+    # A connector named on the command line is the one checked, even when the config fits another.
+    named = sample("check", "--config", str(config), "--offline", "--connector", "mparticle")
+    assert named.code == 4, named
+    assert named.error()["code"] == "invalid_config"
+    assert sorted(f["path"] for f in named.error()["faults"]) == ["$.clientID", "$.clientSecret", "$.user"]
     neither = write_json("n.json", {"nobody": "knows"})
     error = sample("check", "--config", str(neither), "--offline").error()
     assert error["code"] == "invalid_config" and "fits none of their config schemas" in error["message"] and "--connector" in error["message"]

@@ -255,6 +255,21 @@ def test_installed_entry_points_are_kept_by_path_fingerprint_and_rescanned_when_
     assert names() == ["fp-one:fpEcho=fp_echo", "fp-one:fpOther=fp_echo", "fp-two:fpTwo=fp_two"]
 
 
+def test_a_stored_entry_point_list_of_another_shape_is_scanned_again_not_trusted(tmp_path, monkeypatch, fake_distribution):
+    # What another version of the framework (or a damaged disk) may have left under the same key.
+    monkeypatch.setenv("CONNECTOR_CORE_CACHE_DIR", str(tmp_path / "cache"))
+    site = fake_distribution("fp-shape", entry_points={"fpShape": "fp_shape"}, modules={"fp_shape": ""})
+    sys.path[:] = [p for p in sys.path if p == str(site) or (p.startswith(sys.base_prefix) and "site-packages" not in p)]
+    _age(site)
+    mine = lambda: [(ep.distribution, ep.name, ep.value) for ep in installed_entry_points() if ep.group == "connector_core"]  # noqa: E731
+    assert mine() == [("fp-shape", "fpShape", "fp_shape")]
+    (cached,) = (tmp_path / "cache").rglob("*.json")
+    rows = json.loads(cached.read_text())
+    for other in ([row[:4] for row in rows], [dict(enumerate(row)) for row in rows], {"rows": rows}):
+        cached.write_text(json.dumps(other))
+        assert mine() == [("fp-shape", "fpShape", "fp_shape")]
+
+
 def test_a_finder_that_provides_distributions_from_elsewhere_turns_the_entry_point_list_cache_off(monkeypatch):
     class Elsewhere:
         def find_spec(self, *args):

@@ -318,6 +318,17 @@ def test_a_non_json_error_body_is_quoted(client, server):
         client.get("/thing")
 
 
+@pytest.mark.parametrize("content_type", ["text/plain; charset=utf-8", "text/plain; charset=no-such-charset", "application/octet-stream"])
+def test_an_error_body_that_does_not_decode_is_still_quoted(client, server, content_type):
+    server.route("GET", "/thing", Answer(500, body=b"bad \xff\xfe bytes", headers={"Content-Type": content_type}))
+    with pytest.raises(UpstreamError) as caught:
+        client.get("/thing")
+    # Decoded as declared, or as guessed when the charset is unknown or missing (the guess is
+    # the decoding library's); never an exception instead of the error.
+    body = caught.value.details["body"]
+    assert isinstance(body, str) and body.startswith("bad ") and body.endswith(" bytes") and len(body) <= 12
+
+
 def test_successful_answers_are_returned(client, server):
     server.route("DELETE", "/thing", Answer(204))
     assert client.delete("/thing").status_code == 204

@@ -1,10 +1,10 @@
-"""Proxies are never used for loopback addresses, whatever NO_PROXY says.
+"""The environment's proxy carries the calls to remote hosts, never those to loopback.
 
 A small forward proxy runs on loopback in the test (absolute-form HTTP requests, relayed
-with ``http.client``); a control request through plain ``requests`` shows it really
-proxies, then the connector, with ``HTTP_PROXY`` pointing at it and ``NO_PROXY`` empty,
-sends its token request (client secret in the body) and its calls straight to the
-service on loopback.
+with ``http.client``; ``CONNECT`` tunnels recorded and refused). A control request through
+plain ``requests`` shows it really proxies; then the connector, with ``HTTP_PROXY`` pointing
+at it and ``NO_PROXY`` empty, sends its token request (client secret in the body) and its
+calls straight to the service on loopback, and asks the proxy for a tunnel to a remote host.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import requests
 from httpserver import Answer
 
-from connector_core import Engine
+from connector_core import Engine, NetworkError
 
 SECRET = "proxy-test-s3cret"
 
@@ -49,6 +49,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         upstream.close()
 
     do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+    def do_CONNECT(self) -> None:  # a tunnel to a remote host: recorded, refused (no network here)
+        self.server.seen.append((self.command, self.path, None))
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
 
 
 class ForwardProxy(ThreadingHTTPServer):
@@ -94,3 +101,18 @@ def test_loopback_never_goes_through_the_environment_proxy(proxy, server, monkey
             assert engine.execute("mparticle.getAccount", {"accountId": "1003"}, local).output["account"]["id"] == 1003
     assert len(proxy.seen) == 1  # only the control request
     assert [r.path for r in server.requests].count("/oauth/token") == 2
+
+
+def test_a_remote_host_is_reached_through_the_environment_proxy(proxy, monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")
+    remote = "https://api.mparticle-proxy.invalid"  # .invalid never resolves: only the proxy can get there
+    config = {"clientID": "tenant", "clientSecret": SECRET, "authUrl": f"{remote}/oauth/token",
+              "platformUrl": remote, "maxRetries": 0}
+    with Engine() as engine, pytest.raises(NetworkError) as caught:
+        engine.execute("mparticle.getAccount", {"accountId": "1003"}, config)
+    # The token request asked the proxy for a tunnel (the secret would travel inside it, encrypted).
+    assert proxy.seen == [("CONNECT", "api.mparticle-proxy.invalid:443", None)]
+    assert SECRET not in str(caught.value.to_dict())

@@ -428,19 +428,22 @@ def test_a_distribution_whose_metadata_spells_its_headers_in_lower_case_is_repor
 @pytest.fixture
 def broken_connectors(fake_distribution):
     """A distribution (sorted before connector-framework) declaring three connectors that cannot load:
-    one whose module is missing, one whose manifest has another id, one whose manifest is invalid."""
+    one whose module is missing, one whose manifest has another id, one whose manifest is invalid,
+    one whose attribute is neither a path nor a mapping."""
     site = fake_distribution(
         "a-toy-connectors",
         entry_points={},
         modules={"a_toy_connectors": "from toy import TOY_CONNECTOR, variant\n"
                                      "MISNAMED = variant(TOY_CONNECTOR, id='beta')\n"
-                                     "INVALID = variant(TOY_CONNECTOR, id='gamma', effect='sometimes')\n"},
+                                     "INVALID = variant(TOY_CONNECTOR, id='gamma', effect='sometimes')\n"
+                                     "NUMBER = 42\n"},
     )
     _rewrite(site, "a-toy-connectors", "1.0", "entry_points.txt",
              "[connector_core.connectors]\n"
              "alpha = a_toy_connectors:MISNAMED\n"
              "delta = a_toy_connectors_missing:MANIFEST\n"
-             "gamma = a_toy_connectors:INVALID\n")
+             "gamma = a_toy_connectors:INVALID\n"
+             "epsilon = a_toy_connectors:NUMBER\n")
 
 
 def test_connector_declarations_that_cannot_load_are_refused_one_by_one_and_the_others_load(pm, broken_connectors):
@@ -452,6 +455,7 @@ def test_connector_declarations_that_cannot_load_are_refused_one_by_one_and_the_
         "alpha": ("connector", "a-toy-connectors", "the entry point declares connector 'alpha' but its manifest's id is 'beta'"),
         "delta": ("connector", "a-toy-connectors", "failed to import: ModuleNotFoundError: No module named 'a_toy_connectors_missing'"),
         "gamma": ("connector", "a-toy-connectors", "<dict>: invalid connector manifest (1 problem(s))\n  $.effect: is not an allowed property"),
+        "epsilon": ("connector", "a-toy-connectors", "cannot load manifest 42: TypeError: expected str, bytes or os.PathLike object, not int"),
     }
     with pytest.raises(PluginRejected) as caught:
         registry.connector("delta")
@@ -459,6 +463,19 @@ def test_connector_declarations_that_cannot_load_are_refused_one_by_one_and_the_
         "connector 'delta' is installed but was refused: failed to import: ModuleNotFoundError: "
         "No module named 'a_toy_connectors_missing'"
     )
+
+
+def test_a_connector_declared_alike_by_two_distributions_is_read_from_the_first_in_processing_order(pm, fake_distribution):
+    sites = []
+    for name in ("b-toy-copy", "a-toy-original"):  # made in the reverse of the documented order
+        module = name.replace("-", "_")
+        site = fake_distribution(name, entry_points={}, modules={module: "from pathlib import Path\nMANIFEST = Path(__file__).with_name('toy.json')\n"})
+        (site / "toy.json").write_text(json.dumps(TOY_CONNECTOR), "utf-8")
+        _rewrite(site, name, "1.0", "entry_points.txt", f"[connector_core.connectors]\ntoy = {module}:MANIFEST\n")
+        sites.append(site)
+    registry = build_registry(pm, load_entry_points(pm, only=[]))
+    assert registry.owners["toy"] == ("a-toy-original", "b-toy-copy")
+    assert registry.connector("toy").source == str(sites[1] / "toy.json")
 
 
 def test_an_unknown_connector_is_unknown_even_when_other_connectors_were_refused(pm, broken_connectors):
