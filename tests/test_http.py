@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import pickle
 import random
@@ -10,7 +11,7 @@ import random
 import pytest
 import requests
 from httpserver import Answer, TestServer, closed_port
-from toy import API_SECRET, SECRET, token, token_issuer, toy_config, toy_pm
+from toy import API_SECRET, SECRET, TOY_CONNECTOR, BasicPing, token, token_issuer, toy_config, toy_pm
 
 from connector_core import (
     AuthenticationFailed,
@@ -34,6 +35,7 @@ from connector_core.http import (
     check_url,
     error_for_response,
     parse_retry_after,
+    read_json,
 )
 
 TOKEN_PATH = "/oauth/token"
@@ -329,6 +331,32 @@ def test_an_error_body_that_does_not_decode_is_still_quoted(client, server, cont
     assert isinstance(body, str) and body.startswith("bad ") and body.endswith(" bytes") and len(body) <= 12
 
 
+def test_every_2xx_answer_is_returned_and_300_is_an_error(client, server):
+    server.route("GET", "/edge", Answer(299))
+    assert client.get("/edge").status_code == 299
+    server.route("GET", "/edge", Answer(300, body="pick one"))
+    with pytest.raises(UpstreamError) as caught:
+        client.get("/edge")
+    assert caught.value.details["status"] == 300
+
+
+def test_a_long_text_error_body_is_quoted_in_the_message_up_to_200_characters(client, server):
+    server.route("GET", "/thing", Answer(404, body="x" * 199 + "yz" + "w" * 300))
+    with pytest.raises(NotFound) as caught:
+        client.get("/thing")
+    assert "x" * 199 + "y" in caught.value.message and "yz" not in caught.value.message
+
+
+def test_read_json_refuses_an_empty_body_unless_allowed(server):
+    server.route("GET", "/empty", Answer(200))
+    response = requests.get(server.url + "/empty", timeout=5)
+    with pytest.raises(UpstreamError) as caught:
+        read_json(response, "Toy")
+    assert caught.value.code == "invalid_response"
+    assert caught.value.message == "Toy answered 200 with a body that is not valid JSON; retry later"
+    assert read_json(response, "Toy", allow_empty=True) is None
+
+
 def test_successful_answers_are_returned(client, server):
     server.route("DELETE", "/thing", Answer(204))
     assert client.delete("/thing").status_code == 204
@@ -472,6 +500,20 @@ def test_basic_auth_key_without_its_secret_is_invalid_config(engine, server, con
     with pytest.raises(InvalidConfig) as caught:
         engine.execute("toyBasicPing", {}, dict(config, apiKey="key-1"))
     assert [f.path for f in caught.value.faults] == ["$.apiSecret"]
+    assert server.requests == []
+
+
+def test_basic_auth_without_any_username_names_the_field_and_the_scheme(server):
+    single = copy.deepcopy(TOY_CONNECTOR)
+    single["auth"]["basic"] = {"type": "basic", "usernameFields": ["apiKey"], "passwordFields": ["apiSecret"]}
+
+    class SinglePairPing(BasicPing):
+        CONNECTOR_MANIFEST = single
+
+    with Engine(toy_pm(SinglePairPing())) as engine, pytest.raises(InvalidConfig) as caught:
+        engine.execute("toyBasicPing", {}, toy_config(server.url))
+    assert caught.value.message == "config field 'apiKey' is required (basic authentication)"
+    assert [(f.path, f.message) for f in caught.value.faults] == [("$.apiKey", "is required (basic authentication)")]
     assert server.requests == []
 
 
