@@ -7,10 +7,12 @@ import copy
 import logging
 import pickle
 import random
+import ssl
 
 import pytest
 import requests
 from httpserver import Answer, TestServer, closed_port
+from test_netguard import RawServer, quick_ok
 from toy import API_SECRET, SECRET, TOY_CONNECTOR, BasicPing, token, token_issuer, toy_config, toy_pm
 
 from connector_core import (
@@ -35,6 +37,7 @@ from connector_core.http import (
     check_url,
     error_for_response,
     parse_retry_after,
+    new_session,
     read_json,
 )
 
@@ -515,6 +518,32 @@ def test_basic_auth_without_any_username_names_the_field_and_the_scheme(server):
     assert caught.value.message == "config field 'apiKey' is required (basic authentication)"
     assert [(f.path, f.message) for f in caught.value.faults] == [("$.apiKey", "is required (basic authentication)")]
     assert server.requests == []
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+def test_a_connection_session_verifies_certificates_against_the_system_store_or_the_bundle_the_environment_names(tmp_path, monkeypatch):
+    trustme = pytest.importorskip("trustme", reason="trustme (a test dependency) makes the test certificates")
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(context)
+    server = RawServer(quick_ok, tls=context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    url = f"https://localhost:{server.port}/"
+    try:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name, raising=False)
+        # No bundle named: the system's store, which does not know this test CA.
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            new_session().get(url, timeout=(2, 2))
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.setenv(name, str(bundle))
+            assert new_session().get(url, timeout=(2, 2)).text == "ok"
+            monkeypatch.delenv(name)
+    finally:
+        server.close()
 
 
 # -- logging ---------------------------------------------------------------------------

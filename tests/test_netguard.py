@@ -19,7 +19,6 @@ import time
 import pytest
 import requests
 
-from connector_core.http import new_session
 from connector_core.netguard import WATCHDOG, EgressRefused, EgressRule, GuardedAdapter, Watchdog, address_kind, find_refusal
 
 ADDRESSES = {
@@ -241,27 +240,3 @@ def test_tls_verifies_the_name_while_the_connection_goes_to_the_checked_address(
             session.get(f"https://other.tenant.test:{server.port}/", timeout=(2, 2), verify=str(bundle))
     finally:
         server.close()
-
-
-def test_a_connection_session_verifies_certificates_against_the_system_store_or_the_bundle_the_environment_names(tmp_path, monkeypatch):
-    trustme = pytest.importorskip("trustme", reason="trustme (a test dependency) makes the test certificates")
-    ca = trustme.CA()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(context)
-    server = RawServer(quick_ok, tls=context)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    url = f"https://localhost:{server.port}/"
-    try:
-        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            monkeypatch.delenv(name, raising=False)
-        # No bundle named: the system's store, which does not know this test CA.
-        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
-            new_session().get(url, timeout=(2, 2))
-        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            monkeypatch.setenv(name, str(bundle))
-            assert new_session().get(url, timeout=(2, 2)).text == "ok"
-            monkeypatch.delenv(name)
-    finally:
-        server.close()
-
