@@ -39,7 +39,6 @@ REQUIREMENTS = {
     "orjson": ">=3.9",
     "ijson": ">=3.2",
     "tqdm": ">=4.60",
-    "msgspec": ">=0.18",
 }
 
 
@@ -104,15 +103,17 @@ def test_wheel_declares_exactly_the_runtime_dependencies(wheel):
 
 
 # Modules of optional extras (module -> extra), declared in setup.cfg as `dask = dask[...]`.
-OPTIONAL = {"dask": "dask", "distributed": "dask"}
+OPTIONAL = {"dask": "dask", "distributed": "dask", "msgspec": "sandbox"}
 # `connector serve`'s ASGI stack: the `serve` extra, imported only by connector_core/serve/.
 SERVE_EXTRA = {"starlette", "uvicorn", "httptools", "uvloop"}
 
 
-def test_the_dask_extra_is_declared_with_its_marker(wheel):
+def test_the_optional_extras_are_declared_with_their_markers(wheel):
     declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
     dask = [r for r in declared if r.name == "dask" and r.marker and r.marker.evaluate({"extra": "dask"})]
     assert dask and {"distributed", "dataframe"} <= dask[0].extras
+    sandbox = [str(r.specifier) for r in declared if r.marker and r.marker.evaluate({"extra": "sandbox"})]
+    assert sandbox == [">=0.18"] and [r.name for r in declared if r.marker and r.marker.evaluate({"extra": "sandbox"})] == ["msgspec"]
 
 
 def _third_party_imports(serve: bool = False) -> set[str]:
@@ -142,7 +143,9 @@ def test_every_third_party_import_is_a_declared_dependency():
     assert imported >= {"pluggy", "requests", "jsonschema"}
     undeclared = {module: providers.get(module) for module in imported if not set(providers.get(module, ())) & set(REQUIREMENTS)}
     # urllib3 comes with requests, which the HTTP layer builds on (its exception types);
-    # dask and distributed only with the dask extra, imported only by backfill_dask.
+    # dask and distributed only with the dask extra, imported only by backfill_dask; msgspec
+    # only with the sandbox extra, imported only by the sandbox's fast bulk check (which the
+    # sandbox does without when it is missing).
     assert undeclared == {"urllib3": ["urllib3"], **{m: providers.get(m) for m in OPTIONAL if m in imported}}
     assert set(OPTIONAL) <= imported
 

@@ -39,7 +39,7 @@ from . import validation
 
 try:
     import msgspec
-except ImportError:  # pragma: no cover - a declared dependency; without it the ordinary path serves
+except ImportError:  # pragma: no cover - the optional extra `sandbox`; without it the ordinary path serves
     msgspec = None
 
 _DEPTH = 3  # nesting of arrays and objects inside an open object that the fast path reads (deeper: the ordinary path)
