@@ -1,5 +1,8 @@
 """The sandbox's fast path for bulk bodies (capabilities/sandbox/bulk.py) against its ordinary path.
 
+(The same batches also hold the ordinary path's yes/no pass, ``validation._batch_ok``, to the
+walk it stands in front of: the same verdict, hence the same problems in the same order.)
+
 The fast path may decline any body (the ordinary path then answers), but a body it accepts
 must be one the ordinary path accepts whole, with the same batches: the same
 ``source_request_id`` and number of events for each, read by the ordinary parser
@@ -29,7 +32,9 @@ pytest.importorskip("msgspec", reason="the sandbox's fast path needs msgspec, a 
 from connector_mparticle.sandbox import Sandbox, bulk  # noqa: E402
 from connector_mparticle.sandbox.app import parse_events_body  # noqa: E402
 from connector_mparticle.sandbox.state import Rejected  # noqa: E402
-from connector_mparticle.sandbox.validation import _EVENT_RULES, BATCH, EVENT_DATA, MAX_BATCHES, walk_batch  # noqa: E402
+from connector_mparticle.sandbox.validation import (  # noqa: E402
+    _EVENT_RULES, BATCH, EVENT_DATA, MAX_BATCHES, _batch_ok, validate_batch, walk_batch,
+)
 
 
 def ordinary(body: bytes) -> list | None:
@@ -47,10 +52,19 @@ def ordinary(body: bytes) -> list | None:
 
 
 def fast_agrees(body: bytes) -> bool:
-    """Check the fast path on ``body`` against the ordinary path; return whether it accepted it."""
+    """Check the fast path on ``body`` against the ordinary path, and the ordinary path's own
+    yes/no pass against its walk; return whether the fast path accepted the body."""
     fast = bulk.batch_summaries(body)
     if fast is not None:
         assert fast == ordinary(body), body[:400]
+    try:
+        batches = parse_events_body(body)
+    except Rejected:
+        batches = None
+    for i, batch in enumerate(batches if type(batches) is list else ()):
+        walked = walk_batch(batch, f"$[{i}]")
+        assert _batch_ok(batch) is (walked == []), batch
+        assert validate_batch(batch, f"$[{i}]") == walked  # the same problems, paths and order
     return fast is not None
 
 
@@ -205,6 +219,8 @@ TEXTS = {
     "a missing required string": (_VALID.replace('"event_name":"Viewed product",', "", 1), False),
     "null where null passes": (_VALID.replace('"platform":"web"', '"platform":null'), True),
     "an event without data": (_text({"events": [{"event_type": "session_start"}]}), False),
+    "an event without data, a field beside it": (_text({"events": [{"event_type": "session_start", "x": 1}]}), False),
+    "an event with null data, a field beside it": (_text({"events": [{"event_type": "opt_out", "data": None, "x": 1}]}), False),
     "an event with a stray key": (_VALID.replace('"event_type":"custom_event"', '"event_type":"custom_event","x":1', 1), False),
     "an open key the rules allow": (_VALID.replace('"platform":"web"', '"platform":"web","brand":"x"'), False),
     "an empty array": ("[]", False),
