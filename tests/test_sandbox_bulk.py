@@ -31,15 +31,16 @@ pytest.importorskip("msgspec", reason="the sandbox's fast path needs msgspec, a 
 
 from connector_mparticle.sandbox import Sandbox, bulk  # noqa: E402
 from connector_mparticle.sandbox.app import parse_events_body  # noqa: E402
-from connector_mparticle.sandbox.state import Rejected  # noqa: E402
+from connector_mparticle.sandbox.state import Rejected, _markers  # noqa: E402
 from connector_mparticle.sandbox.validation import (  # noqa: E402
     _EVENT_RULES, BATCH, EVENT_DATA, MAX_BATCHES, _batch_ok, validate_batch, walk_batch,
 )
 
 
-def ordinary(body: bytes) -> list | None:
+def ordinary(body: bytes, marker: str | None = None) -> list | None:
     """What the ordinary path records for ``body`` when it accepts every batch (each batch's
-    ``source_request_id`` and number of events); None when it refuses the body or a batch."""
+    ``source_request_id``, number of events and ``marker`` values); None when it refuses the
+    body or a batch."""
     try:
         batches = parse_events_body(body)
     except Rejected:
@@ -48,7 +49,11 @@ def ordinary(body: bytes) -> list | None:
         return None
     if any(walk_batch(batch, f"$[{i}]") for i, batch in enumerate(batches)):
         return None
-    return [(batch.get("source_request_id"), len(batch.get("events") or ())) for batch in batches]
+    return [(batch.get("source_request_id"), len(batch.get("events") or ()),
+             None if marker is None else _markers(batch, marker)) for batch in batches]
+
+
+MARKERS = ("marker", "price", "sku", "k")  # a string, a float, absent, a key hypothesis sets
 
 
 def fast_agrees(body: bytes) -> bool:
@@ -57,6 +62,11 @@ def fast_agrees(body: bytes) -> bool:
     fast = bulk.batch_summaries(body)
     if fast is not None:
         assert fast == ordinary(body), body[:400]
+    for marker in MARKERS:  # the values a test counts, read the same way
+        counted = bulk.batch_summaries(body, marker)
+        assert counted is None or counted == ordinary(body, marker), (marker, body[:400])
+        if counted is not None and fast is not None:
+            assert [row[:2] for row in counted] == [row[:2] for row in fast]
     try:
         batches = parse_events_body(body)
     except Rejected:
@@ -154,7 +164,7 @@ JSON_VALUES = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=4)
     | st.sampled_from(["email", "custom_event", "purchase", "web", "production", "1.2.3.4"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["action", "data", "event_type", "k", *BATCH["fields"], *EVENT_DATA["custom_event"]["fields"]]),
+        st.sampled_from(["action", "data", "event_type", "k", "marker", *BATCH["fields"], *EVENT_DATA["custom_event"]["fields"]]),
         inner, max_size=3),
     max_leaves=8,
 )
@@ -282,11 +292,17 @@ def test_accepted_bodies_are_kept_counted_and_deduplicated_as_before(mparticle_s
     assert sb.events[0] == first[0]["events"][0]
 
 
-def test_a_marker_attribute_is_counted_over_bodies_the_fast_path_would_take(mparticle_sandbox: Sandbox):
+def test_a_marker_attribute_is_counted_on_either_path(mparticle_sandbox: Sandbox):
     sb = mparticle_sandbox
     sb.configure(marker_attribute="marker")
-    assert _post(sb, orjson.dumps([connector_shaped(n) for n in range(4)])).status_code == 202
-    assert sb.event_markers() == {"events": 12, "distinct": 12, "doubled": 0, "doubled_examples": {}}
+    strings = orjson.dumps([connector_shaped(n) for n in range(4)])
+    floats = json.dumps([{"events": [{"event_type": "custom_event", "data": {
+        "event_name": "e", "custom_event_type": "other", "custom_attributes": {"marker": 0.5}}}] * 2}]).encode()
+    assert bulk.batch_summaries(strings, "marker") and bulk.batch_summaries(floats, "marker") is None
+    for body in (strings, floats, strings):
+        assert _post(sb, body).status_code == 202
+    assert sb.event_markers() == {"events": 14, "distinct": 13, "doubled": 1, "doubled_examples": {"0.5": 2}}
+    assert sb.state()["duplicates_dropped"] == 4  # the second strings body: its ids were seen, its markers not counted
 
 
 def test_the_rate_limit_counts_the_batches_of_a_fast_path_body(mparticle_sandbox: Sandbox):

@@ -543,7 +543,7 @@ class Emulator:
         ``Sandbox.rejected_batches``) while the valid ones are accepted."""
         key = self._api_key(request)
         marker = self.settings["marker_attribute"]
-        summaries = None if marker is not None or not _within_limits(request) else bulk.batch_summaries(request.body)
+        summaries = bulk.batch_summaries(request.body, marker) if _within_limits(request) else None
         if summaries is not None:  # every batch valid: kept as the body, parsed when looked at
             self._spend_batches("uploadBulkEvents", len(summaries))
             self.state.accept_unparsed(key, request.body, summaries, parse_events_body)

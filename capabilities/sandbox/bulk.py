@@ -9,8 +9,8 @@ ordinary way only when someone looks at them (``Sandbox.batches``).
 The fast path is sound, not complete: every body it accepts, the ordinary path (parse, then
 ``validate_batch``) accepts with the same batches; anything else (a fault, a key the rules
 leave open, an event without ``data``, nesting deeper than ``_DEPTH`` inside an open object,
-a marker attribute to count) goes to the ordinary path, which answers as before. Why an
-accepted body is one the ordinary path accepts:
+a float among the values of the marker attribute the sandbox counts) goes to the ordinary
+path, which answers as before. Why an accepted body is one the ordinary path accepts:
 
 * every key is declared (``forbid_unknown_fields``; open objects are maps of JSON values
   nested at most ``_DEPTH`` deep), so msgspec parses every byte, strictly (RFC 8259, UTF-8,
@@ -135,6 +135,9 @@ class _Compiled:
         self.commerce = structs["commerce_event"]
         data = msgspec.structs.fields(self.commerce)[0].type
         self.commerce_kinds = tuple(f.name for f in msgspec.structs.fields(data) if f.encode_name in validation._COMMERCE_KINDS)
+        # each event Struct -> the attribute of its data holding the custom attributes (markers)
+        self.attributes = {kind: next(f.name for f in msgspec.structs.fields(msgspec.structs.fields(kind)[0].type)
+                                      if f.encode_name == "custom_attributes") for kind in structs.values()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -148,10 +151,12 @@ def prepare() -> None:
         _compiled()
 
 
-def batch_summaries(body: bytes) -> list[tuple[Any, int]] | None:
-    """``(source_request_id, number of events)`` of each batch of a bulk ``body`` whose every
-    batch the rules accept, 1 to ``MAX_BATCHES`` of them; None when the ordinary path must
-    decide (msgspec missing, a fault anywhere, or anything the fast path does not read)."""
+def batch_summaries(body: bytes, marker: str | None = None) -> list[tuple[Any, int, list | None]] | None:
+    """``(source_request_id, number of events, marker values)`` of each batch of a bulk
+    ``body`` whose every batch the rules accept, 1 to ``MAX_BATCHES`` of them; the marker
+    values (of the ``marker`` custom attribute, in event order) only when ``marker`` is given.
+    None when the ordinary path must decide (msgspec missing, a fault anywhere, anything the
+    fast path does not read, a marker that is a float: the ordinary parser's reading counts)."""
     if msgspec is None:
         return None
     compiled = _compiled()
@@ -162,20 +167,29 @@ def batch_summaries(body: bytes) -> list[tuple[Any, int]] | None:
     if not 1 <= len(batches) <= validation.MAX_BATCHES:
         return None
     commerce, kinds, empty = compiled.commerce, compiled.commerce_kinds, validation._EMPTY_KINDS
+    attributes = compiled.attributes
     out = []
     for batch in batches:
         events = getattr(batch, compiled.events)
+        found = None if marker is None else []
         if events:
             for event in events:
                 if type(event) is commerce:  # D-JSON: one kind of commerce action at most (validation._event)
                     data = event.data
                     if sum(getattr(data, name) not in empty for name in kinds) > 1:
                         return None
+                if found is not None:  # as state._markers reads them
+                    values = getattr(event.data, attributes[type(event)])
+                    if values is not None and marker in values:
+                        value = values[marker]
+                        if type(value) is float:
+                            return None
+                        found.append(value)
         address = getattr(batch, compiled.ip)
         if address is not None:
             try:
                 ipaddress.ip_address(address)
             except ValueError:
                 return None
-        out.append((getattr(batch, compiled.request_id), len(events) if events else 0))
+        out.append((getattr(batch, compiled.request_id), len(events) if events else 0, found))
     return out

@@ -244,35 +244,33 @@ class State:
             if historical:
                 self.counters["historical_batches"] += len(batches)
             for batch in batches:
-                request_id = batch.get("source_request_id")
-                if isinstance(request_id, str) and request_id:
-                    if (api_key, request_id) in self.seen_request_ids:
-                        self.counters["duplicates_dropped"] += 1
-                        continue
-                    self.seen_request_ids.add((api_key, request_id))
-                self.batches.append(batch)
-                self.counters["batches_accepted"] += 1
-                self.counters["events_accepted"] += len(batch.get("events") or ())
-                if marker is not None:
-                    self.markers.update(_markers(batch, marker))
+                self._keep(api_key, batch.get("source_request_id"), batch, len(batch.get("events") or ()),
+                           None if marker is None else _markers(batch, marker))
 
     def accept_unparsed(
-        self, api_key: str, body: bytes, summaries: list[tuple[Any, int]], parse: Callable[[bytes], list],
+        self, api_key: str, body: bytes, summaries: list[tuple[Any, int, list | None]], parse: Callable[[bytes], list],
     ) -> None:
         """``accept_batches`` for a bulk body whose batches all passed (``bulk.batch_summaries``:
-        each batch's ``source_request_id`` and number of events): the batches are kept as the
-        body and ``parse``\ d the first time one is looked at (``kept_batches``)."""
+        each batch's ``source_request_id``, number of events and marker values, None when no
+        marker is counted): the batches are kept as the body and ``parse``\ d the first time
+        one is looked at (``kept_batches``)."""
         body_batches = _Unparsed(body, parse)
         with self.lock:
-            for index, (request_id, events) in enumerate(summaries):
-                if isinstance(request_id, str) and request_id:
-                    if (api_key, request_id) in self.seen_request_ids:
-                        self.counters["duplicates_dropped"] += 1
-                        continue
-                    self.seen_request_ids.add((api_key, request_id))
-                self.batches.append((body_batches, index))
-                self.counters["batches_accepted"] += 1
-                self.counters["events_accepted"] += events
+            for index, (request_id, events, markers) in enumerate(summaries):
+                self._keep(api_key, request_id, (body_batches, index), events, markers)
+
+    def _keep(self, api_key: str, request_id: Any, kept: Any, events: int, markers: list | None) -> None:
+        """Keep one accepted batch (or where to parse it from) unless its id was seen for this key."""
+        if isinstance(request_id, str) and request_id:
+            if (api_key, request_id) in self.seen_request_ids:
+                self.counters["duplicates_dropped"] += 1
+                return
+            self.seen_request_ids.add((api_key, request_id))
+        self.batches.append(kept)
+        self.counters["batches_accepted"] += 1
+        self.counters["events_accepted"] += events
+        if markers is not None:
+            self.markers.update(markers)
 
     def kept_batches(self) -> list[dict[str, Any]]:
         """The accepted batches kept for inspection, oldest first, parsed where they were not yet."""
