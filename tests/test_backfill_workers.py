@@ -123,8 +123,11 @@ def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file,
         runs[workers] = (summary, dead.read_text(), sorted(b["source_request_id"] for b in sb.batches))
         assert sb.event_markers()["doubled"] == 0 and sb.event_markers()["events"] == 3 * 899
     assert runs["0"] == runs["2"]
-    # The command tunes the garbage collector for the upload (lean_gc) and puts it back.
-    assert gc.get_threshold() == collector and gc.get_freeze_count() == frozen
+    # The command tunes the garbage collector for the upload (lean_gc) and puts it back. Objects
+    # this process froze itself (conftest) stay frozen: their count only falls as the upload
+    # frees some of them (entries it pushes out of a module's cache), it never grows or empties.
+    assert gc.get_threshold() == collector
+    assert gc.get_freeze_count() == 0 if frozen == 0 else 0 < gc.get_freeze_count() <= frozen
     code, _, err = run_cli(["upload-events", files[0], "--config", str(config_file), "--workers", "-1"], capsys)
     assert code == 2
 
