@@ -27,7 +27,7 @@ from batch_mutants import batch_mutants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("msgspec", reason="the sandbox's fast path needs msgspec, a dependency of the package")
+pytest.importorskip("msgspec", reason="the sandbox's fast path needs msgspec (the extras 'sandbox' and 'test')")
 
 from connector_mparticle.sandbox import Sandbox, bulk  # noqa: E402
 from connector_mparticle.sandbox.app import parse_events_body  # noqa: E402
