@@ -7,7 +7,8 @@ not share an interpreter lock, then measures, each for a bounded time:
 * events/s through ``/v2/events``: one 100-event batch per request, every batch checked;
 * events/s through ``/v2/bulkevents``: as many 100-event batches per request as fit in
   256 KB, and the sandbox's CPU per request (from ``/proc``, with the sandbox in a child
-  process).
+  process); then that CPU with and without the sandbox's msgspec pass over bulk bodies
+  (``capabilities/sandbox/bulk.py``), side by side, rounds interleaved.
 
 Request bodies are built before the clock starts, so the numbers are the sandbox's (and
 the loopback's), not the client's JSON encoder. Loopback only; stops by itself (< 60 s).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import uuid
 
@@ -139,6 +141,44 @@ def run(config: dict, seconds: float, reset, pid: int | None = None) -> None:
     pool.close()
 
 
+# The sandbox with its bulk fast path switched off: the ordinary parse and walk for every body.
+ORDINARY = ("import sys; from connector_mparticle.sandbox import bulk; bulk.msgspec = None; "
+            "from connector_mparticle.sandbox.__main__ import main; sys.exit(main(sys.argv[1:]))")
+
+
+def compare_bulk(seconds: float, rounds: int = 5) -> None:
+    """The bulk phase against two sandbox processes, with and without msgspec's fast path,
+    rounds interleaved: the sandbox's CPU per request of each, and their ratio."""
+    ordinary = SandboxProcess()
+    ordinary._argv = [sys.executable, "-c", ORDINARY]  # the same command, the fast path off
+    with SandboxProcess() as fast, ordinary:
+        batch = make_batch()
+        per_bulk = max(1, (MAX_REQUEST_BYTES - 2) // (len(json.dumps(batch, separators=(",", ":"))) + 20))
+        items = bodies(batch, int(seconds * 300), per_bulk)
+        cpu: dict[str, list[float]] = {"msgspec": [], "ordinary": []}
+        for _ in range(rounds):
+            for name, sandbox in (("msgspec", fast), ("ordinary", ordinary)):
+                config = sandbox.config
+                host, port = config["platformUrl"].split("//")[1].rsplit(":", 1)
+                pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=1, timeout=30)
+                headers = {**urllib3.make_headers(basic_auth=f"{config['apiKey']}:{config['apiSecret']}"),
+                           "Content-Type": "application/json"}
+
+                def send(body: bytes, pool=pool, headers=headers) -> None:
+                    answer = pool.request("POST", "/v2/bulkevents", body=body, headers=headers)
+                    assert answer.status == 202, (answer.status, answer.data[:300])
+
+                sandbox.reset()
+                before = process_cpu(sandbox.pid)
+                n, _ = timed(seconds / rounds, send, items)
+                cpu[name].append((process_cpu(sandbox.pid) - before) / n * 1000)
+                pool.close()
+        median = {name: sorted(values)[len(values) // 2] for name, values in cpu.items()}
+        print(f"sandbox CPU per bulk request ({per_bulk} x 100 events), {rounds} rounds interleaved: msgspec's pass "
+              f"{median['msgspec']:.2f} ms, ordinary parse and walk {median['ordinary']:.2f} ms: "
+              f"{median['ordinary'] / median['msgspec']:.2f}x  load average {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3, max 15)")
@@ -155,6 +195,8 @@ def main() -> None:
             print(f"sandbox in a child process at {sandbox.url}; bulk bodies checked by "
                   + ("msgspec (the extra 'sandbox')" if bulk.msgspec else "Python (pip install '.[sandbox]' for msgspec)"))
             run(sandbox.config, seconds, sandbox.reset, sandbox.pid)
+        if bulk.msgspec is not None:
+            compare_bulk(seconds)
 
 
 if __name__ == "__main__":
