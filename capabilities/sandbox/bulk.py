@@ -75,8 +75,9 @@ def _type(spec: Any, null: bool, value: Any) -> Any:
         for name in spec["types"]:
             if name == "array":
                 parts.append(list[_type(spec["items"], False, value)] if "items" in spec else list[value])
-            elif name == "object":
-                parts.append(dict[str, value])  # an open object without fields: any members
+            elif name == "object":  # an open object without fields: any members
+                assert spec.get("open"), spec  # (a closed one would admit no key: not in the rules)
+                parts.append(dict[str, value])
             elif name == "integer" and "range" in spec:
                 low, high = spec["range"]
                 parts.append(Annotated[int, msgspec.Meta(ge=low, le=high)])
