@@ -192,8 +192,8 @@ def _installer() -> list[str]:
     Both install a wheel the same way (files, ``.dist-info`` with its entry points and
     RECORD); uv starts in a tenth of pip's time, and these installs run under the lock
     that every test needing a package waits for. uv's cache stays off, so nothing outlives
-    the run. The examples (tests/test_examples.py) and the wheel (tests/test_wheel.py)
-    are installed with pip, as their READMEs say.
+    the run. The examples (tests/test_examples.py) are installed with pip, as their README
+    says; the project's wheel (tests/test_wheel.py) with uv too.
     """
     try:
         import uv
