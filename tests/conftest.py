@@ -62,12 +62,13 @@ SLOWEST_FIRST = (
 
 
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker more than the machine has cores (xdist's own count otherwise).
+    """``-n auto``: two workers per core (xdist's own count otherwise).
 
     Many tests mostly wait: for a sandbox or server process to start, for a subprocess (the
     CLI, pip, a build), for a browser, for a server that answers late on purpose. With one
-    worker per core those waits leave a core idle; a third worker on two cores runs tests in
-    them. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    worker per core those waits leave a core idle; other workers run tests in them. On two
+    cores, back to back: 81 to 85 s with two workers, 65 s with three, 60 s with four, for
+    the same CPU. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses != "auto":
         return None
@@ -75,7 +76,7 @@ def pytest_xdist_auto_num_workers(config):
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return cores + 1
+    return 2 * cores
 
 
 def pytest_configure(config):
