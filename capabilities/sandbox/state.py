@@ -121,7 +121,8 @@ class State:
         self.audiences = seed.audiences()
         self.calculated_attributes = seed.calculated_attributes()
         self.tokens: dict[str, tuple[Client, float]] = {}
-        self.batches: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_batches)
+        # A batch, or (the accepted body it is in, its index) until it is looked at: kept_batches().
+        self.batches: collections.deque[dict[str, Any] | tuple[_Unparsed, int]] = collections.deque(maxlen=max_batches)
         # Batches a bulk request carried that failed validation: dropped, kept for inspection.
         self.rejected: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_batches)
         self.markers: collections.Counter[Any] = collections.Counter()  # marker value -> accepted events
