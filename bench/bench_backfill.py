@@ -22,8 +22,8 @@ The sandbox counts accepted events; every run must end with all events accepted 
    ``--workers auto`` and with ``--workers 0`` (everything in one process); then the CPU each
    request cost the command (its workers included) and the sandbox, and the best ratio those
    allow on this machine's CPUs. Start-ups are left out of the CPU per request: the
-   command's (measured as an upload of one batch) and its workers'. The commands run
-   byte-compiled, as an installed package does.
+   command's with its workers, measured as an upload of one batch with as many workers.
+   The commands run byte-compiled, as an installed package does.
 5. ``text``: ``uploadEventBatch`` with a ``jsonBody`` of JSON text (``--text-events``,
    default 100,000 events, 100 per batch) in a fresh process: the peak RSS it adds over the
    process before the text was built, against the text's size (target: at most 3x; the text
@@ -160,14 +160,6 @@ def run_upload(sandbox: SandboxProcess, source: Path, *options: str) -> dict:
             "cpu": usage.ru_utime + usage.ru_stime, "sandbox_cpu": sandbox_cpu, "sandbox": state}
 
 
-def _worker_start_cpu() -> float:
-    """CPU seconds a worker process spends starting (imports) and ending with nothing to do."""
-    child = subprocess.Popen([sys.executable, "-m", "connector_mparticle.backfill_workers"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, env=ENV)
-    usage = os.wait4(child.pid, 0)[2]
-    return usage.ru_utime + usage.ru_stime
-
-
 def line(name: str, result: dict) -> str:
     s = result["summary"]
     requests = max(1, s["requests"])
@@ -263,15 +255,16 @@ def main() -> int:
                       f"durations ({one['wall'] / many['wall']:.2f}x over whole processes) (target >= 5x: "
                       f"{'met' if ratio >= 5 else 'NOT met'}); load average {os.getloadavg()[0]:.1f}", flush=True)
             # What a command costs that does not depend on the input (Python, imports, the
-            # token, the summary): an upload of one batch, left out of the CPU per request.
-            start = min(run_upload(sandbox, head(source, EVENTS_PER_BATCH), *fast, "--workers", "0")["cpu"]
-                        for _ in range(3))
-            print(f"command start-up (an upload of one batch, best of 3): {start:.2f} s of CPU", flush=True)
+            # token, starting its workers, the summary): an upload of one batch with as many
+            # workers, left out of the CPU per request.
             for workers in ("auto", "0"):
                 many = runs[workers, None]
                 requests = many["summary"]["requests"]
                 count = workers_for([str(subset)], workers)
-                started = start + _worker_start_cpu() * count  # paid once per upload, not per request
+                started = min(run_upload(sandbox, head(source, EVENTS_PER_BATCH), *fast, "--workers", str(count))["cpu"]
+                              for _ in range(3))
+                print(f"command start-up with {count} worker process(es) (an upload of one batch, best of 3): "
+                      f"{started:.2f} s of CPU", flush=True)
                 per = {"command and workers": (many["cpu"] - started) / requests, "sandbox": many["sandbox_cpu"] / requests}
                 single = runs[workers, "1"]["summary"]["durationSeconds"] / requests
                 bound = max(max(per.values()), sum(per.values()) / (os.cpu_count() or 1))

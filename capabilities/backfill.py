@@ -525,6 +525,7 @@ class _Upload:
         # A request's hooks replace the session's: keep the session's own after the pacer's.
         self.hooks = [pacer.hook, *connection.session.hooks.get("response", [])] if pacer is not None else []
         self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
+        self.running = False  # the threads start with the first request (submit)
 
     # -- outcomes (any thread) --------------------------------------------------------
 
@@ -689,6 +690,12 @@ class _Upload:
     def submit(self, request: _Request | None) -> None:
         if request is None:
             return
+        if not self.running:
+            # Started with the first request, not before: worker processes start at the first
+            # line, and a fork is safe only while this process runs one thread.
+            self.running = True
+            for thread in self.threads:
+                thread.start()
         while True:
             if self.stop.is_set():
                 self.unsent(request)
@@ -700,6 +707,8 @@ class _Upload:
                 continue
 
     def finish(self) -> None:
+        if not self.running:
+            return
         for _ in self.threads:
             self.queue.put(None)
         for thread in self.threads:
@@ -793,8 +802,6 @@ def upload(
         records = prepared_by_workers(batches, settings, done, workers)
     else:
         records = prepared(batches, settings, done)
-    for thread in job.threads:
-        thread.start()
     try:
         for index, events, batch, route, request_id, item, faults in records:
             report.read(None, events)
@@ -871,8 +878,6 @@ def send_batches(
     job = _Upload(connection, pacer=None, concurrency=concurrency, report=report, stats=stats,
                   split_refused=False, reword=reword)
     packer = _Packer(BULK_PATH, max_batches_per_request, max_request_bytes)
-    for thread in job.threads:
-        thread.start()
     items = iter(items)
     try:
         for index, request_id, events, item in items:

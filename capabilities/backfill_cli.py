@@ -144,16 +144,19 @@ class _Bar:
     """A tqdm progress bar of acknowledged events on a terminal; nothing otherwise."""
 
     def __init__(self, stream) -> None:
+        self.stream = stream if stream.isatty() else None
         self.bar = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(unit=" events", unit_scale=True, file=stream, dynamic_ncols=True, desc="uploaded")
         self.events = 0
 
     def __call__(self, progress: Progress) -> None:
-        if self.bar is None:
+        if self.stream is None:
             return
+        if self.bar is None:
+            # Made at the first progress, not before the upload: tqdm starts a monitor
+            # thread, and worker processes are forked only while this process has one.
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit=" events", unit_scale=True, file=self.stream, dynamic_ncols=True, desc="uploaded")
         self.bar.update(progress.events_acknowledged - self.events)
         self.events = progress.events_acknowledged
         self.bar.set_postfix(batches=progress.batches_acknowledged, refused=progress.batches_refused,

@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -63,15 +64,18 @@ class WorkerFailed(ConnectorError):
 
 def prepared_by_workers(
     batches: Iterable[Any], settings: Settings, done: Callable[[int], bool] | None, workers: int,
-    *, wait: bool = False,
+    *, wait: bool = False, fork: bool | None = None,
 ) -> Iterator[Record]:
     """The records of ``batches`` in input order, :class:`Line` items prepared by ``workers``
     processes and anything else in this process. Closing the iterator ends the workers.
 
     The records are those of ``backfill.prepared``, except that a batch that was not
     refused comes without its parsed form (None). ``wait`` waits for the workers to start
-    instead of preparing the first chunks here (for tests)."""
-    pool = _Pool(workers, settings, wait)
+    instead of preparing the first chunks here (for tests). ``fork``: whether workers are
+    forks of this process or new interpreters; by default forks when this process runs a
+    single thread at the first NDJSON line (the backfill starts its sending threads only
+    when it has a request to send), else new interpreters."""
+    pool = _Pool(workers, settings, wait, fork)
     try:
         yield from pool.records(batches, done)
     finally:
@@ -95,12 +99,76 @@ def _read(stream) -> Any:
     return pickle.loads(data)
 
 
-class _Worker:
+class _Forked:
+    """A worker made by ``os.fork``: it has this process's modules already imported, so it
+    starts in milliseconds where a new interpreter spends a few hundred of CPU importing.
+    Only made while this process runs one thread (a lock another thread held at the fork
+    would stay held in the child); the subset of ``subprocess.Popen`` that ``_Worker`` uses."""
+
     def __init__(self, settings: Settings) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C at the terminal is for the parent alone, even while this starts
-        )
+        to_child, from_child = os.pipe(), os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
+            code = 1
+            try:
+                os.setsid()  # a Ctrl-C at the terminal is for the parent alone
+                _keep_only(to_child[0], from_child[1])
+                _serve(os.fdopen(to_child[0], "rb"), os.fdopen(from_child[1], "wb"), settings)
+                code = 0
+            finally:
+                os._exit(code)  # never the parent's clean-up (atexit, buffers, finally blocks)
+        os.close(to_child[0])
+        os.close(from_child[1])
+        self.pid = pid
+        self.stdin = os.fdopen(to_child[1], "wb")
+        self.stdout = os.fdopen(from_child[0], "rb")
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"backfill worker {self.pid}", timeout)
+            else:
+                time.sleep(delay)
+                delay = min(2 * delay, 0.05)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _keep_only(*fds: int) -> None:
+    """Close every file descriptor above 2 but ``fds``: the parent's other pipes (a worker
+    holding another's input open would keep it from ever seeing the end of it), sockets and files."""
+    start = 3
+    for fd in sorted(fds):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, _MAX_FD)
+
+
+_MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
+
+
+def _can_fork() -> bool:
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+class _Worker:
+    def __init__(self, settings: Settings, fork: bool) -> None:
+        if fork:
+            self.process = _Forked(settings)
+        else:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C at the terminal is for the parent alone, even while this starts
+            )
         if _F_SETPIPE_SZ is not None:
             for pipe in (self.process.stdin, self.process.stdout):
                 try:
@@ -109,7 +177,8 @@ class _Worker:
                     pass
         self.ready = False
         self.busy = 0  # chunks sent and not read back
-        _write(self.process.stdin, settings)
+        if not fork:
+            _write(self.process.stdin, settings)
 
     def poll_ready(self, wait: bool = False) -> bool:
         if not self.ready and (wait or select.select([self.process.stdout], [], [], 0)[0]):
@@ -160,9 +229,10 @@ class _Worker:
 
 
 class _Pool:
-    def __init__(self, workers: int, settings: Settings, wait: bool = False) -> None:
+    def __init__(self, workers: int, settings: Settings, wait: bool = False, fork: bool | None = None) -> None:
         self.settings = settings
         self.wait = wait
+        self.fork = fork
         self.size = workers
         self.workers: list[_Worker] = []  # started at the first NDJSON line: a JSON array needs none
         self.window = 2 * workers
@@ -170,7 +240,7 @@ class _Pool:
     def _start(self) -> None:
         try:
             while len(self.workers) < self.size:
-                self.workers.append(_Worker(self.settings))
+                self.workers.append(_Worker(self.settings, self.fork if self.fork is not None else _can_fork()))
         except OSError as exc:
             raise WorkerFailed(
                 f"cannot start a backfill worker process ({exc}); pass --workers 0 to upload without"
@@ -245,17 +315,23 @@ class _Pool:
 # --------------------------------------------------------------------------- the worker
 
 
-def _serve() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+def _main() -> None:
+    """A worker started as ``python -m connector_mparticle.backfill_workers``: the settings
+    come first on its standard input."""
     source = os.fdopen(os.dup(0), "rb")
     sink = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, never into the answers
-    import orjson
-
     try:
         settings = _read(source)
     except EOFError:  # the parent ended before sending anything
         return
+    _serve(source, sink, settings)
+
+
+def _serve(source, sink, settings: Settings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the answers
+    import orjson
+
     tasks: collections.deque = collections.deque()
     arrived = threading.Semaphore(0)
 
@@ -292,4 +368,4 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _main()

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,9 +53,11 @@ def test_workers_prepare_exactly_the_records_of_the_in_process_path(tmp_path):
     done = {3, 4, 300}.__contains__
 
     here = list(prepared(iter_batches([str(path)]), settings, done))
-    there = list(prepared_by_workers(iter_batches([str(path)], raw=True), settings, done, 2, wait=True))
+    # New interpreters (the settings cross the pipe) and forks of this process (they have them).
+    there = list(prepared_by_workers(iter_batches([str(path)], raw=True), settings, done, 2, wait=True, fork=False))
+    forked = list(prepared_by_workers(iter_batches([str(path)], raw=True), settings, done, 2, wait=True, fork=True))
     # Workers send a batch back parsed only when it was refused (for the dead letter).
-    assert there == [r if r[6] else r[:2] + (None,) + r[3:] for r in here]
+    assert there == forked == [r if r[6] else r[:2] + (None,) + r[3:] for r in here]
     assert [r[0] for r in there] == list(range(450))
     assert [r[3] for r in there[3:5]] == [None, None] and there[11][3].endswith("historical")
     assert [r[0] for r in there if r[6]] == [7, 12] and there[7][2] == {"events": "not a list"}
@@ -68,7 +71,7 @@ def test_workers_name_the_bad_line_after_yielding_every_batch_before_it(tmp_path
     settings = Settings("", "never", 0, 256 * 1024)
     seen = []
     with pytest.raises(InvalidInput) as there:
-        for found in prepared_by_workers(iter_batches([str(path)], raw=True), settings, None, 1, wait=True):
+        for found in prepared_by_workers(iter_batches([str(path)], raw=True), settings, None, 1, wait=True, fork=True):
             seen.append(found[0])
     with pytest.raises(InvalidInput) as here:
         list(iter_batches([str(path)]))
@@ -78,13 +81,16 @@ def test_workers_name_the_bad_line_after_yielding_every_batch_before_it(tmp_path
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker process in /proc")
-def test_a_worker_that_dies_is_a_typed_error(tmp_path):
+@pytest.mark.parametrize("fork", [False, True], ids=["new interpreter", "fork"])
+def test_a_worker_that_dies_is_a_typed_error(tmp_path, fork):
     path = tmp_path / "in.ndjson"
     path.write_text("".join(json.dumps(make_batch(i)) + "\n" for i in range(1000)))
+    before = _children(os.getpid())
     records = prepared_by_workers(iter_batches([str(path)], raw=True), Settings("", "never", 0, 256 * 1024), None, 1,
-                                  wait=True)
+                                  wait=True, fork=fork)
     assert next(records)[0] == 0
-    (worker,) = _worker_processes(os.getpid())
+    (worker,) = _children(os.getpid()) - before
+    assert _is_fork(worker) is fork
     os.kill(worker, signal.SIGKILL)
     with pytest.raises(WorkerFailed) as err:
         list(records)
@@ -94,9 +100,10 @@ def test_a_worker_that_dies_is_a_typed_error(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="looks for worker processes in /proc")
 def test_parsed_batches_start_no_worker(tmp_path):
+    before = _children(os.getpid())
     records = prepared_by_workers(iter([make_batch(0), make_batch(1)]), Settings("", "never", 0, 256 * 1024), None, 2)
     assert next(records)[0] == 0
-    assert not _worker_processes(os.getpid())
+    assert _children(os.getpid()) == before
     assert [r[0] for r in records] == [1]
 
 
@@ -145,15 +152,30 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _worker_processes(pid: int) -> list[int]:
-    found = []
-    for child in _children(pid):
-        try:
-            if b"backfill_workers" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-        except OSError:  # ended meanwhile
-            continue
-    return found
+def _is_fork(pid: int, parent: int | None = None) -> bool:
+    """Whether a worker is a fork of its parent (same command line), not a new interpreter."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes() == Path(f"/proc/{parent or os.getpid()}/cmdline").read_bytes()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
+def test_workers_are_forks_only_while_this_process_runs_one_thread(tmp_path):
+    """A fork copies no thread but the caller's: a lock another thread holds stays held in the
+    child. With a second thread running, workers are new interpreters."""
+    path = _lines(tmp_path / "in.ndjson", [make_batch(i) for i in range(300)])
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        before = _children(os.getpid())
+        records = prepared_by_workers(iter_batches([str(path)], raw=True), Settings("", "never", 0, 256 * 1024),
+                                      None, 1, wait=True)
+        assert next(records)[0] == 0
+        (worker,) = _children(os.getpid()) - before
+        assert not _is_fork(worker) and b"backfill_workers" in Path(f"/proc/{worker}/cmdline").read_bytes()
+        assert [r[0] for r in records] == list(range(1, 300))
+    finally:
+        release.set()
+        other.join()
 
 
 def _running(pid: int) -> bool:
@@ -196,6 +218,8 @@ def test_interrupted_and_killed_uploads_with_workers_resume_exactly_once(tmp_pat
             while sandbox.state()["batches_accepted"] < count and time.monotonic() < deadline:
                 time.sleep(0.05)
             workers = _children(child.pid)
+            # The command runs one thread when it reaches the first line: its workers are forks.
+            assert workers and all(_is_fork(worker, child.pid) for worker in workers)
             os.kill(child.pid, sig)
             child.out, child.err = child.communicate(timeout=60)
             assert workers and _gone(workers), "the worker processes must end with the upload"
