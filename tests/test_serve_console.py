@@ -8,24 +8,22 @@ to the test's temporary folder.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+from connector_core import Engine, HostPolicy
+from connector_core.config import ConnectionSpec
 
-from selenium.common.exceptions import WebDriverException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.select import Select  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-from serving import ServedApp  # noqa: E402
-
-from connector_core import Engine, HostPolicy  # noqa: E402
-from connector_core.config import ConnectionSpec  # noqa: E402
+# Found here, imported where used: every xdist worker collects this module, one runs it, and
+# Selenium's waits and conditions take longer to import than this module's checks to collect.
+for _module, _reason in (("uvicorn", "the serve extra (starlette, uvicorn) is not installed"),
+                         ("selenium", "selenium is not installed (pip install -e '.[test]')")):
+    if importlib.util.find_spec(_module) is None:
+        pytest.skip(_reason, allow_module_level=True)
 
 KEY = "console-key-0123456789abcdef"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -42,6 +40,9 @@ CAPABILITIES = {
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+
     binary = next((found for name in BROWSERS if (found := shutil.which(name))), None)
     driver_path = shutil.which("chromedriver")
     if binary is None or driver_path is None:
@@ -63,6 +64,8 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def console(mparticle_sandbox_server):
+    from serving import ServedApp
+
     specs = {"sandbox": ConnectionSpec("sandbox", {**mparticle_sandbox_server.config, "maxRetries": 0}, "mparticle",
                                        description="the local mParticle sandbox")}
     # Configs typed in the console may point at the loopback sandbox: URL overrides relaxed, explicitly.
@@ -74,10 +77,16 @@ def console(mparticle_sandbox_server):
 def wait(browser, condition, timeout=20):
     # Polled every 50 ms, not Selenium's default 500 ms: a page that is ready at once costs a
     # round trip to the driver, not half a second of waiting (the suite waits a dozen times).
+    from selenium.webdriver.support.ui import WebDriverWait
+
     return WebDriverWait(browser, timeout, poll_frequency=0.05).until(condition)
 
 
 def test_the_console_runs_capabilities_from_generated_forms(browser, console, mparticle_sandbox, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.select import Select
+
     browser.get(console.url + "/")
     assert browser.title == "Connector console"
     wait(browser, EC.text_to_be_present_in_element((By.ID, "status"), "API key"))  # keys are required here
@@ -156,6 +165,10 @@ def test_the_console_runs_capabilities_from_generated_forms(browser, console, mp
 
 
 def test_the_config_form_takes_secrets_in_password_inputs(browser, console, mparticle_sandbox):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.select import Select
+
     browser.get(console.url + "/")
     browser.find_element(By.ID, "api-key").send_keys(KEY)
     browser.find_element(By.ID, "load").click()
