@@ -195,6 +195,21 @@ def _gone(pids: set[int], timeout: float = 10.0) -> bool:
     return False
 
 
+def _start_with_ctrl_c(argv: list[str]) -> subprocess.Popen:
+    """Start ``argv`` with Ctrl-C (SIGINT) handled as at a terminal, whatever this process inherited.
+
+    A shell starts a background job (``pytest ... &``, a CI step's runner) with SIGINT ignored;
+    children inherit an ignored signal, and Python then never turns SIGINT into
+    KeyboardInterrupt, so the upload would run on. A handled signal is reset to its default
+    in the child, which then installs Python's own handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
 def test_interrupted_and_killed_uploads_with_workers_resume_exactly_once(tmp_path):
     """Ctrl-C, then kill -9, a real ``connector upload-events --workers 1``; rerun; count markers."""
@@ -213,7 +228,7 @@ def test_interrupted_and_killed_uploads_with_workers_resume_exactly_once(tmp_pat
         slow, fast = ["--rate", "150"], ["--rate", "2000"]
 
         def stop_at(count: int, sig: int) -> subprocess.Popen:
-            child = subprocess.Popen(argv + slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            child = _start_with_ctrl_c(argv + slow)
             deadline = time.monotonic() + 60
             while sandbox.state()["batches_accepted"] < count and time.monotonic() < deadline:
                 time.sleep(0.05)
