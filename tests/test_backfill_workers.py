@@ -139,6 +139,20 @@ def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file,
     assert code == 2
 
 
+def test_workers_auto_is_one_per_cpu_for_large_files_only(tmp_path):
+    from connector_mparticle.backfill_cli import AUTO_WORKERS_BYTES, AUTO_WORKERS_MAX, workers_for
+
+    small, large = tmp_path / "small.ndjson", tmp_path / "large.ndjson"
+    small.write_bytes(b"{}\n")
+    with open(large, "wb") as f:
+        f.truncate(AUTO_WORKERS_BYTES - 2)  # sparse: its size is what counts; with small's 3 bytes, over
+    expected = min(AUTO_WORKERS_MAX, os.cpu_count() or 1)
+    assert workers_for([str(small), str(large)], "auto") == expected >= 1
+    assert workers_for([str(large)], "auto") == 0 and workers_for([str(small)], "auto") == 0
+    assert workers_for([str(large), "-"], "auto") == 0  # standard input: nothing to size up front
+    assert workers_for([str(large)], 0) == 0 and workers_for([str(small)], 3) == 3
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):
