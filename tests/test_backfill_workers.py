@@ -153,6 +153,45 @@ def test_workers_auto_is_one_per_cpu_for_large_files_only(tmp_path):
     assert workers_for([str(large)], 0) == 0 and workers_for([str(small)], 3) == 3
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal as Linux closes it")
+def test_a_terminal_gets_a_progress_bar(sb, config_file, tmp_path):  # noqa: F811
+    """The bar is made at the first progress (after the workers are forked): it still shows."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    source = tmp_path / "in.ndjson"
+    source.write_text("".join(json.dumps(make_batch(i)) + "\n" for i in range(300)))
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new one is 0 columns wide
+    child = subprocess.Popen([str(Path(sys.executable).parent / "connector"), "upload-events", str(source), "--config",
+                              str(config_file), "--workers", "1", "--rate", "1e6"], stdout=subprocess.PIPE,
+                             stderr=terminal)
+    os.close(terminal)
+    shown = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the command closed the terminal
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    out, _ = child.communicate(timeout=60)
+    reader.join(timeout=10)
+    os.close(master)
+    assert child.returncode == 0, b"".join(shown)
+    assert json.loads(out)["acknowledged"]["events"] == 900
+    bar = b"".join(shown).decode("utf-8", "replace")
+    assert "uploaded" in bar and "900 events" in bar, bar
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):
