@@ -282,9 +282,8 @@ class _Pool:
             raise failure
 
     def _dispatch(self, chunk: list[tuple[int, Any]], done: Callable[[int], bool] | None) -> tuple:
-        lines = chunk if all(type(item) is Line for _, item in chunk) else None
         worker = None
-        if lines is not None:
+        if type(chunk[-1][1]) is Line:  # all lines: anything else ends its chunk at once
             if not self.workers:
                 self._start()
             ready = [w for w in self.workers if w.poll_ready(self.wait) and w.busy < 2]
@@ -301,10 +300,9 @@ class _Pool:
                 batch = item.parse() if type(item) is Line else item
                 yield record(index, batch, self.settings, how is not None and how(index))
             return
-        lines = dict(chunk)
         for found in how.receive():
             if len(found) == 2:  # (index, reason): the line is not JSON
-                raise lines[found[0]].error(found[1])
+                raise dict(chunk)[found[0]].error(found[1])
             yield found
 
     def close(self) -> None:
