@@ -136,7 +136,7 @@ def _agree(value, max_depth: int, unicode: bool) -> bool:
     fast = _plain_walk(value, max_depth, unicode)
     assert _plain_data(value, max_depth, unicode) is fast, value
     assert walked == [] or not fast, (value, walked)
-    if not _plain_values(value, max_depth):  # the values pass alone can only say no earlier
+    if not _plain_values((value,), 0, max_depth):  # the values pass alone can only say no earlier
         assert not fast, value
     assert data_faults(value, max_depth=max_depth, unicode=unicode) == walked
     return fast
@@ -163,22 +163,35 @@ def test_depth_at_the_limit_and_one_beyond(depth, kind):
 def test_what_orjson_refuses_but_json_allows_is_still_plain():
     # orjson refuses integers beyond 64 bits and (always) lone surrogates; the pure pass decides.
     for value in ([2**64, -(2**63) - 1], {"big": 10**30}):
-        assert _plain_values(value, MAX_DEPTH) and _plain_data(value, MAX_DEPTH, True)
+        assert _plain_values((value,), 0, MAX_DEPTH) and _plain_data(value, MAX_DEPTH, True)
     assert _plain_data(["x\udc80", {"k": "\ud800"}], MAX_DEPTH, False)
     assert _plain_data({"\ud800": 1}, MAX_DEPTH, False) and data_faults({"\ud800": 1}, unicode=False) == []
     assert not _plain_data({"\ud800": 1}, MAX_DEPTH, True)
     # What orjson would serialise but is not JSON data is stopped by the values pass first.
     for value in ({"u": uuid.UUID(int=1)}, [Shade.DARK], {"n": math.nan}, (Real(1.0),)):
-        assert not _plain_values(value, MAX_DEPTH) and not _plain_data(value, MAX_DEPTH, True)
+        assert not _plain_values((value,), 0, MAX_DEPTH) and not _plain_data(value, MAX_DEPTH, True)
 
 
 def test_a_key_orjson_refuses_is_worded_by_the_walk():
     for key, kind in ((1, "int 1"), (True, "bool True"), (None, "NoneType None"), (Text("k"), None), (Flag.ON, None)):
         value = {"a": {key: 1}}
-        assert _plain_values(value, MAX_DEPTH) and not _plain_data(value, MAX_DEPTH, True)
+        assert _plain_values((value,), 0, MAX_DEPTH) and not _plain_data(value, MAX_DEPTH, True)
         found = data_faults(value)
         if kind is None:  # a str subclass is a string: the walk accepts it
             assert found == []
         else:
             assert [(f.path, f.message) for f in found] == [
                 ("$.a", f"has a key that is not a string ({kind}); object keys must be strings")]
+
+
+def test_a_caller_deep_in_the_stack_gets_the_same_answer():
+    import inspect
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 12)  # too shallow for the recursive values pass
+    try:
+        answers = [_plain_data(nested(MAX_DEPTH), MAX_DEPTH, True), _plain_data(nested(MAX_DEPTH + 1), MAX_DEPTH, True)]
+    finally:
+        sys.setrecursionlimit(limit)
+    assert answers == [True, False]
