@@ -886,33 +886,8 @@ def check_batches(
 # parse) goes to them. tests/test_batches.py checks that on thousands of mutated batches.
 
 
-def _rules_ok(rules: tuple, data: dict) -> bool:
-    for field, required, kind, allowed in rules:
-        value = data.get(field)
-        if value is None:
-            if required:  # a fault, or a warning (_WARN, _NULL_WARN)
-                return False
-            continue
-        if kind == _ENUM:
-            if type(value) is not str or value not in allowed:
-                return False
-        elif kind == _STR:
-            if type(value) is not str or (required and not value):
-                return False
-        elif kind == _BOOL:
-            if type(value) is not bool:
-                return False
-        elif kind == _INT:
-            if type(value) is not int:
-                return False
-        elif type(value) is not dict:  # _OBJ
-            return False
-    return True
-
-
-def _list_of_dicts(value: object) -> bool:
-    if value is None:
-        return True
+def _dicts(value: object) -> bool:
+    """Whether ``value`` is a list of objects (exact types)."""
     if type(value) is not list:
         return False
     for item in value:
@@ -921,27 +896,35 @@ def _list_of_dicts(value: object) -> bool:
     return True
 
 
-def _action_ok(action: object, allowed: dict, list_key: str) -> bool:
-    if action is None:
-        return True
-    if type(action) is not dict:
-        return False
+def _action_ok(action: dict, allowed: dict, list_key: str) -> bool:
     value = action.get("action")
-    return type(value) is str and value in allowed and _list_of_dicts(action.get(list_key))
+    if type(value) is not str or value not in allowed:
+        return False
+    items = action.get(list_key)
+    return items is None or _dicts(items)
 
 
 def _commerce_ok(data: dict) -> bool:
-    present = 0
-    for key in ("product_action", "promotion_action", "product_impressions"):
-        if data.get(key) not in (None, [], {}):
-            present += 1
-    if present != 1:  # none is a warning, several a fault
+    get = data.get
+    action, promotion, impressions = get("product_action"), get("promotion_action"), get("product_impressions")
+    cart = get("shopping_cart")
+    if cart is not None and type(cart) is not dict:
         return False
-    cart = data.get("shopping_cart")
-    return (_action_ok(data.get("product_action"), _PRODUCT_ACTIONS, "products")
-            and _action_ok(data.get("promotion_action"), _PROMOTION_ACTIONS, "promotions")
-            and _list_of_dicts(data.get("product_impressions"))
-            and (cart is None or type(cart) is dict))
+    present = 0  # none is a warning, several a fault; empty ones count as absent
+    if action is not None:
+        if type(action) is not dict or not _action_ok(action, _PRODUCT_ACTIONS, "products"):
+            return False
+        present += 1
+    if promotion is not None:
+        if type(promotion) is not dict or not _action_ok(promotion, _PROMOTION_ACTIONS, "promotions"):
+            return False
+        present += 1
+    if impressions is not None:
+        if not _dicts(impressions):
+            return False
+        if impressions:
+            present += 1
+    return present == 1
 
 
 def _identity_change_ok(data: dict) -> bool:
@@ -955,6 +938,8 @@ def _identity_change_ok(data: dict) -> bool:
 
 
 _EXTRA_OK = {"commerce_event": _commerce_ok, "user_identity_change": _identity_change_ok}
+# event_type -> (its rules, its extra check or None): one lookup per event.
+_EVENT_PLANS = {event_type: (_RULES.get(event_type, ()), _EXTRA_OK.get(event_type)) for event_type in EVENT_TYPES}
 # The fields every event type shares, by the exact type a plainly valid value has.
 _EVENT_FIELD_TYPES = {
     "timestamp_unixtime_ms": int, "session_id": int, "event_id": int, "event_num": int,
@@ -964,18 +949,25 @@ _EVENT_FIELD_TYPES = {
 
 
 def _events_ok(events: object) -> bool:
+    # One function for every event, the rules inline: a call per event or per rule cost more
+    # than the checks themselves.
     if type(events) is not list:
         return False
-    rules_for = _RULES.get
+    plans = _EVENT_PLANS.get
     common = _EVENT_FIELD_TYPES.get
+    scalars = _SCALARS
     for event in events:
         if type(event) is not dict:
             return False
-        event_type = event.get("event_type")
-        if type(event_type) is not str or event_type not in EVENT_TYPES:
+        try:
+            event_type = event["event_type"]
+            data = event["data"]  # missing data is a warning at best
+        except KeyError:
             return False
-        data = event.get("data")
-        if type(data) is not dict:  # missing data is a warning at best
+        if type(event_type) is not str or type(data) is not dict:
+            return False
+        plan = plans(event_type)
+        if plan is None:
             return False
         for field, value in data.items():  # one pass over the fields given, not a lookup of each known one
             kind = common(field)
@@ -985,12 +977,29 @@ def _events_ok(events: object) -> bool:
                 return False
             if kind is dict and field == "custom_attributes":
                 for item in value.values():
-                    if type(item) not in _SCALARS:
+                    if type(item) not in scalars:
                         return False
-        rules = rules_for(event_type)
-        if rules and not _rules_ok(rules, data):
-            return False
-        extra = _EXTRA_OK.get(event_type)
+        rules, extra = plan
+        for field, required, kind, allowed in rules:
+            value = data.get(field)
+            if value is None:
+                if required:  # a fault, or a warning (_WARN, _NULL_WARN)
+                    return False
+                continue
+            if kind == _ENUM:
+                if type(value) is not str or value not in allowed:
+                    return False
+            elif kind == _STR:
+                if type(value) is not str or (required and not value):
+                    return False
+            elif kind == _BOOL:
+                if type(value) is not bool:
+                    return False
+            elif kind == _INT:
+                if type(value) is not int:
+                    return False
+            elif type(value) is not dict:  # _OBJ
+                return False
         if extra is not None and not extra(data):
             return False
     return True

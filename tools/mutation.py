@@ -100,7 +100,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # test_proxies: the environment's proxies, through a loopback proxy; test_calls_end: the call deadline
     "http": ("connector_core/http.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_mparticle.py", "tests/test_proxies.py",
                                        "tests/test_calls_end.py"]),
-    "batches": ("capabilities/batches.py", ["tests/test_batches.py", "tests/test_mparticle_uploads.py"]),
+    "batches": ("capabilities/batches.py", ["tests/test_batches_fast_pass.py", "tests/test_batches.py", "tests/test_mparticle_uploads.py"]),
 }
 
 KEPT_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|FloorDiv_Div|Mod_FloorDiv"
