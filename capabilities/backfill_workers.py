@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -115,6 +116,9 @@ class _Forked:
                 _keep_only(to_child[0], from_child[1])
                 _serve(os.fdopen(to_child[0], "rb"), os.fdopen(from_child[1], "wb"), settings)
                 code = 0
+            except BaseException:  # said on stderr, as a new interpreter would; the parent reports the exit
+                traceback.print_exc()
+                sys.stderr.flush()
             finally:
                 os._exit(code)  # never the parent's clean-up (atexit, buffers, finally blocks)
         os.close(to_child[0])
