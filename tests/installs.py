@@ -180,23 +180,25 @@ def install(tmp_path_factory: pytest.TempPathFactory, *packages: Path) -> Path:
         if not (target / ".complete").exists():
             wheels = _wheels(packages, root)
             shutil.rmtree(target, ignore_errors=True)
-            _run([*_installer(), "--quiet", "--no-deps", "--no-index", "--target", str(target), *map(str, wheels)],
+            _run([*installer(root), "--quiet", "--no-deps", "--no-index", "--target", str(target), *map(str, wheels)],
                  f"installing {[w.name for w in wheels]}")
             (target / ".complete").write_text("", "utf-8")
     return target
 
 
-def _installer() -> list[str]:
-    """``uv pip install`` where uv is installed (a test extra), else ``pip``.
+def installer(root: Path, python: Path | str = sys.executable) -> list[str]:
+    """``uv pip install`` into ``python``'s environment where uv is installed (a test extra), else ``pip``.
 
     Both install a wheel the same way (files, ``.dist-info`` with its entry points and
-    RECORD); uv starts in a tenth of pip's time, and these installs run under the lock
-    that every test needing a package waits for. uv's cache stays off, so nothing outlives
-    the run. The examples (tests/test_examples.py) are installed with pip, as their README
-    says; the project's wheel (tests/test_wheel.py) with uv too.
+    RECORD, console scripts); uv starts in a tenth of pip's time, and these installs run
+    under the lock that every test needing a package waits for. uv's cache is a folder of
+    ``root`` (the run's shared temp folder, see :func:`session_root`), so nothing outlives
+    the run; within it, each uv after the first finds what it learnt of the interpreter there
+    instead of starting it again to ask. The examples (tests/test_examples.py) are installed
+    with pip, as their README says; the project's wheel (tests/test_wheel.py) with uv too.
     """
     try:
         import uv
     except ImportError:
-        return [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"]
-    return [uv.find_uv_bin(), "pip", "install", "--no-cache", "--python", sys.executable]
+        return [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check"]
+    return [uv.find_uv_bin(), "pip", "install", "--cache-dir", str(root / "uv-cache"), "--python", str(python)]

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from installs import installer, session_root
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def installed(wheel, tmp_path_factory):
     venv.EnvBuilder(with_pip=False).create(env_dir)
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
-    pip = _run([*_installer(python), "--quiet", "--no-deps", str(wheel)])
+    pip = _run([*installer(session_root(tmp_path_factory), python), "--quiet", "--no-deps", "--no-index", str(wheel)])
     assert pip.returncode == 0, pip.stdout + pip.stderr
     purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
@@ -72,19 +73,6 @@ def installed(wheel, tmp_path_factory):
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CONNECTOR_CORE_LOAD_PLUGINS", "CONNECTOR_CORE_STRICT")}
     return bin_dir, cwd, env
-
-
-def _installer(python: Path) -> list[str]:
-    """``uv pip install`` into ``python``'s environment where uv is installed (a test extra), else pip.
-
-    Both install a wheel the same way (its files, the ``.dist-info`` with entry points and
-    RECORD, the console scripts); pip takes about 2.5 s of CPU where uv takes 0.25 s.
-    """
-    try:
-        import uv
-    except ImportError:
-        return [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check"]
-    return [uv.find_uv_bin(), "pip", "install", "--no-cache", "--no-index", "--python", str(python)]
 
 
 def _wheel_metadata(wheel: Path) -> str:
