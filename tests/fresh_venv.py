@@ -21,7 +21,6 @@ from importlib import metadata
 from pathlib import Path
 
 import attrs
-from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ("connector-framework", "pytest", "pip", "setuptools", "wheel")
@@ -39,6 +38,8 @@ def closure(names=BASE) -> list[metadata.Distribution]:
     Looked up in this environment's site-packages only: the checkout's own
     ``*.egg-info`` (next to the sources, on ``sys.path`` in a test run) is no install.
     """
+    from packaging.requirements import Requirement  # here: every xdist worker imports this module to collect
+
     paths = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
     found: dict[str, metadata.Distribution] = {}
     todo = list(names)

@@ -26,7 +26,6 @@ import pytest
 from connector_mparticle.sandbox import Sandbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
 
 from connector_core import ConnectorError, Engine, HostPolicy, InvalidConfig, InvalidInput, Result
 from connector_core.cli import main
@@ -90,6 +89,8 @@ def from_manifest_schema(schema: dict) -> st.SearchStrategy:
 
     (hypothesis-jsonschema's own object strategy does not work with current hypothesis.)
     """
+    from hypothesis_jsonschema import from_schema  # here, not at every xdist worker's collection
+
     types = schema.get("type", _ALL_TYPES)
     parts = []
     for kind in [types] if isinstance(types, str) else types:

@@ -19,18 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
+from serving import ServedApp, needs_serve_extra
 
-pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
-pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
+from connector_core import ConnectorError, Engine, HostPolicy
+from connector_core.cli import main
+from connector_core.config import ConnectionSpec
+from connector_core.serve import STATUS_BY_CATEGORY, status_for
 
-import requests  # noqa: E402
-from serving import ServedApp  # noqa: E402
-
-from connector_core import ConnectorError, Engine, HostPolicy  # noqa: E402
-from connector_core.cli import main  # noqa: E402
-from connector_core.config import ConnectionSpec  # noqa: E402
-from connector_core.serve import STATUS_BY_CATEGORY, status_for  # noqa: E402
-from connector_core.serve.app import CorrelationFilter  # noqa: E402
+needs_serve_extra()
 
 CONNECTOR = Path(sys.executable).parent / "connector"
 KEY = "test-key-0123456789abcdef"
@@ -296,6 +293,8 @@ def test_the_correlation_id_reaches_the_logs(api, served):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
+    from connector_core.serve.app import CorrelationFilter
+
     handler.addFilter(CorrelationFilter())
     logger = logging.getLogger("connector_core")
     logger.addHandler(handler)
@@ -323,6 +322,8 @@ def test_the_commands_access_line_is_the_access_loggers_record_as_a_json_line(pa
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLines())
+    from connector_core.serve.app import CorrelationFilter
+
     handler.addFilter(CorrelationFilter())
     record = logging.LogRecord("connector_core.serve.access", logging.INFO, __file__, 0, "%s %s %d %.1fms key=%s",
                                ("POST", path, 413, 2.25, "ab12cd34"), None)

@@ -14,16 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from serving import ServedApp, needs_serve_extra
 
 from connector_core import Engine, HostPolicy
 from connector_core.config import ConnectionSpec
 
+needs_serve_extra()
 # Found here, imported where used: every xdist worker collects this module, one runs it, and
 # Selenium's waits and conditions take longer to import than this module's checks to collect.
-for _module, _reason in (("uvicorn", "the serve extra (starlette, uvicorn) is not installed"),
-                         ("selenium", "selenium is not installed (pip install -e '.[test]')")):
-    if importlib.util.find_spec(_module) is None:
-        pytest.skip(_reason, allow_module_level=True)
+if importlib.util.find_spec("selenium") is None:
+    pytest.skip("selenium is not installed (pip install -e '.[test]')", allow_module_level=True)
 
 KEY = "console-key-0123456789abcdef"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -64,8 +64,6 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def console(mparticle_sandbox_server):
-    from serving import ServedApp
-
     specs = {"sandbox": ConnectionSpec("sandbox", {**mparticle_sandbox_server.config, "maxRetries": 0}, "mparticle",
                                        description="the local mParticle sandbox")}
     # Configs typed in the console may point at the loopback sandbox: URL overrides relaxed, explicitly.

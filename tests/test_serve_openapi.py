@@ -8,15 +8,15 @@ schema). A CI profile keeps it to a few examples per operation.
 from __future__ import annotations
 
 import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from serving import ServedApp, needs_serve_extra
 
-pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
-import requests  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from serving import ServedApp  # noqa: E402
+from connector_core import Engine
+from connector_core.config import ConnectionSpec
+from connector_core.serve.commands import document
 
-from connector_core import Engine  # noqa: E402
-from connector_core.config import ConnectionSpec  # noqa: E402
-from connector_core.serve.commands import document  # noqa: E402
+needs_serve_extra()
 
 KEY = "schemathesis-key-0123456789"
 

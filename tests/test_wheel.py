@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 from installs import installer, session_root
-from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 # The runtime dependencies, written out: a change to setup.cfg must change this too.
@@ -75,6 +74,13 @@ def installed(wheel, tmp_path_factory):
     return bin_dir, cwd, env
 
 
+def _requirements(wheel: Path) -> list:
+    """The wheel's ``Requires-Dist`` lines, parsed."""
+    from packaging.requirements import Requirement  # here, not at every xdist worker's collection
+
+    return [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+
+
 def _wheel_metadata(wheel: Path) -> str:
     with zipfile.ZipFile(wheel) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
@@ -82,7 +88,7 @@ def _wheel_metadata(wheel: Path) -> str:
 
 
 def test_wheel_declares_exactly_the_runtime_dependencies(wheel):
-    declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+    declared = _requirements(wheel)
     runtime = {r.name: str(r.specifier) for r in declared if not r.marker}
     assert runtime == REQUIREMENTS
     for requirement in declared:
@@ -97,7 +103,7 @@ SERVE_EXTRA = {"starlette", "uvicorn", "httptools", "uvloop"}
 
 
 def test_the_optional_extras_are_declared_with_their_markers(wheel):
-    declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+    declared = _requirements(wheel)
     dask = [r for r in declared if r.name == "dask" and r.marker and r.marker.evaluate({"extra": "dask"})]
     assert dask and {"distributed", "dataframe"} <= dask[0].extras
     sandbox = [str(r.specifier) for r in declared if r.marker and r.marker.evaluate({"extra": "sandbox"})]
@@ -139,7 +145,7 @@ def test_every_third_party_import_is_a_declared_dependency():
 
 
 def test_the_service_imports_only_the_serve_extra_and_runtime_dependencies(wheel):
-    declared = [Requirement(line.split(":", 1)[1].strip()) for line in _wheel_metadata(wheel).splitlines() if line.startswith("Requires-Dist:")]
+    declared = _requirements(wheel)
     extra = {r.name for r in declared if r.marker and r.marker.evaluate({"extra": "serve"})}
     assert extra == SERVE_EXTRA
     assert _third_party_imports(serve=True) <= SERVE_EXTRA | set(REQUIREMENTS)
