@@ -6,16 +6,17 @@ under the same interpreter lock as the threads that send, about 60 µs of CPU pe
 sending thread whose answer has arrived waits for it. With ``workers``, this process only
 reads lines, sends and records; the CPU-heavy steps run in other processes.
 
-How: ``workers`` child processes (``python -m connector_mparticle.backfill_workers``). Each
-gets chunks of raw lines (with their positions in the input) on its standard input and
+How: ``workers`` child processes: forks of this process while it runs a single thread (they
+start in milliseconds, with everything imported), else new interpreters (``python -m
+connector_mparticle.backfill_workers``, whose imports take a few hundred milliseconds of CPU).
+Each gets chunks of raw lines (with their positions in the input) through one pipe and
 answers each chunk with its records (``backfill.record``, the same function the in-process
-path uses) on its standard output, as length-prefixed pickles between this process and its
-own children. Chunks go to the least busy worker and are read back in the order they were
-made, so records come out in input order; at most ``2 * workers`` chunks are out at once, so
-memory stays bounded. Until a worker has started (imports take a few hundred milliseconds)
+path uses) through another, as length-prefixed pickles. Chunks go to the least busy worker
+and are read back in the order they were made, so records come out in input order; at most
+``2 * workers`` chunks are out at once, so memory stays bounded. Until a worker is ready
 this process prepares the chunks itself. A worker ignores Ctrl-C (this process handles it
-and records what was sent), and exits when its standard input closes, which happens however
-this process ends, killed included.
+and records what was sent), holds no other descriptor of this process open, and exits when
+its input pipe closes, which happens however this process ends, killed included.
 """
 
 from __future__ import annotations
