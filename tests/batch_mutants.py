@@ -3,7 +3,9 @@ of a valid batch with a node or two deleted, replaced by an odd value or given a
 
 One generator for tests/test_batches.py (the checker's fast pass against its full checks)
 and tests/test_mparticle_truth.py (the checker against the sandbox's independent validator),
-each with its own replacements and seeds.
+each with its own replacements and seeds; and ``splice``, which puts a hypothesis value into a
+batch, for the fast passes' hypothesis tests (tests/test_batches_fast_pass.py,
+tests/test_sandbox_bulk.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import copy
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from hypothesis import strategies as st
 
 
 def _nodes(node: Any, list_head: int, path: tuple = ()) -> Iterator[tuple]:
@@ -58,3 +62,23 @@ def batch_mutants(
             else:
                 parent[path[-1]] = copy.deepcopy(_pick(rng, replacements))
         yield ".".join("#" if isinstance(k, int) else str(k) for k in path), mutant
+
+
+def splice(data: Any, batch: Any, values: st.SearchStrategy, keys: Sequence[str] = ("zz",), depth: int = 4) -> None:
+    """Put a value drawn from ``values`` into ``batch`` in place, with hypothesis' ``data``: walk
+    down at most ``depth`` levels to a random object or array, then set the member it came
+    through or one of ``keys`` (an object), or one of its items (an array)."""
+    node, key = batch, None
+    for _ in range(data.draw(st.integers(0, depth))):
+        children = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
+        if not children:
+            break
+        key, child = data.draw(st.sampled_from(children))
+        if not isinstance(child, (dict, list)):
+            break
+        node = child
+    value = data.draw(values)
+    if isinstance(node, dict):
+        node[data.draw(st.sampled_from([key, *keys])) if key is not None else keys[0]] = value
+    elif node:
+        node[data.draw(st.integers(0, len(node) - 1))] = value

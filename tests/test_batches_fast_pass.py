@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 import sdk_corpus
-from batch_mutants import batch_mutants
+from batch_mutants import batch_mutants, splice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared_folder import shared_path
@@ -216,20 +216,7 @@ _VALUES = st.recursive(
 @given(st.data())
 def test_hypothesis_values_spliced_into_valid_batches_get_the_same_answer(data):
     batch = copy.deepcopy(data.draw(st.sampled_from(PLAIN[:4])))
-    node, key = batch, None
-    for _ in range(data.draw(st.integers(0, 5))):  # walk down to a random node
-        children = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
-        if not children:
-            break
-        key, child = data.draw(st.sampled_from(children))
-        if not isinstance(child, (dict, list)):
-            break
-        node = child
-    value = data.draw(_VALUES)
-    if isinstance(node, dict):
-        node[data.draw(st.sampled_from([key, "zz", *STRAY])) if key is not None else "zz"] = value
-    elif node:
-        node[data.draw(st.integers(0, len(node) - 1))] = value
+    splice(data, batch, _VALUES, keys=("zz", *STRAY), depth=5)
     same_answer(batch)
 
 

@@ -23,7 +23,7 @@ import orjson
 import pytest
 import requests
 import sdk_corpus
-from batch_mutants import batch_mutants
+from batch_mutants import batch_mutants, splice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -168,20 +168,7 @@ JSON_VALUES = st.recursive(
 @given(st.data())
 def test_the_fast_path_agrees_with_the_walk_on_hypothesis_values(data):
     batch = copy.deepcopy(data.draw(st.sampled_from(DECLARED + CORPUS)))
-    node, key = batch, None
-    for _ in range(data.draw(st.integers(0, 4))):  # walk down to a random node
-        children = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
-        if not children:
-            break
-        key, child = data.draw(st.sampled_from(children))
-        if not isinstance(child, (dict, list)):
-            break
-        node = child
-    value = data.draw(JSON_VALUES)
-    if isinstance(node, dict):
-        node[data.draw(st.sampled_from([key, "zz", "data"])) if key is not None else "zz"] = value
-    elif node:
-        node[data.draw(st.integers(0, len(node) - 1))] = value
+    splice(data, batch, JSON_VALUES, keys=("zz", "data"))
     for body in bodies_of([batch]):
         fast_agrees(body)
 
