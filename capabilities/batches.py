@@ -977,7 +977,8 @@ def _events_ok(events: object) -> bool:
                 return False
             if kind is dict and field == "custom_attributes":
                 for item in value.values():
-                    if type(item) not in scalars:
+                    kind = type(item)
+                    if kind is not str and kind not in scalars:  # str first: most values are
                         return False
         rules, extra = plan
         for field, required, kind, allowed in rules:
