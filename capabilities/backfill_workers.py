@@ -109,7 +109,12 @@ class _Forked:
 
     def __init__(self, settings: Settings) -> None:
         to_child, from_child = os.pipe(), os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (*to_child, *from_child):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
             code = 1
             try:
@@ -133,7 +138,11 @@ class _Forked:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0005
         while self.returncode is None:
-            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            try:
+                pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            except ChildProcessError:  # a host ignoring SIGCHLD has it reaped already (Popen says 0 too)
+                self.returncode = 0
+                break
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
             elif time.monotonic() >= deadline:

@@ -139,6 +139,18 @@ def test_upload_events_with_workers_sends_what_it_sends_without(sb, config_file,
     assert code == 2
 
 
+def test_forked_workers_end_cleanly_in_a_host_that_ignores_sigchld(tmp_path):
+    """Such a host's children are reaped as they end, so waiting for one finds none."""
+    path = _lines(tmp_path / "in.ndjson", [make_batch(i) for i in range(250)])
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        records = list(prepared_by_workers(iter_batches([str(path)], raw=True), Settings("", "never", 0, 256 * 1024),
+                                           None, 2, wait=True, fork=True))
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert [r[0] for r in records] == list(range(250))
+
+
 def test_workers_auto_is_one_per_cpu_for_large_files_only(tmp_path):
     from connector_mparticle.backfill_cli import AUTO_WORKERS_BYTES, AUTO_WORKERS_MAX, workers_for
 
