@@ -309,12 +309,9 @@ def _walk_faults(value: Any, root: str, max_depth: int, unicode: bool) -> list[F
 
 # The fast pass. A large upload's input is mostly strings and object keys: checking each in
 # Python cost more than the rest of the walk, so when orjson is installed one C pass settles
-# them all (it refuses a key that is not exactly a str and a lone surrogate), after a walk of
-# the values has made sure it sees only exact JSON types (orjson would also serialise an
-# Enum, a UUID or a NaN, and it crashes on an Enum whose value raises).
-_EXACT_JSON = 0
-if _orjson is not None:
-    _EXACT_JSON = _orjson.OPT_PASSTHROUGH_SUBCLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+# them all (it refuses a key that is not exactly a str, a str subclass included, and a lone
+# surrogate), after a walk of the values has made sure it sees only exact JSON types (orjson
+# would also serialise an Enum, a UUID or a NaN, and it crashes on an Enum whose value raises).
 
 
 def _plain_data(value: Any, max_depth: int, unicode: bool) -> bool:
@@ -329,7 +326,7 @@ def _plain_data(value: Any, max_depth: int, unicode: bool) -> bool:
     except RecursionError:  # called from deep in the stack: the pass that does not recurse
         return _plain_walk(value, max_depth, unicode)
     try:
-        _orjson.dumps(value, option=_EXACT_JSON)
+        _orjson.dumps(value)
     except TypeError:  # a key not exactly a str, a lone surrogate, an integer beyond 64 bits
         return _plain_walk(value, max_depth, unicode)
     return True
