@@ -1186,3 +1186,12 @@ def test_a_request_body_holds_exactly_as_many_bytes_as_allowed_and_one_batch_per
     c = {**b, "user_identities": {"customer_id": "c"}}
     assert [len(body) for _, body in chunk_batches([a, b, c], max_bytes=together - 1)] == [size + 2] * 3
     assert [[m["user_identities"]["customer_id"] for m in members] for members, _ in chunk_batches([a, b], max_batches=1)] == [["a"], ["b"]]
+
+
+def test_every_comma_of_a_body_counts_toward_its_limit():
+    same = [{"environment": "development", "user_identities": {"customer_id": k}, "events": []} for k in "abcd"]
+    size = len(json.dumps(same[0], separators=(",", ":")).encode())  # all encode to the same length
+    three = size * 3 + 4  # "[" + a + "," + b + "," + c + "]"
+    assert [len(body) for _, body in chunk_batches(same[:3], max_bytes=three)] == [three]
+    assert [len(body) for _, body in chunk_batches(same[:3], max_bytes=three - 1)] == [size * 2 + 3, size + 2]
+    assert [len(body) for _, body in chunk_batches(same, max_bytes=three)] == [three, size + 2]

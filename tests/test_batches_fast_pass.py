@@ -223,3 +223,14 @@ def test_hypothesis_values_spliced_into_valid_batches_get_the_same_answer(data):
 @pytest.mark.parametrize("value", [[], "x", 1, None, Mapping(), ()], ids=str)
 def test_what_is_not_a_batch_gets_the_same_answer(value):
     assert not same_answer(value)
+
+
+def test_subclasses_stand_for_what_they_subclass_in_the_full_checks():
+    # The fast pass leaves them to the full checks, which accept them as the values they are.
+    batch = {"user_attributes": {"a": Text("x"), "b": Number(2), "c": [Text("y"), Level.ONE], "d": Kind.CUSTOM},
+             "user_identities": {"email": Text("ada@example.com")}, "source_request_id": Text("r"),
+             "events": [{"event_type": "screen_view", "data": {"timestamp_unixtime_ms": Number(1),
+                                                              "custom_attributes": {"k": Text("v"), "n": Level.ONE}}}]}
+    assert not batches._plainly_valid(batch)
+    assert check_batch(batch) == []
+    assert same_answer(batch) is False
