@@ -195,3 +195,10 @@ def test_a_caller_deep_in_the_stack_gets_the_same_answer():
     finally:
         sys.setrecursionlimit(limit)
     assert answers == [True, False]
+
+
+@pytest.mark.parametrize("leaf", ["x", 1, None, True, 1.5, [], {}], ids=repr)
+def test_a_fault_after_a_plain_value_at_the_same_level_is_seen(leaf):
+    for value in ([leaf, math.nan], {"a": leaf, "b": math.nan}, [leaf, [leaf, {"k": math.inf}]]):
+        assert not _plain_values((value,), 0, MAX_DEPTH) and not _plain_data(value, MAX_DEPTH, True), value
+        assert data_faults(value)
