@@ -56,9 +56,13 @@ SLOWEST_FIRST = (
     "test_mparticle_truth.py",
     "test_sandbox.py",
     "test_serve.py",
+    "test_backfill_workers.py",
+    "test_mparticle_exactly_once.py",
     "test_fuzz.py",
     "test_docs.py",
+    "test_data_faults.py",
     "test_backfill.py",
+    "test_sandbox_bulk.py",
 )
 
 
