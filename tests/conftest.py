@@ -5,7 +5,6 @@ Connector-specific fixtures live in the test files that need them.
 
 from __future__ import annotations
 
-import atexit
 import gc
 import io
 import json
@@ -64,22 +63,6 @@ SLOWEST_FIRST = (
     "test_backfill.py",
     "test_sandbox_bulk.py",
 )
-
-
-def _exit_now() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-# An xdist worker has sent every report when its interpreter exits; tearing the interpreter
-# down then (every module, the heaps of dask, pandas, schemathesis...) only delays the end of
-# the run, which waits for every worker to exit: 0.2 to 0.5 s of CPU per worker, the last of
-# them at the very end. Registered here, before the tests register theirs, so it runs after
-# every other exit handler (atexit runs them last-registered first): multiprocessing's, for
-# one, still ends and joins the processes the tests left.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    atexit.register(_exit_now)
 
 
 def pytest_xdist_auto_num_workers(config):
