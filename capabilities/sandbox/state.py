@@ -253,8 +253,8 @@ class State:
     ) -> None:
         """``accept_batches`` for a bulk body whose batches all passed (``bulk.batch_summaries``:
         each batch's ``source_request_id``, number of events and marker values, None when no
-        marker is counted): the batches are kept as the body and ``parse``\ d the first time
-        one is looked at (``kept_batches``)."""
+        marker is counted): the batches are kept as the body and parsed with ``parse`` the
+        first time one is looked at (``kept_batches``)."""
         body_batches = _Unparsed(body, parse)
         with self.lock:
             for index, (request_id, events, markers) in enumerate(summaries):
