@@ -53,6 +53,7 @@ from connector_core import (
     RateLimited,
 )
 from connector_core.http import CallStats, parse_retry_after
+from connector_core.validation import data_faults
 
 from .batches import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES, check_batch, encode
 from .upload_report import ACKNOWLEDGED, FAILED, REFUSED, UNKNOWN, NotSent, Sent, UploadReport, post_batches
@@ -167,11 +168,17 @@ def batch_events(batch: Any) -> int:
     return len(events) if isinstance(events, list) else 0
 
 
-def prepare(batch: Any, index: int, settings: Settings) -> tuple[str, str | None, bytes | None, list[Fault]]:
+def prepare(batch: Any, index: int, settings: Settings, *, parsed: bool = False) -> tuple[str, str | None, bytes | None, list[Fault]]:
     """Check one batch and give it its id: ``(route, source_request_id, item, faults)``;
-    ``item`` (the request bytes of the batch) is None when there are faults."""
+    ``item`` (the request bytes of the batch) is None when there are faults.
+
+    ``parsed``: the batch was just parsed from JSON text, so it is JSON data. Anything else
+    (a batch a Python caller built) is first checked to be JSON data, as the engine checks a
+    capability's input: the batch checker does not look inside every value (custom flags
+    are free-form), and the encoder must never meet an object that is not JSON."""
     path = f"$[{index}]"
-    faults = check_batch(batch, path)
+    faults = [] if parsed else data_faults(batch, path)
+    faults = faults or check_batch(batch, path)
     route = BULK_PATH
     historical = settings.historical
     if not faults and (historical == "always" or (historical == "auto" and _is_old(batch, settings.now_ms))):
@@ -190,12 +197,13 @@ def prepare(batch: Any, index: int, settings: Settings) -> tuple[str, str | None
     return route, request_id, item, []
 
 
-def record(index: int, batch: Any, settings: Settings, skip: bool = False) -> Record:
-    """The record of the batch at ``index`` (``skip``: an earlier run settled it)."""
+def record(index: int, batch: Any, settings: Settings, skip: bool = False, *, parsed: bool = False) -> Record:
+    """The record of the batch at ``index`` (``skip``: an earlier run settled it; ``parsed``:
+    see :func:`prepare`)."""
     events = batch_events(batch)
     if skip:
         return index, events, batch, None, None, None, None
-    route, request_id, item, faults = prepare(batch, index, settings)
+    route, request_id, item, faults = prepare(batch, index, settings, parsed=parsed)
     return index, events, batch, route, request_id, item, faults
 
 
@@ -204,9 +212,10 @@ def prepared(batches: Iterable[Any], settings: Settings, done: Callable[[int], b
     from .batch_files import Line
 
     for index, batch in enumerate(batches):
-        if type(batch) is Line:
+        parsed = type(batch) is Line
+        if parsed:
             batch = batch.parse()
-        yield record(index, batch, settings, done is not None and done(index))
+        yield record(index, batch, settings, done is not None and done(index), parsed=parsed)
 
 
 # --------------------------------------------------------------------------- pacing

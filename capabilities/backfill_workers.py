@@ -311,8 +311,9 @@ class _Pool:
         kind, how, chunk = entry
         if kind == "local":
             for index, item in chunk:
-                batch = item.parse() if type(item) is Line else item
-                yield record(index, batch, self.settings, how is not None and how(index))
+                parsed = type(item) is Line
+                batch = item.parse() if parsed else item
+                yield record(index, batch, self.settings, how is not None and how(index), parsed=parsed)
             return
         for found in how.receive():
             if len(found) == 2:  # (index, reason): the line is not JSON
@@ -373,7 +374,7 @@ def _serve(source, sink, settings: Settings) -> None:
             except decode_error as exc:
                 out.append((index, str(exc)))
                 break
-            found = record(index, batch, settings, skip)
+            found = record(index, batch, settings, skip, parsed=True)
             # Only a refused batch goes back whole (for the dead letter); the rest as bytes.
             out.append(found if found[6] else found[:2] + (None,) + found[3:])
         _write(sink, out)

@@ -9,6 +9,7 @@ be counted twice.
 from __future__ import annotations
 
 import collections
+import enum
 import gzip
 import io
 import json
@@ -98,6 +99,35 @@ def test_every_event_arrives_once_and_a_refused_batch_goes_to_the_dead_letter(sb
     assert_each_once(sb.batches, {f"m{i}.{j}" for i in range(300) if i != 7 for j in range(3)})
     summary = report.to_dict()
     assert summary["refused"]["batches"] == [7] and summary["unknown"]["count"] == 0
+
+
+class _Flag(enum.Enum):
+    ON = 1
+
+    @property
+    def value(self):  # orjson 3.13 crashed the process serialising such a member
+        raise RuntimeError("no value")
+
+
+class _Text(str):
+    pass
+
+
+def test_a_batch_from_python_that_is_not_json_data_is_refused_at_its_path_not_encoded(sb, connection):
+    # The batch checker leaves custom flags free-form, so only the JSON-data check stands
+    # between a Python caller's objects and the encoder.
+    batches = [make_batch(i) for i in range(4)]
+    flags = {"f": _Flag.ON}
+    batches[1] = {**batches[1], "events": [{**batches[1]["events"][0], "data": {**batches[1]["events"][0]["data"], "custom_flags": flags}}]}
+    batches[2] = {**batches[2], "user_attributes": {_Text("a"): "b", 3: "c"}}
+    dead = []
+    report = upload(connection, batches, rate=10_000, dead_letter=dead.append)
+    assert (report.acknowledged_batches, report.refused_batches) == (2, 2)
+    assert [(d["index"], [r["path"] for r in d["reasons"]]) for d in dead] == [
+        (1, ["$[1].events[0].data.custom_flags.f"]), (2, ["$[2].user_attributes"])]
+    assert dead[0]["reasons"][0]["message"] == "is a _Flag, which is not JSON data"
+    assert dead[1]["reasons"][0]["message"].startswith("has a key that is not a string (int 3)")
+    assert_each_once(sb.batches, {f"m{i}.{j}" for i in (0, 3) for j in range(3)})
 
 
 def test_fail_fast_stops_at_the_first_refused_batch(sb, connection):
