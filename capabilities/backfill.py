@@ -155,6 +155,7 @@ class Settings:
     historical: str
     now_ms: int
     max_request_bytes: int
+    from_text: bool = False  # every batch was parsed from JSON text (see upload)
 
 
 # One prepared batch: (index, events, batch, route, request_id, item, faults). ``route`` is
@@ -172,12 +173,13 @@ def prepare(batch: Any, index: int, settings: Settings, *, parsed: bool = False)
     """Check one batch and give it its id: ``(route, source_request_id, item, faults)``;
     ``item`` (the request bytes of the batch) is None when there are faults.
 
-    ``parsed``: the batch was just parsed from JSON text, so it is JSON data. Anything else
-    (a batch a Python caller built) is first checked to be JSON data, as the engine checks a
-    capability's input: the batch checker does not look inside every value (custom flags
-    are free-form), and the encoder must never meet an object that is not JSON."""
+    ``parsed`` (or ``settings.from_text``): the batch was parsed from JSON text, so it is
+    JSON data. Anything else (a batch a Python caller built) is first checked to be JSON
+    data, as the engine checks a capability's input: the batch checker does not look inside
+    every value (custom flags are free-form), and the encoder must never meet an object
+    that is not JSON."""
     path = f"$[{index}]"
-    faults = [] if parsed else data_faults(batch, path)
+    faults = [] if parsed or settings.from_text else data_faults(batch, path)
     faults = faults or check_batch(batch, path)
     route = BULK_PATH
     historical = settings.historical
@@ -755,6 +757,7 @@ def upload(
     report: UploadReport | None = None,
     stats: CallStats | None = None,
     workers: int = 0,
+    from_text: bool = False,
 ) -> UploadReport:
     """Upload ``batches`` (any iterable of batch dicts) on ``connection``; return what happened.
 
@@ -775,7 +778,9 @@ def upload(
     unparsed text of one batch (``batch_files.iter_batches(paths, raw=True)`` yields them for
     NDJSON files). With ``workers`` > 0, those are parsed, checked, given their ids and
     encoded by that many worker processes (see ``backfill_workers``), while this process
-    only sends: the same requests, ids and report as without workers.
+    only sends: the same requests, ids and report as without workers. ``from_text``: every
+    batch was parsed from JSON text (``iter_batches``, ``iter_text_batches``), so none is
+    checked to be JSON data again; batches built in Python are, before anything else.
 
     Returns an :class:`UploadReport` (see its ``status``). Interrupted by Ctrl-C, it waits
     for the requests in flight, saves the state and returns a report with
@@ -803,7 +808,7 @@ def upload(
                   report=report, stats=stats)
     report = job.report
     packers = {path: _Packer(path, max_batches_per_request, max_request_bytes) for path in (BULK_PATH, HISTORICAL_PATH)}
-    settings = Settings(idempotency_key, historical, now_ms(), max_request_bytes)
+    settings = Settings(idempotency_key, historical, now_ms(), max_request_bytes, from_text)
     done = state.done if state is not None else None
     if workers:
         from .backfill_workers import prepared_by_workers

@@ -200,6 +200,7 @@ def _upload(args, connection) -> int:
                 connection,
                 iter_batches(args.files, raw=workers > 0),
                 workers=workers,
+                from_text=True,
                 rate=args.rate,
                 concurrency=args.concurrency,
                 historical=args.historical,

@@ -140,7 +140,7 @@ def _upload_text(ctx, text: str | bytes, key: str | None, concurrency: int):
 
     warnings = [{"path": w.path, "message": w.message} for w in doubts]
     report = UploadReport(ids, events, keyed=key is not None, warnings=warnings)
-    upload(ctx.connection, with_ids(), report=report, stats=ctx.stats, max_rounds=0, concurrency=concurrency)
+    upload(ctx.connection, with_ids(), report=report, stats=ctx.stats, max_rounds=0, concurrency=concurrency, from_text=True)
     recorded = {i for fate in report.listed.values() for i, _ in fate}
     missing = [i for i in range(len(ids)) if i not in recorded]
     if missing:  # an error stopped the engine before it read them
