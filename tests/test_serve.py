@@ -284,6 +284,38 @@ def test_a_chunked_body_over_the_limit_is_refused(served):
     assert answer.status_code == 413
 
 
+def test_calls_waiting_on_a_slow_upstream_never_block_the_loop(engine, mparticle_sandbox):
+    # Two call threads, three calls that each wait 800 ms on the sandbox: the third waits for a
+    # thread; meanwhile health checks and bad requests are answered at once.
+    mparticle_sandbox.set_faults("platform", latency_ms=800)
+    with ServedApp(engine, connections(mparticle_sandbox.config), threads=2) as app:
+        url = app.url + "/v1/capabilities/mparticle.getAccount/execute"
+        answers: list[tuple[float, int]] = []
+        started = time.monotonic()
+
+        def call() -> None:
+            answer = requests.post(url, json={"properties": {"accountId": "1001"}, "connection": "sandbox"}, timeout=30)
+            answers.append((time.monotonic() - started, answer.status_code))
+
+        calls = [threading.Thread(target=call) for _ in range(3)]
+        for thread in calls:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while sum(r["path"].startswith("/v1/accounts") for r in mparticle_sandbox.requests) < 2:
+            assert time.monotonic() < deadline, "the calls never reached the sandbox"
+            time.sleep(0.01)
+        for _ in range(5):
+            probe = time.monotonic()
+            assert requests.get(app.url + "/healthz", timeout=5).status_code == 200
+            refused = requests.post(url, data="{", headers={"Content-Type": "application/json"}, timeout=5)
+            assert refused.status_code == 400 and time.monotonic() - probe < 0.4
+        for thread in calls:
+            thread.join(30)
+        assert app.service.pool.threads == 2
+    assert sorted(status for _, status in answers) == [200, 200, 200]
+    assert max(seconds for seconds, _ in answers) >= 1.6  # the third call waited for a thread
+
+
 def test_same_origin_requests_pass(api):
     answer = execute(api, "getAccount", {"accountId": "1001"}, Origin=api.base, **{"Sec-Fetch-Site": "same-origin"})
     assert answer.status_code == 200
@@ -419,6 +451,42 @@ def test_the_command_serves_logs_and_finishes_calls_in_flight_on_sigterm(tmp_pat
     assert [e["http_status"] for e in mine if e["logger"] == "connector_core.serve.access"] == [200]
     text = json.dumps(log)
     assert mparticle_sandbox.config["clientSecret"] not in text and mparticle_sandbox.config["apiSecret"] not in text
+
+
+def _allowed_cpus(pid: int) -> set[int]:
+    return os.sched_getaffinity(pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not hasattr(os, "fork"), reason="needs Linux CPU affinity and os.fork")
+def test_pin_workers_binds_each_worker_and_its_call_threads_to_one_cpu(tmp_path, mparticle_sandbox):
+    cpus = sorted(os.sched_getaffinity(0))
+    process, started, _ = start_serve(tmp_path, mparticle_sandbox, "--workers", "2", "--pin-workers")
+    url = started["url"]
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(process.pid)) < 2 or requests.get(url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the workers never became ready"
+            time.sleep(0.1)
+        with requests.Session() as session:  # calls start the call threads, which inherit the pinning
+            for _ in range(6):
+                answer = session.post(url + "/v1/capabilities/mparticle.getAccount/execute", timeout=30,
+                                      json={"properties": {"accountId": "1001"}, "connection": "sandbox"})
+                assert answer.status_code == 200
+        workers = sorted(_children(process.pid))
+        pinned = []
+        for pid in workers:
+            threads = {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
+            allowed = {frozenset(_allowed_cpus(tid)) for tid in threads}
+            assert len(allowed) == 1, allowed  # every thread of a worker on the same CPU
+            pinned.append(next(iter(allowed)))
+        assert sorted(map(sorted, pinned)) == sorted([cpus[i % len(cpus)]] for i in range(2))  # worker N on CPU N
+        assert _allowed_cpus(process.pid) == set(cpus)  # the supervisor stays free
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
 
 
 def test_the_docs_show_the_status_table_of_the_code():

@@ -9,7 +9,6 @@ run in a thread pool of their own (``threads``) on connections shared by every r
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -40,6 +39,7 @@ from .openapi import (
     status_for,
     summarize_capability,
 )
+from .pool import CallPool
 
 access_log = logging.getLogger("connector_core.serve.access")
 log = logging.getLogger("connector_core.serve")
@@ -136,7 +136,7 @@ class Service:
         # Writes the access line itself (method, path, status, ms, key, correlation id) when the
         # command owns the logging; otherwise the line is a record of the access logger.
         self.access_lines = access_lines
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None  # made at start-up (lifespan)
+        self.pool: CallPool | None = None  # made at start-up (lifespan)
         self.ready = False
         self.specs = dict(connections)
         self.connections: dict[str, Connection] = {}
@@ -196,7 +196,8 @@ class Service:
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking ``fn(*args)`` in the pool, with this request's context (correlation id)."""
         # The worker hands the outcome straight to the loop: no concurrent Future chained to
-        # an asyncio one (run_in_executor), about a third of the loop's cost per call.
+        # an asyncio one (run_in_executor), about a third of the loop's cost per call; waking
+        # the loop is the job's last act (see CallPool).
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         context = contextvars.copy_context()
@@ -261,6 +262,15 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[1:].split("]", 1)[0]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _log_access(method: str | None, path: str, status: int, milliseconds: float, key: str) -> None:
+    """The access line as a record of the access logger (when the command does not own the logging)."""
+    # makeRecord + handle: Logger.info would also walk the stack for a caller nobody logs.
+    access_log.handle(access_log.makeRecord(
+        access_log.name, logging.INFO, __file__, 0, "%s %s %d %.1fms key=%s", (method, path, status, milliseconds, key),
+        None, extra={"http_method": method, "http_path": path, "http_status": status, "api_key": key},
+    ))
 
 
 # The hot path's route, as Starlette compiles "/v1/capabilities/{id}/execute".
@@ -333,17 +343,17 @@ class Guard:
                     return
             await self.app(scope, receive, send_with_headers)
         finally:
+            # The line is written in the loop's next turn: uvloop sends the answer at the end of
+            # this one, so the caller does not wait for the line (the callback runs in a copy of
+            # this context: the record's correlation id is this request's).
+            elapsed = (time.perf_counter() - started) * 1000
             lines = self.service.access_lines
             if lines is not None:
-                lines(scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000, key, correlation_id.get())
+                asyncio.get_running_loop().call_soon(lines, scope["method"], scope["path"], status, elapsed, key,
+                                                     correlation_id.get())
             elif access_log.isEnabledFor(logging.INFO):
-                # makeRecord + handle: Logger.info would also walk the stack for a caller nobody logs.
-                method, path = scope.get("method"), scope.get("path", "")
-                access_log.handle(access_log.makeRecord(
-                    access_log.name, logging.INFO, __file__, 0, "%s %s %d %.1fms key=%s",
-                    (method, path, status, (time.perf_counter() - started) * 1000, key), None,
-                    extra={"http_method": method, "http_path": path, "http_status": status, "api_key": key},
-                ))
+                asyncio.get_running_loop().call_soon(_log_access, scope.get("method"), scope.get("path", ""), status,
+                                                     elapsed, key)
             correlation_id.reset(token)
 
     def _check_host_and_origin(self, headers: Mapping[bytes, str]) -> None:
@@ -568,13 +578,13 @@ def create_app(service: Service) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
-        service.pool = concurrent.futures.ThreadPoolExecutor(service.threads, thread_name_prefix="connector-call")
+        service.pool = CallPool(service.threads, "connector-call")
         service.ready = True
         try:
             yield
         finally:
             service.ready = False
-            service.pool.shutdown(wait=True)  # calls in flight finish before their connections close
+            service.pool.shutdown()  # calls in flight finish before their connections close
             service.close()
 
     execute = _Execute(service)

@@ -63,6 +63,9 @@ def register_commands(subparsers: Any) -> None:
                    help="capability calls run at once (default 32, the size of a connection's HTTP pool)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="serving processes sharing the port (default 1); one per CPU core lets calls use every core")
+    p.add_argument("--pin-workers", action="store_true",
+                   help="bind worker N to CPU N of those the command may use (Linux), as nginx's worker_cpu_affinity: "
+                        "a call's hand-offs between the event loop and the call thread stay on one core")
     p.add_argument("--grace-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM/SIGINT, how long calls in flight may take to finish (default 30)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log one line per request")
@@ -270,6 +273,8 @@ def run_serve(args: Any, engine: Any) -> int:
         allowed = {*LOOPBACK_NAMES, args.host.strip("[]").lower(), *(h.lower() for h in args.allow_host)}
     if args.threads < 1 or args.max_body_bytes < 1 or args.workers < 1:
         raise InvalidConfig("--threads, --workers and --max-body-bytes must be positive")
+    if getattr(args, "pin_workers", False) and not hasattr(os, "sched_setaffinity"):
+        raise InvalidConfig("--pin-workers needs os.sched_setaffinity (Linux)", faults=[Fault("--pin-workers", "needs Linux")])
     if args.workers > 1 and not hasattr(os, "fork"):
         raise InvalidConfig("--workers above 1 needs os.fork (Linux or macOS); run one service per port elsewhere",
                             faults=[Fault("--workers", "needs os.fork")])
@@ -311,11 +316,14 @@ def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(json.dumps({"url": url, "openapi": f"{url}/openapi.json", "console": f"{url}/", "api_keys": len(keys),
                       "connections": sorted(first.connections), "workers": args.workers}), flush=True)
+    cpus = sorted(os.sched_getaffinity(0)) if args.pin_workers else []
     if args.workers == 1:
+        if cpus:
+            pin_to_cpu(cpus[0])
         return _run_worker(first, sock, args)
     first.close()
     try:
-        return _supervise(service, sock, args)
+        return _supervise(service, sock, args, cpus)
     finally:
         sock.close()
 
@@ -352,7 +360,18 @@ def _run_worker(service: Any, sock: socket.socket, args: Any) -> int:
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _supervise(make_service: Any, sock: socket.socket, args: Any) -> int:
+def pin_to_cpu(cpu: int) -> None:
+    """Run every thread of this process, and the threads it starts from now on, on CPU ``cpu`` only (Linux)."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, {cpu})
+
+
+def _supervise(make_service: Any, sock: socket.socket, args: Any, cpus: list[int]) -> int:
     """Fork ``args.workers`` processes serving ``sock``, pass SIGINT/SIGTERM on to them, wait for all.
 
     Each worker opens its own connections (HTTP pools are not shared across a fork) and
@@ -373,14 +392,14 @@ def _supervise(make_service: Any, sock: socket.socket, args: Any) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
     try:
-        for _ in range(args.workers):
+        for index in range(args.workers):
             # Signals wait until the child has its own handlers, so none reaches it under ours.
             signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _worker_process(make_service, sock, args, previous)
+                _worker_process(make_service, sock, args, previous, cpus[index % len(cpus)] if cpus else None)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             workers.add(pid)
         code = 0
@@ -400,10 +419,12 @@ def _supervise(make_service: Any, sock: socket.socket, args: Any) -> int:
             signal.signal(sig, handler)
 
 
-def _worker_process(make_service: Any, sock: socket.socket, args: Any, handlers: dict) -> None:
+def _worker_process(make_service: Any, sock: socket.socket, args: Any, handlers: dict, cpu: int | None) -> None:
     """The body of a forked worker: serve, then leave without running the parent's clean-ups."""
     code = 1
     try:
+        if cpu is not None:
+            pin_to_cpu(cpu)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
