@@ -250,6 +250,8 @@ def test_api_keys_are_required_on_v1_but_not_for_probes(served, mparticle_sandbo
         ({}, b'{"properties": ', 400, "invalid_json"),
         ({}, b"[]", 400, "invalid_request"),
         ({}, b'{"properties": {}, "connection": "sandbox", "config": {}}', 400, "invalid_request"),
+        ({}, b'{"properties": {}, "conection": "sandbox"}', 400, "invalid_request"),
+        ({}, b'{"connection": "sandbox", "config": {}}', 400, "invalid_request"),
         ({}, b'{"properties": {"accountId": "\\ud800"}, "connection": "sandbox"}', 400, "invalid_json"),
         ({}, b"[" * 5000 + b"]" * 5000, 400, "invalid_json"),
         ({"X-Correlation-ID": "bad id\twith tab"}, b"{}", 400, "invalid_request"),

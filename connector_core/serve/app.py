@@ -273,6 +273,11 @@ def _log_access(method: str | None, path: str, status: int, milliseconds: float,
     ))
 
 
+# What the guard adds to every answer besides the correlation id (no-store unless the route chose).
+_HEADERS = ((b"x-content-type-options", b"nosniff"),)
+_HEADERS_NO_STORE = (*_HEADERS, (b"cache-control", b"no-store"))
+
+
 # The hot path's route, as Starlette compiles "/v1/capabilities/{id}/execute".
 _EXECUTE_PATH = re.compile(r"/v1/capabilities/([^/]+)/execute")
 
@@ -305,15 +310,8 @@ class Guard:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", ()))
-                cached = False
-                for name, _ in headers:
-                    if name == b"cache-control":
-                        cached = True
-                        break
-                headers.append((b"x-correlation-id", correlation_id.get().encode()))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                if not cached:
-                    headers.append((b"cache-control", b"no-store"))
+                cached = any(name == b"cache-control" for name, _ in headers)
+                headers += (b"x-correlation-id", correlation_id.get().encode()), *(_HEADERS if cached else _HEADERS_NO_STORE)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -442,6 +440,11 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def _execute_args(body: dict[str, Any]) -> tuple[Any, str]:
+    if len(body) == 2 and "properties" in body:  # the usual bodies, settled without building the faults
+        if "connection" in body:
+            return body["properties"], "connection"
+        if "config" in body:
+            return body["properties"], "config"
     extra = sorted(set(body) - {"properties", "connection", "config"})
     faults = [Fault(f"$.{k}", "is not a known field (properties, connection, config)") for k in extra]
     if "properties" not in body:
