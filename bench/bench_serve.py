@@ -30,7 +30,11 @@ hits all alike:
 - Python API: ``Connection.execute("getAccount", ...)`` on an open connection in this process;
 - ``connector serve, raw client`` (reference, latency only): the same service and request
   through a raw keep-alive socket that sends prepared bytes and reads the answer by its
-  Content-Length: the least any client could cost.
+  Content-Length: the least any client could cost;
+- ``connector serve --pin-workers`` (reference; ``--no-pinned`` skips it): a second service,
+  the same but with worker N bound to CPU N, so a call's hand-offs between the event loop and
+  the call thread stay on one core; through libcurl for latency and ``http.client`` for
+  throughput, like the service above. The verdict stays on the service as started by default.
 
 1. Latency: one caller, one call at a time, ``--rounds`` rounds of ``--calls`` calls per
    variant, alternating the order. Reported: median and p90 per call, CPU per call (this
@@ -356,6 +360,8 @@ def ms(seconds: float) -> str:
 SERVICE, FLOOR, API = "connector serve", "floor (bare uvicorn app)", "Python API"
 RAW = "connector serve, raw client"
 CURL = "connector serve, libcurl"
+PINNED = "serve --pin-workers"
+PINNED_CURL = "serve --pin-workers, libcurl"
 
 
 def main() -> int:
@@ -375,6 +381,8 @@ def main() -> int:
                         help="also compare latency with the sandbox this many ms away, for reference (default 20; 0 skips)")
     parser.add_argument("--far-calls", type=int, default=80, help="calls per variant with the sandbox far away (default 80)")
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the bare uvicorn reference")
+    parser.add_argument("--no-pinned", dest="pinned", action="store_false",
+                        help="skip the reference service started with --pin-workers")
     args = parser.parse_args()
     if pycurl is None:
         print("the latency verdict needs pycurl (libcurl): pip install -r bench/requirements.txt", file=sys.stderr)
@@ -383,19 +391,25 @@ def main() -> int:
     with SandboxProcess() as sandbox, Engine() as engine, tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "connections.json"
         path.write_text(json.dumps({"connections": {"sandbox": {"connector": "mparticle", "config": sandbox.config}}}))
-        servers = {SERVICE: ServeProcess([str(Path(sys.executable).parent / "connector"), "serve", "--port", "0",
-                                          "--connections", str(path), "--workers", str(args.workers)])}
+        serve = [str(Path(sys.executable).parent / "connector"), "serve", "--port", "0", "--connections", str(path),
+                 "--workers", str(args.workers)]
+        servers = {SERVICE: ServeProcess(serve)}
         try:
             if args.floor:
                 servers[FLOOR] = ServeProcess([sys.executable, __file__, "--floor-server"], json.dumps(sandbox.config) + "\n")
+            if args.pinned:
+                servers[PINNED] = ServeProcess([*serve, "--pin-workers"])
             with engine.connect(sandbox.config) as connection:
-                clients = {name: server.client() for name, server in servers.items()}
+                clients = {name: server.client() for name, server in servers.items() if name != PINNED}
                 raw = raw_call(servers[SERVICE].host, servers[SERVICE].port)
                 curl = curl_call(servers[SERVICE].host, servers[SERVICE].port)
                 variants = {**{name: service_call(client) for name, client in clients.items()}, API: api_call(connection),
                             RAW: raw, CURL: curl}
                 pids = {**{name: server.process.pid for name, server in servers.items()}, API: None,
                         RAW: servers[SERVICE].process.pid, CURL: servers[SERVICE].process.pid}
+                if args.pinned:
+                    variants[PINNED_CURL] = curl_call(servers[PINNED].host, servers[PINNED].port)
+                    pids[PINNED_CURL] = servers[PINNED].process.pid
                 for call in variants.values():  # warm up: tokens, pools, caches
                     timed(call, 50)
                 samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -415,15 +429,15 @@ def main() -> int:
                         parts[name] = [total + now - then for total, now, then in zip(parts[name], cpu_now(pids[name]), before)]
                 for client in clients.values():
                     client.close()
-                raw.close()
-                curl.close()
+                for name in (RAW, CURL, PINNED_CURL):
+                    getattr(variants.get(name), "close", lambda: None)()
                 medians = {name: statistics.median(s) for name, s in samples.items()}
                 per_call = {name: [x / len(samples[name]) for x in parts[name]] for name in variants}
                 print(f"getAccount latency, {args.rounds} x {args.calls} calls per variant, one keep-alive client"
                       f" (sandbox and servers in child processes; connector serve --workers {args.workers})")
                 for name, s in samples.items():
                     p90 = statistics.quantiles(s, n=10)[-1]
-                    print(f"  {name:<26} median {ms(medians[name])}   p90 {ms(p90)}   CPU per call {ms(sum(per_call[name][:3]))}")
+                    print(f"  {name:<28} median {ms(medians[name])}   p90 {ms(p90)}   CPU per call {ms(sum(per_call[name][:3]))}")
                 latency_ratio = medians[CURL] / medians[API]
                 print(f"  ratio {CURL} / {API}: {latency_ratio:.2f}x (target <= 1.5x)  {verdict(latency_ratio <= 1.5)}")
                 print(f"  reference: {SERVICE} (Python's http.client) / {API} {medians[SERVICE] / medians[API]:.2f}x")
@@ -432,6 +446,9 @@ def main() -> int:
                           f" {SERVICE} above the floor {ms(medians[SERVICE] - medians[FLOOR])} per call")
                 print(f"  reference: {RAW} / {API} {medians[RAW] / medians[API]:.2f}x (the same service and request;"
                       " the client's own cost nearly gone)")
+                if args.pinned:
+                    print(f"  reference: {PINNED_CURL} / {API} {medians[PINNED_CURL] / medians[API]:.2f}x (worker N on CPU N:"
+                          " the loop and the call thread share a core)")
                 if args.far_ms > 0:
                     far_latency(sandbox, {CURL: curl_call(servers[SERVICE].host, servers[SERVICE].port), API: api_call(connection)},
                                 args.far_ms, args.far_calls)
@@ -439,8 +456,8 @@ def main() -> int:
                       " event-loop threads / its other threads; sandbox: identical work in every variant)")
                 for name, (client, loops, others, sandbox_cpu) in per_call.items():
                     server = f"loop threads {ms(loops)}   call threads {ms(others)}   " if pids[name] else ""
-                    print(f"  {name:<26} client {ms(client)}   {server}sandbox {ms(sandbox_cpu)}")
-                witness = max(per_call[name][3] for name in servers) / per_call[API][3] if per_call[API][3] else float("nan")
+                    print(f"  {name:<28} client {ms(client)}   {server}sandbox {ms(sandbox_cpu)}")
+                witness = max(per_call[name][3] for name in variants if pids[name]) / per_call[API][3] if per_call[API][3] else float("nan")
                 print(f"  the sandbox's same work costs {witness:.2f}x its CPU behind a server than behind the Python API:"
                       " what a third process taking turns on the cores does to every process's cost per call")
 
@@ -455,11 +472,13 @@ def main() -> int:
                 print(f"getAccount throughput, {args.clients} concurrent callers (keep-alive clients / threads sharing one"
                       f" Connection), {args.reps} x {args.seconds:g} s per variant")
                 for name, r in rates.items():
-                    print(f"  {name:<26} {rate[name]:8.0f} calls/s   (runs: {', '.join(f'{x:.0f}' for x in r)})")
+                    print(f"  {name:<28} {rate[name]:8.0f} calls/s   (runs: {', '.join(f'{x:.0f}' for x in r)})")
                 throughput_ratio = rate[SERVICE] / rate[API]
                 print(f"  ratio {SERVICE} / {API}: {throughput_ratio:.2f}x (target >= 0.8x)  {verdict(throughput_ratio >= 0.8)}")
                 if args.floor:
                     print(f"  reference: floor / {API} {rate[FLOOR] / rate[API]:.2f}x")
+                if args.pinned:
+                    print(f"  reference: {PINNED} / {API} {rate[PINNED] / rate[API]:.2f}x")
         finally:
             for server in servers.values():
                 server.stop()
