@@ -80,22 +80,41 @@ PROPERTIES = {"accountId": "1001"}
 pycurl = import_or_install("pycurl")
 
 
-def floor_app(connection, inline: bool = False) -> Callable:
+def floor_app(connection, inline: bool = False, pool: bool = False) -> Callable:
     """The floor: a bare ASGI app doing only the call, no routing, guards, logging or error mapping.
 
-    It reads the body, runs ``Connection.execute`` in a thread (or, with ``inline``, on the
-    event loop itself, blocking it: bench_serve_stacks.py's lower bound) and answers
-    ``Result.to_dict()``; any GET answers ``{}`` (readiness).
+    It reads the body, runs ``Connection.execute`` in a thread (``loop.run_in_executor`` on a
+    ``ThreadPoolExecutor``; with ``pool``, ``connector serve``'s own ``CallPool`` hand-off; with
+    ``inline``, on the event loop itself, blocking it: bench_serve_stacks.py's lower bound) and
+    answers ``Result.to_dict()``; any GET answers ``{}`` (readiness).
     """
     import asyncio
     import concurrent.futures
 
     import orjson
 
-    pool = concurrent.futures.ThreadPoolExecutor(32)
+    from connector_core.serve.pool import CallPool
+
+    executor = concurrent.futures.ThreadPoolExecutor(32)
+    calls = CallPool(32)
 
     def call(body: bytes) -> bytes:
         return orjson.dumps(connection.execute("getAccount", orjson.loads(body)["properties"]).to_dict())
+
+    def in_pool(body: bytes) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def job() -> None:
+            try:
+                out = call(body)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+                loop.call_soon_threadsafe(future.set_exception, exc)
+            else:
+                loop.call_soon_threadsafe(future.set_result, out)
+
+        calls.submit(job)
+        return future
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -110,8 +129,10 @@ def floor_app(connection, inline: bool = False) -> Callable:
             out = b"{}"
         elif inline:
             out = call(body)
+        elif pool:
+            out = await in_pool(body)
         else:
-            out = await asyncio.get_running_loop().run_in_executor(pool, call, body)
+            out = await asyncio.get_running_loop().run_in_executor(executor, call, body)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
         await send({"type": "http.response.body", "body": out})

@@ -21,7 +21,12 @@ alike. Every server runs in a child process with one worker:
   request and the health checks: no service can run that way; it is the lower bound of the
   thread hand-off's cost;
 - ``bare WSGI app, granian``: a WSGI app doing only the call, run by granian in one of its
-  blocking threads (HTTP in Rust, no event loop, no hand-off between Python threads).
+  blocking threads (HTTP in Rust, no event loop, no hand-off between Python threads);
+- on one CPU (the server's process bound to the first CPU this bench may use, as
+  ``connector serve --pin-workers`` binds a worker): ``connector serve --pin-workers``, the bare
+  app handing the call to ``connector serve``'s ``CallPool``, and the bare app calling on the
+  loop. The last is the floor of any asyncio service here; the one before, that floor plus the
+  least hand-off to a thread measured.
 
 Printed per variant: the median latency and its ratio to the Python API (``connector serve``'s
 target is 1.5x, measured by ``bench_serve.py``), CPU per call (this process and the server's,
@@ -89,9 +94,15 @@ def service_app() -> Any:
     return create_app(service)
 
 
-def uvicorn_server(inline: bool) -> None:
-    """``bench_serve.py``'s floor app on uvicorn, the call in a thread or on the loop."""
-    serve_floor(floor_app(Engine().connect(json.loads(os.environ[CONFIG_ENV])), inline))
+def uvicorn_server(mode: str) -> None:
+    """``bench_serve.py``'s floor app on uvicorn: the call in a thread (``thread``), in a ``CallPool``
+    thread (``pool``) or on the loop (``inline``); ``-pinned`` binds the process to one CPU first."""
+    mode, _, pinned = mode.partition("-")
+    if pinned:
+        from connector_core.serve.commands import pin_to_cpu
+
+        pin_to_cpu(min(os.sched_getaffinity(0)))
+    serve_floor(floor_app(Engine().connect(json.loads(os.environ[CONFIG_ENV])), inline=mode == "inline", pool=mode == "pool"))
 
 
 # -- the bench -----------------------------------------------------------------------------
@@ -149,18 +160,23 @@ GRANIAN_SERVE = "connector serve's app on granian"
 THREAD = "bare app, uvicorn, call in a thread"
 INLINE = "bare app, uvicorn, call on the loop"
 WSGI = "bare WSGI app, granian"
+SERVE_PINNED = "connector serve --pin-workers"
+POOL_PINNED = "bare app, CallPool thread, one CPU"
+INLINE_PINNED = "bare app, call on the loop, one CPU"
 
 
 def main() -> int:
     if sys.argv[1:2] == ["--uvicorn-server"]:
-        uvicorn_server(inline=sys.argv[2] == "inline")
+        uvicorn_server(sys.argv[2])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100, help="calls per variant per round (default 100)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds (default 10)")
+    parser.add_argument("--no-granian", dest="granian", action="store_false", help="skip the two granian variants")
+    parser.add_argument("--no-pinned", dest="pinned", action="store_false", help="skip the three variants on one CPU")
     args = parser.parse_args()
-    if import_or_install("pycurl") is None or import_or_install("granian") is None:
-        print("this bench needs pycurl and granian: pip install -r bench/requirements.txt", file=sys.stderr)
+    if import_or_install("pycurl") is None or (args.granian and import_or_install("granian") is None):
+        print("this bench needs pycurl and granian (or --no-granian): pip install -r bench/requirements.txt", file=sys.stderr)
         return 2
 
     with SandboxProcess() as sandbox, Engine() as engine, tempfile.TemporaryDirectory() as folder:
@@ -173,10 +189,17 @@ def main() -> int:
         try:
             servers[SERVE] = ServeProcess([str(Path(sys.executable).parent / "connector"), "serve", "--port", "0",
                                            "--connections", str(connections), "--workers", "1"])
-            servers[GRANIAN_SERVE] = GranianProcess("asgi", "service_app", env)
+            if args.granian:
+                servers[GRANIAN_SERVE] = GranianProcess("asgi", "service_app", env)
             servers[THREAD] = ServeProcess([sys.executable, __file__, "--uvicorn-server", "thread"])
             servers[INLINE] = ServeProcess([sys.executable, __file__, "--uvicorn-server", "inline"])
-            servers[WSGI] = GranianProcess("wsgi", "bare_wsgi_app", env)
+            if args.granian:
+                servers[WSGI] = GranianProcess("wsgi", "bare_wsgi_app", env)
+            if args.pinned:
+                servers[SERVE_PINNED] = ServeProcess([str(Path(sys.executable).parent / "connector"), "serve", "--port", "0",
+                                                      "--connections", str(connections), "--workers", "1", "--pin-workers"])
+                servers[POOL_PINNED] = ServeProcess([sys.executable, __file__, "--uvicorn-server", "pool-pinned"])
+                servers[INLINE_PINNED] = ServeProcess([sys.executable, __file__, "--uvicorn-server", "inline-pinned"])
             with engine.connect(sandbox.config) as connection:
                 variants: dict[str, tuple[Callable[[], None], int | None]] = {API: (api_call(connection), None)}
                 for name, server in servers.items():
