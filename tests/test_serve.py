@@ -390,6 +390,13 @@ def test_short_api_keys_are_refused(capsys, monkeypatch):
     assert "at least 16" in json.loads(capsys.readouterr().err)["message"]
 
 
+def test_pin_workers_is_refused_where_there_is_no_cpu_affinity(capsys, monkeypatch):
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    assert main(["serve", "--port", "0", "--pin-workers"]) == 4  # config
+    error = json.loads(capsys.readouterr().err)
+    assert error["code"] == "invalid_config" and error["faults"][0]["path"] == "--pin-workers"
+
+
 def test_serve_without_the_extra_says_how_to_install_it(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an environment without uvicorn looks like to import
     assert main(["serve", "--port", "0"]) == 4  # config
@@ -455,18 +462,26 @@ def test_the_command_serves_logs_and_finishes_calls_in_flight_on_sigterm(tmp_pat
     assert mparticle_sandbox.config["clientSecret"] not in text and mparticle_sandbox.config["apiSecret"] not in text
 
 
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(url + "/readyz", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def _allowed_cpus(pid: int) -> set[int]:
     return os.sched_getaffinity(pid)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not hasattr(os, "fork"), reason="needs Linux CPU affinity and os.fork")
-def test_pin_workers_binds_each_worker_and_its_call_threads_to_one_cpu(tmp_path, mparticle_sandbox):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pin_workers_binds_each_worker_and_its_call_threads_to_one_cpu(tmp_path, mparticle_sandbox, workers):
     cpus = sorted(os.sched_getaffinity(0))
-    process, started, _ = start_serve(tmp_path, mparticle_sandbox, "--workers", "2", "--pin-workers")
+    process, started, _ = start_serve(tmp_path, mparticle_sandbox, "--workers", str(workers), "--pin-workers")
     url = started["url"]
     try:
         deadline = time.monotonic() + 30
-        while len(_children(process.pid)) < 2 or requests.get(url + "/readyz", timeout=5).status_code != 200:
+        while (workers > 1 and len(_children(process.pid)) < workers) or not _ready(url):
             assert time.monotonic() < deadline, "the workers never became ready"
             time.sleep(0.1)
         with requests.Session() as session:  # calls start the call threads, which inherit the pinning
@@ -474,15 +489,15 @@ def test_pin_workers_binds_each_worker_and_its_call_threads_to_one_cpu(tmp_path,
                 answer = session.post(url + "/v1/capabilities/mparticle.getAccount/execute", timeout=30,
                                       json={"properties": {"accountId": "1001"}, "connection": "sandbox"})
                 assert answer.status_code == 200
-        workers = sorted(_children(process.pid))
         pinned = []
-        for pid in workers:
+        for pid in sorted(_children(process.pid)) if workers > 1 else [process.pid]:
             threads = {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
             allowed = {frozenset(_allowed_cpus(tid)) for tid in threads}
             assert len(allowed) == 1, allowed  # every thread of a worker on the same CPU
             pinned.append(next(iter(allowed)))
-        assert sorted(map(sorted, pinned)) == sorted([cpus[i % len(cpus)]] for i in range(2))  # worker N on CPU N
-        assert _allowed_cpus(process.pid) == set(cpus)  # the supervisor stays free
+        assert sorted(map(sorted, pinned)) == sorted([cpus[i % len(cpus)]] for i in range(workers))  # worker N on CPU N
+        if workers > 1:
+            assert _allowed_cpus(process.pid) == set(cpus)  # the supervisor stays free
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
