@@ -316,7 +316,7 @@ def _serve(args: Any, engine: Any, connections: dict[str, ConnectionSpec], keys:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(json.dumps({"url": url, "openapi": f"{url}/openapi.json", "console": f"{url}/", "api_keys": len(keys),
                       "connections": sorted(first.connections), "workers": args.workers}), flush=True)
-    cpus = sorted(os.sched_getaffinity(0)) if args.pin_workers else []
+    cpus = sorted(os.sched_getaffinity(0)) if getattr(args, "pin_workers", False) else []
     if args.workers == 1:
         if cpus:
             pin_to_cpu(cpus[0])
