@@ -104,6 +104,24 @@ RICH = {
     ],
 }
 
+# A batch as apps send them (bench/bench_connector.py's shape): device details and a purchase's
+# transaction beside the declared fields of objects the rules leave open.
+APP_SHAPED = {
+    "source_request_id": "0b7e6a4e-5d4c-4c1b-9a65-1b2c3d4e5f60", "environment": "production", "mpid": 8_000_000_001,
+    "user_identities": {"email": "user1@example.com", "other_id_2": "loyalty-1"},
+    "user_attributes": {"$country": "DE", "plan": "gold"},
+    "device_info": {"platform": "Android", "os_version": "14", "device_model": "Pixel 8", "locale_country": "DE"},
+    "application_info": {"application_name": "Acme Shop", "package": "com.acme.shop"},
+    "events": [
+        {"event_type": "screen_view", "data": {"timestamp_unixtime_ms": 1, "screen_name": "Product 1",
+                                                "custom_attributes": {"referrer": "search"}}},
+        {"event_type": "commerce_event", "data": {"timestamp_unixtime_ms": 2, "product_action": {
+            "action": "purchase", "transaction_id": "T-1-9", "total_amount": 119.8, "tax_amount": 19.13,
+            "products": [{"id": "SKU-00009", "name": "Trail Runner", "price": 59.9, "quantity": 2}]}}},
+    ],
+}
+
+
 def declared_only(value, spec):
     """``value`` without the keys its rules leave open (which the fast path leaves to the ordinary one)."""
     if spec == "event":
@@ -118,7 +136,7 @@ def declared_only(value, spec):
 
 CORPUS = [*sdk_corpus.python_sdk_batches().values(), *sdk_corpus.java_sdk_batches().values()]
 CORPUS = [sdk_corpus.python_sdk_json(b) if not isinstance(b, dict) else b for b in CORPUS]
-CORPUS += [connector_shaped(), RICH]
+CORPUS += [connector_shaped(), RICH, APP_SHAPED]
 
 DECLARED = [declared_only(batch, BATCH) for batch in CORPUS]
 
@@ -135,6 +153,7 @@ def bodies_of(batches: list) -> list[bytes]:
 def test_the_fast_path_accepts_what_the_connector_and_the_sdks_send():
     assert fast_agrees(orjson.dumps([connector_shaped(n) for n in range(MAX_BATCHES)]))
     assert fast_agrees(orjson.dumps([RICH]))
+    assert fast_agrees(orjson.dumps([APP_SHAPED] * 7))  # undeclared keys of open objects: the fast path too
     for batch in CORPUS:
         assert ordinary(orjson.dumps([batch]))[2]
         fast_agrees(orjson.dumps([batch]))  # most SDK batches hold keys the rules leave open: the ordinary path's
@@ -213,7 +232,37 @@ TEXTS = {
     "an event without data, a field beside it": (_text({"events": [{"event_type": "session_start", "x": 1}]}), False),
     "an event with null data, a field beside it": (_text({"events": [{"event_type": "opt_out", "data": None, "x": 1}]}), False),
     "an event with a stray key": (_VALID.replace('"event_type":"custom_event"', '"event_type":"custom_event","x":1', 1), False),
-    "an open key the rules allow": (_VALID.replace('"platform":"web"', '"platform":"web","brand":"x"'), False),
+    "an open key the rules allow": (_VALID.replace('"platform":"web"', '"platform":"web","brand":"x"'), True),
+    "open keys of every kind": (_VALID.replace('"platform":"web"', '"platform":"web","b":[1,{"k":null}],"n":-0.5e3,"t":true,"s":"\u00e9"'), True),
+    "an open key before a bad declared field": (_VALID.replace('"platform":"web"', '"brand":"x","platform":"bogus"'), False),
+    "a declared field escaped beside an open key": (_VALID.replace('"platform":"web"', '"brand":"x","pl\\u0061tform":"bogus"'), False),
+    "an open object's duplicate key (valid last)": (_VALID.replace('"platform":"web"', '"brand":"x","platform":"bogus","platform":"web"'), True),
+    "an open object's duplicate key (invalid last)": (_VALID.replace('"platform":"web"', '"brand":"x","platform":"web","platform":"bogus"'), False),
+    "an open object's declared field of the wrong type": (_VALID.replace('"platform":"web"', '"brand":"x","platform":1'), False),
+    "an open key out of range": (_VALID.replace('"platform":"web"', '"platform":"web","brand":1e400'), False),
+    "an open key NaN": (_VALID.replace('"platform":"web"', '"platform":"web","brand":NaN'), False),
+    "an open key nested beyond the fast path": (_VALID.replace('"platform":"web"', '"platform":"web","brand":' + "[" * (bulk._DEPTH + 2) + "]" * (bulk._DEPTH + 2)), False),
+    "an open key with a lone surrogate": (_VALID.replace('"platform":"web"', '"platform":"web","brand":"\\udc00"'), False),
+    "an open key's lone surrogate in its name": (_VALID.replace('"platform":"web"', '"platform":"web","\\ud800":1'), False),
+    "an open key after a trailing comma": (_VALID.replace('"platform":"web"', '"platform":"web","brand":1,'), False),
+    "a product action with open keys": (_text({"events": [{"event_type": "commerce_event", "data": {
+        "product_action": {"action": "purchase", "transaction_id": "T-1", "total_amount": 119.8,
+                           "products": [{"id": "SKU-1", "price": 59.9, "quantity": 2}]}}}]}), True),
+    "a product action with open keys, without its action": (_text({"events": [{"event_type": "commerce_event", "data": {
+        "product_action": {"transaction_id": "T-1", "products": [{"id": "SKU-1"}]}}}]}), False),
+    "a product action with open keys, an empty action": (_text({"events": [{"event_type": "commerce_event", "data": {
+        "product_action": {"action": "", "transaction_id": "T-1"}}}]}), False),
+    "a product action with open keys, products not objects": (_text({"events": [{"event_type": "commerce_event", "data": {
+        "product_action": {"action": "click", "transaction_id": "T-1", "products": [1]}}}]}), False),
+    "a promotion action with open keys": (_text({"events": [{"event_type": "commerce_event", "data": {
+        "promotion_action": {"action": "view", "id": "P", "promotions": [{"id": "p"}]}}}]}), True),
+    "a new identity with open keys": (_text({"events": [{"event_type": "user_identity_change", "data": {
+        "new": {"identity_type": "email", "value": "a@b.c", "created_this_batch": True}}}]}), True),
+    "a new identity with open keys, a bad type": (_text({"events": [{"event_type": "user_identity_change", "data": {
+        "new": {"identity_type": "bogus", "value": "a@b.c"}}}]}), False),
+    "a data plan with open keys": (_VALID.replace('"environment"', '"context":{"x":1,"data_plan":{"plan_id":"p","plan_version":2,"y":[]}},"environment"'), True),
+    "a data plan with open keys, a float version": (_VALID.replace('"environment"', '"context":{"x":1,"data_plan":{"plan_id":"p","plan_version":2.5}},"environment"'), False),
+    "an undeclared key in an event's data (left to the ordinary path)": (_VALID.replace('"event_name":"Viewed product"', '"event_name":"Viewed product","zz":1', 1), False),
     "an empty array": ("[]", False),
     "an object": (_text(connector_shaped())[1:-1], False),
     "two commerce actions": (_text({"events": [{"event_type": "commerce_event", "data": {
@@ -236,12 +285,15 @@ def test_the_fast_path_agrees_on_texts_that_tell_parsers_apart(name):
     b"\xef\xbb\xbf" + _VALID.encode(), _VALID.replace("FR", "F\xffR").encode("latin-1"),
     _VALID.replace("FR", "\ud800").encode("utf-8", "surrogatepass"), _VALID.encode("utf-16"),
     _VALID.replace("FR", "Fé").encode(), _VALID.encode()[:-1], b"[" * 200_000,
+    _VALID.replace('"platform":"web"', '"platform":"web","brand":"F\xffR"').encode("latin-1"),
+    _VALID.replace('"platform":"web"', '"platform":"web","br\xffnd":1').encode("latin-1"),
     _VALID.replace('"event_name"', '"event\\u005fname"', 1).encode(),
     _VALID.replace('"event_name":"Viewed product"', '"event_name":"","event\\u005fname":"x"', 1).encode(),
     _VALID.replace('"navigation"', '"navig\\u0061tion"', 1).encode(),
     _VALID.replace('"custom_event"', '"\\u0063ustom_event"', 1).encode(),
 ], ids=["bom", "invalid utf-8", "encoded surrogate", "utf-16", "non-ascii", "cut", "deep", "escaped key",
-        "escaped duplicate key", "escaped enumeration value", "escaped event type"])
+        "escaped duplicate key", "escaped enumeration value", "escaped event type",
+    "invalid utf-8 in an open key's value", "invalid utf-8 in an open key"])
 def test_the_fast_path_agrees_on_bytes_that_are_not_plain_utf8(body):
     fast_agrees(body)
 
@@ -261,7 +313,8 @@ def _post(sb: Sandbox, body: bytes) -> requests.Response:
 def test_accepted_bodies_are_kept_counted_and_deduplicated_as_before(mparticle_sandbox: Sandbox):
     sb = mparticle_sandbox
     first = [connector_shaped(n) for n in range(3)]
-    declined = [{**connector_shaped(7), "device_info": {"platform": "web", "brand": "x"}}]  # the ordinary path's
+    declined = [connector_shaped(7)]  # an undeclared key in an event's data: the ordinary path's
+    declined[0]["events"][0]["data"]["zz"] = 1
     assert bulk.batch_summaries(orjson.dumps(first)) and bulk.batch_summaries(orjson.dumps(declined)) is None
     for body in (orjson.dumps(first), orjson.dumps(declined), orjson.dumps(first[:1] + [connector_shaped(9)])):
         assert _post(sb, body).status_code == 202

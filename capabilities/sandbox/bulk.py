@@ -7,16 +7,22 @@ checks a whole body, and an accepted body is kept as its bytes: its batches are 
 ordinary way only when someone looks at them (``Sandbox.batches``).
 
 The fast path is sound, not complete: every body it accepts, the ordinary path (parse, then
-``validate_batch``) accepts with the same batches; anything else (a fault, a key the rules
-leave open, an event without ``data``, nesting deeper than ``_DEPTH`` inside an open object,
-a float among the values of the marker attribute the sandbox counts) goes to the ordinary
-path, which answers as before. Why an accepted body is one the ordinary path accepts:
+``validate_batch``) accepts with the same batches; anything else (a fault, an undeclared key
+in a batch or in an event's ``data``, an event without ``data``, nesting deeper than ``_DEPTH``
+inside an open object, a float among the values of the marker attribute the sandbox counts)
+goes to the ordinary path, which answers as before. Why an accepted body is one the ordinary
+path accepts:
 
-* every key is declared (``forbid_unknown_fields``; open objects are maps of JSON values
-  nested at most ``_DEPTH`` deep), so msgspec parses every byte, strictly (RFC 8259, UTF-8,
-  no NaN, no number out of a double's range, no lone surrogate) and skips no value; the
-  ordinary parser (orjson, or ``json`` for what orjson refuses or reads inexactly) therefore
-  reads the same text without error, too shallow for any recursion limit;
+* every key is declared (``forbid_unknown_fields``) or lies in an open object, which is a map
+  of JSON values nested at most ``_DEPTH`` deep; so msgspec parses every byte, strictly (RFC
+  8259, UTF-8, no NaN, no number out of a double's range, no lone surrogate) and skips no
+  value; the ordinary parser (orjson, or ``json`` for what orjson refuses or reads inexactly)
+  therefore reads the same text without error, too shallow for any recursion limit;
+* an open object with declared fields (``device_info``, ``context``, ``product_action``,
+  ``promotion_action``, ``user_identity_change``'s ``new``: apps put their own keys there) is
+  such a map, converted after decoding to a Struct of its declared fields that ignores the
+  rest (``_struct``'s ``__post_init__``): the declared fields are checked on the values the
+  map holds, its last duplicate key winning as in the ordinary parser;
 * each field's type admits exactly what ``_walk`` admits for it (``int`` no float or bool,
   of any size but mpid's range, a required string not empty, an enumeration a ``Literal``,
   null only where null passes), duplicate keys are checked each time they occur, and the
@@ -56,8 +62,19 @@ def _json_value() -> Any:
     return value
 
 
-def _type(spec: Any, null: bool, value: Any) -> Any:
-    """The msgspec type admitting what ``validation._walk`` admits for ``spec`` (and null when ``null``)."""
+def _open_fields(spec: Any) -> bool:
+    """Whether ``spec`` is an object with declared fields that also admits undeclared keys."""
+    return isinstance(spec, dict) and bool(spec.get("open")) and bool(
+        spec.get("fields") or spec.get("required") or spec.get("present"))
+
+
+def _type(spec: Any, null: bool, value: Any, lenient: bool = False) -> Any:
+    """The msgspec type admitting what ``validation._walk`` admits for ``spec`` (and null when ``null``).
+
+    An open object with declared fields is a map of JSON values (every member parsed,
+    strictly) whose declared fields its parent's ``__post_init__`` checks (``_struct``);
+    with ``lenient`` (inside such a map, already parsed) it is a Struct that ignores
+    undeclared keys."""
     if spec == "event":
         out = _event_type(value)
     elif "any" in spec["types"]:
@@ -65,16 +82,18 @@ def _type(spec: Any, null: bool, value: Any) -> Any:
     elif "enum" in spec:
         assert set(spec) <= {"type", "enum", "types", "python", "leaf", "null"}, spec
         out = Literal[tuple(sorted(spec["enum"]))]
+    elif _open_fields(spec) and not lenient:
+        out = dict[str, value]
     elif spec.get("fields") or spec.get("required") or spec.get("present"):
         assert "values" not in spec and "items" not in spec and "range" not in spec, spec
-        out = _struct(spec, value)
+        out = _struct(spec, value, lenient=lenient)
     elif "values" in spec:
-        out = dict[str, _type(spec["values"], validation._nullable(spec["values"]), value)]
+        out = dict[str, _type(spec["values"], validation._nullable(spec["values"]), value, lenient)]
     else:
         parts = []
         for name in spec["types"]:
             if name == "array":
-                parts.append(list[_type(spec["items"], False, value)] if "items" in spec else list[value])
+                parts.append(list[_type(spec["items"], False, value, lenient)] if "items" in spec else list[value])
             elif name == "object":  # an open object without fields: any members
                 assert spec.get("open"), spec  # (a closed one would admit no key: not in the rules)
                 parts.append(dict[str, value])
@@ -87,28 +106,53 @@ def _type(spec: Any, null: bool, value: Any) -> Any:
     return Optional[out] if null else out
 
 
-def _struct(spec: dict, value: Any, **options: Any) -> Any:
-    """An object's rules as a Struct: every field declared, no other key admitted."""
+def _struct(spec: dict, value: Any, lenient: bool = False, **options: Any) -> Any:
+    """An object's rules as a Struct: every field declared, no other key admitted (``lenient``:
+    other keys ignored, for an object whose members were already parsed as JSON values).
+
+    A field that is an open object with declared fields (``device_info``, ``product_action``,
+    ...) is decoded as a map of JSON values, so every member is parsed as strictly as any
+    other (msgspec would skip an ignored key's value without checking its UTF-8, its numbers'
+    range or its depth); this Struct's ``__post_init__`` then converts each such map to its
+    lenient Struct, which checks the declared fields as ``_walk`` does and raises (a
+    ``ValidationError``: the body goes the ordinary way) when one does not pass."""
     required, present = set(spec.get("required", ())), set(spec.get("present", ()))
     fields = []
+    checks = []  # (attribute, lenient Struct) of the open objects with declared fields
     for i, (name, sub) in enumerate(spec.get("fields", {}).items()):
         if "format" in sub:  # only the batch's ip has one: batch_summaries checks it
             assert spec is validation.BATCH and name == "ip" and sub["format"] == "ip", (name, sub)
         nullable = validation._nullable(sub)
         if name in required:  # "missing or empty": present, not null, not ""
-            kind = _type(sub, False, value)
+            kind = _type(sub, False, value, lenient)
             assert kind is str or "enum" in sub and "" not in sub["enum"], (name, sub)
             fields.append((f"f{i}", Annotated[str, msgspec.Meta(min_length=1)] if kind is str else kind,
                            msgspec.field(name=name)))
         elif name in present:  # present, null or not
-            fields.append((f"f{i}", _type(sub, nullable, value), msgspec.field(name=name)))
+            fields.append((f"f{i}", _type(sub, nullable, value, lenient), msgspec.field(name=name)))
         elif nullable:
-            fields.append((f"f{i}", _type(sub, True, value), msgspec.field(name=name, default=None)))
+            fields.append((f"f{i}", _type(sub, True, value, lenient), msgspec.field(name=name, default=None)))
         else:  # may be absent, not null
-            fields.append((f"f{i}", Union[_type(sub, False, value), msgspec.UnsetType],
+            fields.append((f"f{i}", Union[_type(sub, False, value, lenient), msgspec.UnsetType],
                            msgspec.field(name=name, default=msgspec.UNSET)))
-    return msgspec.defstruct(f"Rules{next(_names)}", fields, kw_only=True, forbid_unknown_fields=True, gc=False,
-                             **options)
+        if _open_fields(sub) and not lenient:
+            checks.append((f"f{i}", _struct(sub, value, lenient=True)))
+    namespace = {"__post_init__": _post_init(tuple(checks))} if checks else None
+    return msgspec.defstruct(f"Rules{next(_names)}", fields, kw_only=True, forbid_unknown_fields=not lenient, gc=False,
+                             namespace=namespace, **options)
+
+
+def _post_init(checks: tuple) -> Any:
+    """A ``__post_init__`` converting each of ``checks``' maps (when present) to its lenient Struct."""
+    convert, unset = msgspec.convert, msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        for attribute, kind in checks:
+            found = getattr(self, attribute)
+            if found is not None and found is not unset:
+                convert(found, kind)  # a ValidationError (a ValueError) fails the decode
+
+    return __post_init__
 
 
 def _event_type(value: Any) -> Any:
