@@ -125,6 +125,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connector_core.errors import Fault, InvalidInput
+from connector_core.validation import plain_values
 
 try:  # optional: faster serialisation; every use falls back to the standard library
     import orjson as _orjson
@@ -1118,6 +1119,125 @@ def _plainly_valid(batch: dict) -> bool:
                 return False
             continue
         if not ok(value):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- the fast pass, with the data check
+#
+# uploadEventBatch checks its jsonBody as JSON data itself (its manifest's checksInputData):
+# the engine's walk of every value and the fast pass above visited the same values, one after
+# the other. plain_data_batches answers both in one pass: the fast pass's rules, and, for every
+# value they do not type exactly (open objects, fields the rules leave alone, floats), the
+# engine's own walk (connector_core.validation.plain_values) at the depth the value has in the
+# input. Keys and strings are left to one orjson.dumps of the body. False whenever in doubt:
+# the caller then runs the engine's check and the checks above, as before.
+# tests/test_upload_data_check.py holds it to data_faults and check_batch.
+
+
+def plain_data_batches(batches: list, depth: int) -> bool:
+    """Whether every batch of ``batches`` (each ``depth`` levels below the root of the input)
+    is plainly valid (``check_batch`` finds no fault and no warning) and JSON data
+    (``data_faults`` finds no fault, keys and strings aside)."""
+    for batch in batches:
+        if type(batch) is not dict or not _plain_data_batch(batch, depth):
+            return False
+    return True
+
+
+def _plain_data_batch(batch: dict, depth: int) -> bool:
+    fields = _PLAIN_FIELDS
+    below = depth + 1
+    for key, value in batch.items():
+        ok = fields.get(key)
+        if ok is None:  # an unknown field, or 'ip'
+            return False
+        if value is None:
+            if key == "environment":
+                return False
+            continue
+        if key == "events":
+            if not _events_data_ok(value, below):
+                return False
+            continue
+        if not ok(value):
+            return False
+        kind = type(value)
+        if kind is not str and kind is not int and kind is not bool and not plain_values((value,), below):
+            return False
+    return True
+
+
+def _events_data_ok(events: object, depth: int) -> bool:
+    # _events_ok, and the data check of each value it does not type exactly. The events list
+    # is at ``depth``, each event one level below, its data two, the data's values three.
+    if type(events) is not list:
+        return False
+    plans = _EVENT_PLANS.get
+    common = _EVENT_FIELD_TYPES.get
+    scalars = _SCALARS
+    event_depth, value_depth = depth + 2, depth + 3
+    for event in events:
+        if type(event) is not dict:
+            return False
+        try:
+            event_type = event["event_type"]
+            data = event["data"]  # missing data is a warning at best
+        except KeyError:
+            return False
+        if type(event_type) is not str or type(data) is not dict:
+            return False
+        if len(event) != 2 and not plain_values(event.values(), event_depth):  # fields beside data
+            return False
+        plan = plans(event_type)
+        if plan is None:
+            return False
+        for field, value in data.items():
+            kind = common(field)
+            if kind is None:  # a field of the rules below, or one they leave alone: JSON data at least
+                kind = type(value)
+                if kind is str or kind is int or kind is bool or value is None:
+                    continue
+                if not plain_values((value,), value_depth):
+                    return False
+                continue
+            if value is None:
+                continue
+            if type(value) is not kind:
+                return False
+            if kind is dict:
+                if field == "custom_attributes":
+                    for item in value.values():
+                        kind = type(item)
+                        if kind is not str:
+                            if kind not in scalars:
+                                return False
+                            if kind is float and item - item != 0.0:  # NaN and infinities
+                                return False
+                elif not plain_values((value,), value_depth):
+                    return False
+        rules, extra = plan
+        for field, required, kind, allowed in rules:
+            value = data.get(field)
+            if value is None:
+                if required:  # a fault, or a warning (_WARN, _NULL_WARN)
+                    return False
+                continue
+            if kind == _ENUM:
+                if type(value) is not str or value not in allowed:
+                    return False
+            elif kind == _STR:
+                if type(value) is not str or (required and not value):
+                    return False
+            elif kind == _BOOL:
+                if type(value) is not bool:
+                    return False
+            elif kind == _INT:
+                if type(value) is not int:
+                    return False
+            elif type(value) is not dict:  # _OBJ
+                return False
+        if extra is not None and not extra(data):
             return False
     return True
 

@@ -11,6 +11,7 @@ share; its ``HttpLayer`` holds one ``requests.Session`` (connection pool) and on
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -71,6 +72,19 @@ class Context:
     log: logging.LoggerAdapter = attrs.field(repr=False)
     connection: Connection = attrs.field(repr=False)
     stats: CallStats = attrs.field(repr=False, factory=CallStats)
+    _input_data_check: Callable[[], None] | None = attrs.field(repr=False, default=None, alias="input_data_check")
+
+    def check_input_data(self) -> None:
+        """The JSON-data check the engine left to the capability, made now: raises the
+        ``InvalidInput`` the engine raises for input that is not JSON data (``data_faults``
+        of all the properties, worded and redacted as the engine words them), else returns.
+
+        For a capability whose manifest lists properties under ``checksInputData``: the
+        engine checked the other properties before the call, and the capability must call
+        this before it uses a listed property its own pass could not vouch for (a no-op for
+        any other capability, whose input the engine checked whole)."""
+        if self._input_data_check is not None:
+            self._input_data_check()
 
     def http(self, endpoint: str) -> HttpClient:
         """A client for one of the connector's endpoints, with its auth, timeouts and retries."""
@@ -112,6 +126,11 @@ class _RedactingAdapter(logging.LoggerAdapter):
         if stack_info:
             text += "\nStack (most recent call last):\n" + "".join(traceback.format_stack()[:-1]).rstrip()
         self.logger.log(level, self._redact.text(text), extra={**(extra or {}), **self.extra}, stacklevel=stacklevel + 1)
+
+
+def _input_error(capability_id: str, found: list[Fault], redact: Redactor) -> ConnectorError:
+    """The error for input that is not JSON data or breaks the input schema."""
+    return _redacted(InvalidInput(f"invalid input for {capability_id} ({len(found)} problem(s))", faults=found), redact)
 
 
 def _redacted(error: ConnectorError, redact: Redactor, max_body: int | None = None) -> ConnectorError:
@@ -263,6 +282,12 @@ class Connection:
 
     # -- execution -------------------------------------------------------------------
 
+    def _check_input_data(self, capability_id: str, properties: Any) -> None:
+        """``Context.check_input_data``: the engine's JSON-data check of the whole input."""
+        found = data_faults(properties)
+        if found:
+            raise _input_error(capability_id, found, self._redact)
+
     def execute(self, capability_id: str, properties: Any) -> Result:
         """Run one capability on this connection; return a ``Result`` or raise a typed error.
 
@@ -284,11 +309,20 @@ class Connection:
                 faults=[Fault(f"$.{f}", f"is required by {capability_id}") for f in missing],
             )
         self._check_selectors(manifest)
-        found = data_faults(properties) or manifest.input_faults(properties)
+        deferred = manifest.checks_input_data
+        data_check = None
+        if deferred and type(properties) is dict and any(name in properties for name in deferred):
+            # The capability checks these properties as JSON data in its own pass over them
+            # (``checksInputData``): check the rest now. Whenever a fault is found, the whole
+            # input is checked, so the answer is the one a check of everything gives.
+            found = data_faults({k: v for k, v in properties.items() if k not in deferred}) or manifest.input_faults(properties)
+            if found:
+                found = data_faults(properties) or found
+            data_check = functools.partial(self._check_input_data, capability_id, properties)
+        else:
+            found = data_faults(properties) or manifest.input_faults(properties)
         if found:
-            raise _redacted(
-                InvalidInput(f"invalid input for {capability_id} ({len(found)} problem(s))", faults=found), self._redact
-            )
+            raise _input_error(capability_id, found, self._redact)
         ctx = Context(
             capability=manifest,
             connector=self.connector,
@@ -296,6 +330,7 @@ class Connection:
             log=_RedactingAdapter(logging.getLogger(f"connector_core.capability.{capability_id}"), self._redact, capability_id),
             connection=self,
             stats=CallStats(deadline=time.monotonic() + self.http.deadline_seconds),
+            input_data_check=data_check,
         )
         started = time.perf_counter()
         error: ConnectorError | None = None

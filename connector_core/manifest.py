@@ -254,6 +254,8 @@ class CapabilityManifest:
     source: str = attrs.field(repr=False)
     data: Mapping[str, Any] = attrs.field(repr=False)
     seed_form: bool = attrs.field(repr=False)
+    # Input properties whose JSON-data check the capability makes itself ("checksInputData").
+    checks_input_data: tuple[str, ...] = attrs.field(default=(), repr=False)
     _validators: dict = attrs.field(repr=False, eq=False, init=False, factory=dict)
 
     @classmethod
@@ -291,8 +293,10 @@ class CapabilityManifest:
             source=source,
             data=data,
             seed_form=seed_form,
+            checks_input_data=tuple(data.get("checksInputData", ())),
         )
         if not verified:
+            manifest._check_self_checked()
             manifest._check_examples(raw_input)
         return manifest
 
@@ -317,6 +321,16 @@ class CapabilityManifest:
         if validator is None:
             validator = self._validators["output"] = validator_for(self.output_schema)
         return validator
+
+    def _check_self_checked(self) -> None:
+        """``checksInputData`` names properties the input schema declares."""
+        declared = self.input_schema.get("properties", {}) if isinstance(self.input_schema, Mapping) else {}
+        problems = [
+            Fault(f"$.checksInputData[{i}]", f"input property {name!r} is not declared by the input schema{_did_you_mean(name, declared)}")
+            for i, name in enumerate(self.checks_input_data) if name not in declared
+        ]
+        if problems:
+            raise ManifestError(f"{self.source}: checksInputData names undeclared input properties", faults=problems, file=self.source)
 
     def _check_examples(self, raw_input: Mapping[str, Any]) -> None:
         source, seed_form, manifest = self.source, self.seed_form, self

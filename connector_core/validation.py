@@ -332,6 +332,22 @@ def _plain_data(value: Any, max_depth: int, unicode: bool) -> bool:
     return True
 
 
+def plain_values(items: Iterable[Any], depth: int, max_depth: int = MAX_DEPTH) -> bool:
+    """True when every item of ``items``, each ``depth`` levels of objects and arrays below the
+    root of an input, certainly has no fault of :func:`data_faults` but those of its keys and
+    strings: exact JSON types (tuples as arrays), finite numbers, no container at ``max_depth``
+    or deeper. False whenever in doubt.
+
+    For a capability that checks input properties as JSON data in its own pass
+    (``checksInputData``): it answers for the values it does not type itself, and one
+    ``orjson.dumps`` of the property answers for every key and string (it refuses a key
+    that is not exactly a ``str`` and a lone surrogate)."""
+    try:
+        return _plain_values(items, depth, max_depth)
+    except RecursionError:
+        return False
+
+
 def _plain_values(items: Any, depth: int, max_depth: int) -> bool:
     """:func:`_plain_walk` for ``items`` at ``depth``, without a look at keys and strings.
     Recursive, at most ``max_depth`` calls deep: a quarter faster than a walk level by level."""

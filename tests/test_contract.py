@@ -254,3 +254,28 @@ def test_a_config_that_cannot_be_made_up_asks_for_one(make_engine):
 
 def test_the_fixture_is_the_function(check_contract):
     assert check_contract.__name__ == "check_contract"
+
+
+def _self_checking(check: bool):
+    """A placeOrder that checks its ``comment`` (any string) as JSON data itself (``checksInputData``), or forgets to."""
+    def execute(ctx, properties):
+        if check:
+            ctx.check_input_data()
+        return posting(ctx, properties)
+
+    schema = {**ORDER_SCHEMA, "properties": {**ORDER_SCHEMA["properties"], "comment": {"type": "string"}}}
+    plugin = capability(execute, schema=schema)
+    type(plugin).MANIFEST = {**plugin.MANIFEST, "checksInputData": ["comment"]}
+    return plugin
+
+
+def test_a_capability_that_checks_an_input_as_json_data_itself_keeps_its_contract(make_engine):
+    engine = make_engine(_self_checking(True), connectors=[CONNECTOR])
+    report = check_contract("shop.placeOrder", engine=engine)
+    assert report.near_miss_requests == 0 and any(m.path == "$.comment" and "Unicode" in m.change for m in report.near_misses)
+
+
+def test_a_capability_that_forgets_the_json_data_check_it_took_on_is_caught(make_engine):
+    engine = make_engine(_self_checking(False), connectors=[CONNECTOR])
+    with pytest.raises(ContractBroken, match=r"near miss \$\.comment: not valid Unicode"):
+        check_contract("shop.placeOrder", engine=engine)

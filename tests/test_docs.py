@@ -423,7 +423,7 @@ def test_the_context_and_httpclient_reference_has_every_public_member():
 
     text = (DOCS / "plugins.md").read_text("utf-8")
     section = text[text.index("## `Context` and `HttpClient` reference"):text.index("## Hooks")]
-    members = [f.name for f in attrs.fields(Context)] + [n for n in vars(Context) if not n.startswith("_")]
+    members = [f.name for f in attrs.fields(Context) if not f.name.startswith("_")] + [n for n in vars(Context) if not n.startswith("_")]
     members += [n for n in vars(HttpClient) if not n.startswith("_")] + ["base_url", "service"]
     for name in members:
         assert f"`{name}" in section or f"/{name}" in section, f"{name} is not in the Context and HttpClient reference"

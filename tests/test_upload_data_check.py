@@ -1,0 +1,266 @@
+"""uploadEventBatch checks its jsonBody as JSON data itself (the manifest's ``checksInputData``).
+
+The engine checks every input as JSON data (``data_faults``) before the call, then the
+capability's checker walks the same batches again. For uploadEventBatch the engine leaves
+``jsonBody`` to the capability, whose one pass (``batches.plain_data_batches``, plus one
+``orjson.dumps`` for keys and strings) answers both questions for batches given as objects;
+whenever it is in doubt, the capability asks the engine for its check
+(``ctx.check_input_data()``) and runs the checker, as before.
+
+What must hold: a body the one pass accepts is one ``data_faults`` and ``check_batch`` both
+accept without a warning (checked on the SDK corpora, the benchmark's shape, thousands of
+mutants with hostile values, hypothesis values spliced in, nesting at the depth limit); and
+through ``Engine.execute`` against the sandbox, input that is not JSON data fails exactly as
+when the engine checked it first (same error, same faults, in the same order of precedence
+over the checker's and the schema's faults), with nothing sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import math
+import random
+import uuid
+
+import pytest
+import sdk_corpus
+from batch_mutants import batch_mutants, splice
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_batches_fast_pass import HOSTILE, PLAIN, STRAY, Items, Mapping, Number, Text, bench_batch
+
+from connector_core import ConnectorError, Engine, InvalidInput
+from connector_core.errors import ManifestError
+from connector_core.manifest import CapabilityManifest
+from connector_core.validation import MAX_DEPTH, data_faults
+from connector_mparticle import batches
+from connector_mparticle.upload_event_batch import MANIFEST, _plain_input
+
+
+def reference(body) -> tuple[list, list, list]:
+    """The engine's data faults of an input holding ``body``, then (when there are none and
+    ``body`` holds batch objects) the checker's faults and warnings, as before the one pass."""
+    found = data_faults({"jsonBody": body})
+    if found or not isinstance(body, (dict, list)):
+        return found, [], []
+    items = [body] if isinstance(body, dict) else body
+    warnings: list = []
+    faults = [f for i, b in enumerate(items) for f in batches.check_batch(b, f"$.jsonBody[{i}]", warnings)]
+    return found, faults, warnings
+
+
+def sound(body) -> bool:
+    """Assert that what the one pass accepts, the engine's check and the checker accept
+    without a warning; return whether it accepted ``body``."""
+    accepted = _plain_input(body)
+    if accepted:
+        assert reference(body) == ([], [], []), body
+    return accepted
+
+
+def sdk_batches() -> list[dict]:
+    py = [sdk_corpus.python_sdk_json(b) for b in sdk_corpus.python_sdk_batches().values()]
+    return py + list(sdk_corpus.java_sdk_batches().values())
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+# Values data_faults refuses, or that the one pass must leave to it (subclasses, big integers).
+NOT_DATA = [math.nan, math.inf, -math.inf, Colour.RED, uuid.UUID(int=3), b"x", {1, 2}, object(), "x\ud800",
+            {1: "a"}, {Text("k"): 1}, {("t",): 1}, {"k\udfff": 1}, Text("s"), Number(7), Mapping(k=1), Items([1]),
+            (1, 2), 2**64, -(2**63) - 1, 1.5, [math.nan], {"k": [{"j": math.inf}]}]
+
+
+def test_the_one_pass_accepts_the_shapes_it_should():
+    assert _plain_input([bench_batch(n) for n in range(20)])
+    assert _plain_input(bench_batch())  # one batch object
+    for batch in PLAIN:
+        assert sound([batch]) and sound(batch), batch
+    settled = 0
+    for batch in sdk_batches():
+        settled += sound([batch])
+        settled += sum(sound({"events": [event]}) for event in batch.get("events") or [])
+    assert settled > 30
+
+
+@pytest.mark.parametrize("value", NOT_DATA, ids=range(len(NOT_DATA)))
+@pytest.mark.parametrize("where", ["application_info", "custom_flags", "product", "event", "custom_attributes",
+                                   "schema_version", "user_attributes", "data"])
+def test_a_value_anywhere_is_left_to_the_engine_when_in_doubt(value, where):
+    batch = bench_batch()
+    data = batch["events"][0]["data"]
+    commerce = batch["events"][9]["data"]
+    if where == "application_info":
+        batch["application_info"]["x"] = value
+    elif where == "custom_flags":
+        data["custom_flags"] = {"f": value}
+    elif where == "product":
+        commerce["product_action"]["products"][0]["x"] = value
+    elif where == "event":
+        batch["events"][1]["x"] = value
+    elif where == "custom_attributes":
+        data["custom_attributes"]["x"] = value
+    elif where == "schema_version":
+        batch["schema_version"] = value
+    elif where == "user_attributes":
+        batch["user_attributes"]["x"] = value
+    else:
+        data["x"] = value
+    sound([batch, bench_batch(1)])
+    sound(batch)
+
+
+def test_nesting_is_counted_from_the_root_of_the_input():
+    # $ (the properties) is depth 0, $.jsonBody 1, a batch 2 (1 when jsonBody is the batch),
+    # its values 3: an object in schema_version at depth d holds d - 3 levels more.
+    def deep(levels: int) -> dict:
+        value: object = "leaf"
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    for where in ("schema_version", "location"):
+        for levels in range(MAX_DEPTH - 9, MAX_DEPTH - 1):
+            for single in (False, True):
+                batch = bench_batch()
+                if where == "schema_version":
+                    batch["schema_version"] = deep(levels)
+                else:
+                    batch["events"][0]["data"]["location"] = {"k": deep(levels)}
+                body = batch if single else [batch]
+                found = data_faults({"jsonBody": body})
+                assert sound(body) == (found == []), (where, levels, single)  # exact at the limit, both ways
+    assert not _plain_input([{"schema_version": deep(10_000)}])  # no recursion error, the engine decides
+
+
+def test_mutated_batches_are_never_let_through_wrongly():
+    rng = random.Random(12)
+    verdicts = {True: 0, False: 0}
+    for batch in [*PLAIN, bench_batch(), *sdk_batches()[::3]]:
+        for _, mutant in batch_mutants(batch, rng, 30, replacements=HOSTILE + NOT_DATA, edits=(1, 1, 2),
+                                       stray_keys=STRAY, stray_values=HOSTILE + NOT_DATA, list_head=3):
+            verdicts[sound([mutant])] += 1
+            sound(mutant)
+    assert verdicts[True] > 30 and verdicts[False] > 500, verdicts  # both kinds were tried
+
+
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**65), 2**65), st.floats(), st.text(max_size=4),
+    st.sampled_from(["production", "web", "Android", "navigation", "other", "view", "click", "\ud800"]),
+    st.sampled_from([Text("x"), Number(1), Colour.RED, uuid.UUID(int=2), b"b", frozenset()]),
+)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.lists(inner, max_size=2).map(tuple),
+        st.dictionaries(st.sampled_from(["action", "data", "event_type", "k", "products", *STRAY]), inner, max_size=3),
+        st.dictionaries(st.one_of(st.integers(0, 2), st.text(max_size=2)), inner, max_size=2),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_hypothesis_values_spliced_into_plain_batches(data):
+    batch = copy.deepcopy(data.draw(st.sampled_from([*PLAIN[:4], bench_batch()])))
+    splice(data, batch, _VALUES, keys=("zz", *STRAY), depth=5)
+    sound([batch])
+    sound(batch)
+
+
+# -------------------------------------------------------------------- through the engine
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    with Engine() as built:
+        yield built
+
+
+def failure(engine: Engine, sb, properties: dict) -> ConnectorError:
+    with pytest.raises(ConnectorError) as caught:
+        engine.execute("uploadEventBatch", properties, sb.config)
+    assert [r for r in sb.requests if r["endpoint"] in ("uploadEvents", "uploadBulkEvents")] == []  # nothing sent
+    return caught.value
+
+
+def as_engine_says(properties: dict) -> tuple[str, list]:
+    found = data_faults(properties)
+    return f"invalid input for uploadEventBatch ({len(found)} problem(s))", [f.to_dict() for f in found]
+
+
+def with_value(value, where: str, single: bool):
+    batch = bench_batch()
+    if where == "flag":
+        batch["events"][2]["data"]["custom_flags"] = {"f": value}
+    elif where == "attribute":
+        batch["events"][2]["data"]["custom_attributes"]["x"] = value
+    else:  # where the checker also finds a fault: an unknown batch field
+        batch["zz_unknown"] = {"x": value}
+    return batch if single else [bench_batch(1), batch]
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["array", "object"])
+@pytest.mark.parametrize("where", ["flag", "attribute", "unknown field"])
+@pytest.mark.parametrize("value", [Colour.RED, math.nan, {1: "a"}, "x\ud800", {"k\udfff": 1}, uuid.UUID(int=1), {1.5}],
+                         ids=["enum", "nan", "int key", "surrogate", "surrogate key", "uuid", "set"])
+def test_input_that_is_not_json_data_fails_as_when_the_engine_checked_it(engine, mparticle_sandbox, value, where, single):
+    properties = {"jsonBody": with_value(value, where, single)}
+    error = failure(engine, mparticle_sandbox, properties)
+    assert type(error) is InvalidInput
+    assert (error.message, [f.to_dict() for f in error.faults]) == as_engine_says(properties)
+    assert "nothing was sent" not in error.message  # the engine's words, not the capability's
+
+
+def test_a_data_fault_comes_before_the_schema_and_the_other_inputs_are_checked_too(engine, mparticle_sandbox):
+    body = with_value(Colour.RED, "flag", False)
+    for properties in ({"jsonBody": body, "concurrency": 99}, {"jsonBody": body, "idempotencyKey": "k\ud800"},
+                       {"jsonBody": [bench_batch()], "idempotencyKey": "k\ud800"}, {"jsonBody": "[{}]\ud800"},
+                       {"jsonBody": ([bench_batch()], math.inf)}):
+        error = failure(engine, mparticle_sandbox, properties)
+        assert (error.message, [f.to_dict() for f in error.faults]) == as_engine_says(properties), properties
+    schema = failure(engine, mparticle_sandbox, {"jsonBody": [bench_batch()], "concurrency": 99})
+    assert [f.path for f in schema.faults] == ["$.concurrency"]
+
+
+def test_what_only_the_checker_refuses_is_still_refused_by_it(engine, mparticle_sandbox):
+    batch = bench_batch()
+    batch["events"][0]["data"]["timestamp_unixtime_ms"] = Number(5)  # JSON data (an int), left to the checks
+    batch["zz_unknown"] = 1
+    error = failure(engine, mparticle_sandbox, {"jsonBody": [batch]})
+    assert error.message.endswith("nothing was sent") and [f.path for f in error.faults] == ["$.jsonBody[0].zz_unknown"]
+
+
+def test_values_the_one_pass_leaves_to_the_engine_still_upload(engine, mparticle_sandbox):
+    batch = bench_batch()
+    batch["events"][0]["data"]["custom_attributes"]["big"] = 2**64  # orjson refuses it; JSON data all the same
+    batch["events"][1]["data"]["custom_flags"] = {"t": ("a", 1)}  # a tuple is an array
+    assert not _plain_input([batch]) and reference([batch]) == ([], [], [])
+    output = engine.execute("uploadEventBatch", {"jsonBody": [batch, bench_batch(1)]}, mparticle_sandbox.config).output
+    assert output["acknowledged"]["count"] == 2
+    sent = mparticle_sandbox.batches[0]
+    assert sent["events"][0]["data"]["custom_attributes"]["big"] == 2**64
+    assert sent["events"][1]["data"]["custom_flags"] == {"t": ["a", 1]}
+
+
+# -------------------------------------------------------------------- the manifest field
+
+
+def test_the_manifest_declares_it_and_it_must_name_an_input():
+    manifest = CapabilityManifest.load(MANIFEST)
+    assert manifest.checks_input_data == ("jsonBody",)
+    data = copy.deepcopy(dict(manifest.data))
+    data["checksInputData"] = ["jsonBdy"]
+    with pytest.raises(ManifestError) as caught:
+        CapabilityManifest.from_dict(data, "test")
+    assert [f.path for f in caught.value.faults] == ["$.checksInputData[0]"]
+    assert "did you mean 'jsonBody'" in caught.value.faults[0].message
+    data["checksInputData"] = 1
+    with pytest.raises(ManifestError):
+        CapabilityManifest.from_dict(data, "test")
+    del data["checksInputData"]
+    assert CapabilityManifest.from_dict(data, "test").checks_input_data == ()
