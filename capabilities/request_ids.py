@@ -154,6 +154,23 @@ def assign_ids(
     return out
 
 
+def with_id(encoded: bytes, batch: dict, identified: dict) -> bytes:
+    """``batches.encode(identified)``, where ``identified`` is ``batch`` with the id
+    :func:`assign_ids` gave it and ``encoded`` is orjson's encoding of ``batch`` (as
+    ``batches.encode`` writes it when orjson takes the batch): the id is written into those
+    bytes rather than the batch encoded again (when ``batch`` held the key, as null or "",
+    it is encoded again: the key keeps its place)."""
+    from .batches import _orjson, encode
+
+    if _orjson is None or _ID in batch or type(identified.get(_ID)) is not str or not encoded.endswith(b"}"):
+        return encode(identified)
+    try:
+        member = b'"source_request_id":' + _orjson.dumps(identified[_ID])
+    except TypeError:  # a lone surrogate: encode says how it goes out
+        return encode(identified)
+    return b"{" + member + b"}" if encoded == b"{}" else encoded[:-1] + b"," + member + b"}"
+
+
 def duplicate_id_faults(batches: Sequence[dict], path: str = "$.jsonBody") -> list[Fault]:
     """Faults for different batches that share a ``source_request_id``, naming both paths.
 

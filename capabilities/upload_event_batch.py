@@ -46,14 +46,14 @@ def execute(ctx, properties):
     body = properties["jsonBody"]
     # The manifest's checksInputData: the engine left jsonBody's JSON-data check to this pass,
     # which checks batches given as objects in the same walk as the batch rules.
-    plain = _plain_input(body)
-    if not plain:
+    encoded = _plain_input(body)
+    if encoded is None:
         ctx.check_input_data()
     if isinstance(body, (str, bytes)) and len(body) > STREAM_TEXT_BYTES and _is_array_text(body):
         return _upload_text(ctx, body, properties.get("idempotencyKey") or None,
                             properties.get("concurrency") or DEFAULT_CONCURRENCY)
     try:
-        batches, single, key, items, warnings = _prepare(properties, checked=plain)
+        batches, single, key, items, warnings = _prepare(properties, encoded)
     except ConnectorError as exc:  # nothing went out: say so, so the host knows repeating is safe
         raise exc if "nothing was sent" in exc.message else exc.copy(f"{exc.message}; nothing was sent") from None
 
@@ -156,56 +156,62 @@ def _upload_text(ctx, text: str | bytes, key: str | None, concurrency: int):
     return report.output()
 
 
-def _plain_input(body) -> bool:
-    """Whether ``body``, batch objects, is certainly JSON data (no fault of the engine's
-    ``data_faults``) and plainly valid (no fault or warning of the checker), settled in one
-    pass (``batches.plain_data_batches``) and one ``orjson.dumps`` for the keys and strings.
-    False whenever in doubt: the engine's check and the checker then decide, as before."""
+def _plain_input(body) -> list[bytes] | None:
+    """Each batch of ``body`` encoded (``batches.encode``) when ``body``, batch objects, is
+    certainly JSON data (no fault of the engine's ``data_faults``) and plainly valid (no
+    fault or warning of the checker), settled in one pass (``batches.plain_data_batches``)
+    and the encoding, whose orjson refuses a key that is not exactly a str and a lone
+    surrogate. None whenever in doubt: the engine's check and the checker then decide, as
+    before."""
     if type(body) is dict:
         batches, depth = (body,), 1  # $ is the properties, $.jsonBody the batch
     elif type(body) is list and body:
         batches, depth = body, 2
     else:
-        return False
-    from .batches import _orjson, plain_data_batches
+        return None
+    from .batches import _ORJSON_OPTIONS, _orjson, plain_data_batches
 
     if _orjson is None or not plain_data_batches(batches, depth):
-        return False
+        return None
+    dumps = _orjson.dumps
     try:
-        _orjson.dumps(body)  # refuses a key that is not exactly a str and a lone surrogate
+        return [dumps(batch, option=_ORJSON_OPTIONS) for batch in batches]
     except TypeError:  # (or an integer beyond 64 bits, which is JSON data: the engine's check says)
-        return False
-    return True
+        return None
 
 
-def _prepare(properties, checked: bool = False):
+def _prepare(properties, encoded: list[bytes] | None = None):
     """Parse, check, identify and encode the batches: ``(batches, single, key, items, warnings)``;
     ``items`` are ``(index, source_request_id, events, encoded batch)`` and ``warnings``
     lists what the checker passes but doubts, as ``{"path", "message"}``. Every batch is
     encoded here, before anything is sent, so one too large to send fails the call whole.
-    ``checked``: ``_plain_input`` found the batches plainly valid (no fault, no warning)."""
-    from .batches import MAX_REQUEST_BYTES, _too_large, check_batches, encode, encode_single, parse_batches
-    from .request_ids import assign_ids, duplicate_id_faults
+    ``encoded``: what ``_plain_input`` answered for the batches, which are then plainly
+    valid (no fault, no warning) and already encoded."""
+    from .batches import MAX_REQUEST_BYTES, _too_large, check_batches, encode, parse_batches
+    from .request_ids import assign_ids, duplicate_id_faults, with_id
 
-    batches, single = parse_batches(properties["jsonBody"])
+    given, single = parse_batches(properties["jsonBody"])
     doubts = []
-    faults = [] if checked else check_batches(batches, single=single, warnings=doubts)
+    faults = [] if encoded is not None else check_batches(given, single=single, warnings=doubts)
     warnings = [{"path": w.path, "message": w.message} for w in doubts]
     if faults:
         raise InvalidInput(f"{len(faults)} problem(s) in the event batches; nothing was sent", faults=faults)
     key = properties.get("idempotencyKey") or None  # "" is how a flow passes an unset field
-    batches = assign_ids(batches, key)
+    batches = assign_ids(given, key)
     faults = duplicate_id_faults(batches)
     if faults:
         raise InvalidInput("different batches share a source_request_id; nothing was sent", faults=faults)
-    if len(batches) == 1:
-        batch = batches[0]
-        return batches, single, key, [(0, batch["source_request_id"], len(batch.get("events") or ()), encode_single(batch))], warnings
     items = []
+    extra = 0 if len(batches) == 1 else 2  # a bulk request's "[" and "]"
     for i, batch in enumerate(batches):
-        item = encode(batch)
-        if len(item) + 2 > MAX_REQUEST_BYTES:
-            raise _too_large(len(item) + 2, MAX_REQUEST_BYTES, f"$.jsonBody[{i}]")
+        if encoded is None:
+            item = encode(batch)
+        elif batch is given[i]:  # it had its id
+            item = encoded[i]
+        else:
+            item = with_id(encoded[i], given[i], batch)
+        if len(item) + extra > MAX_REQUEST_BYTES:
+            raise _too_large(len(item) + extra, MAX_REQUEST_BYTES, "$.jsonBody" if single else f"$.jsonBody[{i}]")
         items.append((i, batch["source_request_id"], len(batch.get("events") or ()), item))
     return batches, single, key, items, warnings
 

@@ -35,6 +35,7 @@ from connector_core.errors import ManifestError
 from connector_core.manifest import CapabilityManifest
 from connector_core.validation import MAX_DEPTH, data_faults
 from connector_mparticle import batches
+from connector_mparticle.request_ids import assign_ids, with_id
 from connector_mparticle.upload_event_batch import MANIFEST, _plain_input
 
 
@@ -52,11 +53,13 @@ def reference(body) -> tuple[list, list, list]:
 
 def sound(body) -> bool:
     """Assert that what the one pass accepts, the engine's check and the checker accept
-    without a warning; return whether it accepted ``body``."""
-    accepted = _plain_input(body)
-    if accepted:
+    without a warning, and that it hands over each batch as ``encode`` writes it; return
+    whether it accepted ``body``."""
+    encoded = _plain_input(body)
+    if encoded is not None:
         assert reference(body) == ([], [], []), body
-    return accepted
+        assert encoded == [batches.encode(b) for b in ([body] if isinstance(body, dict) else body)]
+    return encoded is not None
 
 
 def sdk_batches() -> list[dict]:
@@ -75,8 +78,8 @@ NOT_DATA = [math.nan, math.inf, -math.inf, Colour.RED, uuid.UUID(int=3), b"x", {
 
 
 def test_the_one_pass_accepts_the_shapes_it_should():
-    assert _plain_input([bench_batch(n) for n in range(20)])
-    assert _plain_input(bench_batch())  # one batch object
+    assert sound([bench_batch(n) for n in range(20)])
+    assert sound(bench_batch())  # one batch object
     for batch in PLAIN:
         assert sound([batch]) and sound(batch), batch
     settled = 0
@@ -133,7 +136,7 @@ def test_nesting_is_counted_from_the_root_of_the_input():
                 body = batch if single else [batch]
                 found = data_faults({"jsonBody": body})
                 assert sound(body) == (found == []), (where, levels, single)  # exact at the limit, both ways
-    assert not _plain_input([{"schema_version": deep(10_000)}])  # no recursion error, the engine decides
+    assert _plain_input([{"schema_version": deep(10_000)}]) is None  # no recursion error, the engine decides
 
 
 def test_mutated_batches_are_never_let_through_wrongly():
@@ -170,6 +173,21 @@ def test_hypothesis_values_spliced_into_plain_batches(data):
     splice(data, batch, _VALUES, keys=("zz", *STRAY), depth=5)
     sound([batch])
     sound(batch)
+
+
+@pytest.mark.parametrize("request_id", ["a", "é\u2028\n\"\\/\x7f\x00", "x\ud800"], ids=["plain", "escapes", "surrogate"])
+def test_an_id_written_into_the_encoded_batch_is_what_encoding_it_gives(request_id):
+    # (as _plain_input hands them over: batches orjson encodes)
+    for batch in [{}, bench_batch(), {"events": []}, {"source_request_id": None, "mpid": 1},
+                  {"source_request_id": "", "mpid": 1}, {"x": "é\u2028"}]:
+        identified = {**batch, "source_request_id": request_id}
+        assert with_id(batches.encode(batch), batch, identified) == batches.encode(identified), batch
+    for key in (None, "k"):  # the ids assign_ids gives
+        given = [bench_batch(), {"events": []}, {}]
+        for batch in given:
+            batch.pop("source_request_id", None)
+        for before, after in zip(given, assign_ids(given, key)):
+            assert with_id(batches.encode(before), before, after) == batches.encode(after)
 
 
 # -------------------------------------------------------------------- through the engine
@@ -239,7 +257,7 @@ def test_values_the_one_pass_leaves_to_the_engine_still_upload(engine, mparticle
     batch = bench_batch()
     batch["events"][0]["data"]["custom_attributes"]["big"] = 2**64  # orjson refuses it; JSON data all the same
     batch["events"][1]["data"]["custom_flags"] = {"t": ("a", 1)}  # a tuple is an array
-    assert not _plain_input([batch]) and reference([batch]) == ([], [], [])
+    assert _plain_input([batch]) is None and reference([batch]) == ([], [], [])
     output = engine.execute("uploadEventBatch", {"jsonBody": [batch, bench_batch(1)]}, mparticle_sandbox.config).output
     assert output["acknowledged"]["count"] == 2
     sent = mparticle_sandbox.batches[0]
