@@ -56,7 +56,7 @@ def add_command(subparsers) -> None:
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, metavar="BATCHES_PER_S",
                         help=f"batch-rate budget (default {DEFAULT_RATE:g}, mParticle's documented default)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
-                        help=f"HTTP connections sending at once (default {DEFAULT_CONCURRENCY})")
+                        help=f"HTTP connections sending at once, at most (default {DEFAULT_CONCURRENCY}; two until an answer takes over 4 ms)")
     parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
                         help="processes that parse, check, identify and encode NDJSON batches while this one sends "
                              f"(default auto: none for input under {AUTO_WORKERS_BYTES >> 20} MB or from standard "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -665,3 +666,32 @@ def test_concurrent_requests_report_each_batch_exactly(sb, engine):
     assert not {ids[i] for i in not_sent} & set(sent)
     assert sorted(not_sent + list(range(300, 400))) == report["failed"]["batches"]
     assert report["requests"] == len(event_requests(sb)) == 30 - len(not_sent) // 100
+
+
+def _senders(engine: Engine, sb: Sandbox, batches: list, concurrency: int) -> tuple[set, float]:
+    """The names of the threads that sent the bulk requests of one upload, and its duration."""
+    names: set = set()
+    WIRE.on_response.append(lambda response: names.add(threading.current_thread().name))
+    started = time.monotonic()
+    output = upload(engine, sb, batches, concurrency=concurrency)
+    elapsed = time.monotonic() - started
+    WIRE.on_response.clear()
+    assert acked(output) == len(batches)
+    return names, elapsed
+
+
+def test_two_requests_go_out_at_first_and_the_rest_while_answers_are_slow(sb, engine):
+    # 800 small batches: 8 requests of 100. Against the sandbox close by, two threads keep it
+    # busy (a third starts only when an answer takes over a few ms, as under heavy load);
+    # 100 ms away, every thread the concurrency allows sends, within a few ms of the first.
+    batches = [small_batch(i) for i in range(800)]
+    nearby = [_senders(engine, sb, batches, 4)[0] for _ in range(3)]
+    assert min(len(names) for names in nearby) == 2, nearby
+    sb.reset()
+    sb.set_latency(100)
+    try:
+        names, elapsed = _senders(engine, sb, batches, 4)
+    finally:
+        sb.set_latency(0)
+    assert len(names) == 4
+    assert 0.2 <= elapsed < 0.35  # two rounds of four; two threads would take four rounds (0.4 s)
