@@ -544,7 +544,7 @@ class _Upload:
         # A request's hooks replace the session's: keep the session's own after the pacer's.
         self.hooks = [pacer.hook, *connection.session.hooks.get("response", [])] if pacer is not None else []
         self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
-        self.started = 0  # threads started: two with the first request (submit), more while answers are slow
+        self.running = 0  # sending threads started: two with the first request (submit), more while answers are slow
         self.submitted = 0  # requests put in the queue, and taken from it by a thread
         self.taken = 0
         self.sending: dict[int, float] = {}  # thread id -> when its request went out
@@ -719,7 +719,7 @@ class _Upload:
     def submit(self, request: _Request | None) -> None:
         if request is None:
             return
-        if not self.started:
+        if not self.running:
             # Started with the first request, not before: worker processes start at the first
             # line, and a fork is safe only while this process runs one thread.
             for _ in range(min(_FIRST_THREADS, len(self.threads))):
@@ -734,37 +734,37 @@ class _Upload:
                 raise _Stop
             self._grow()
             try:
-                self.queue.put(request, timeout=_SLOW_ANSWER if self.started < len(self.threads) else 0.1)
+                self.queue.put(request, timeout=_SLOW_ANSWER if self.running < len(self.threads) else 0.1)
                 return
             except queue.Full:
                 continue
 
     def _start(self) -> None:
-        self.threads[self.started].start()
-        self.started += 1
+        self.threads[self.running].start()
+        self.running += 1
 
     def _grow(self) -> int:
         """When requests wait and one in flight has waited for its answer longer than
         _SLOW_ANSWER, start a thread for each waiting request (up to ``concurrency`` in all);
         return how many started. The caller's thread watches: the sending threads are busy."""
-        if self.started >= len(self.threads) or self.stop.is_set():
+        if self.running >= len(self.threads) or self.stop.is_set():
             return 0
         with self.lock:
             waiting = self.submitted - self.taken
         sent = list(self.sending.values())
         if waiting <= 0 or not sent or time.monotonic() - min(sent) <= _SLOW_ANSWER:
             return 0
-        more = min(waiting, len(self.threads) - self.started)
+        more = min(waiting, len(self.threads) - self.running)
         for _ in range(more):
             self._start()
         return more
 
     def finish(self) -> None:
-        for _ in range(self.started):  # behind every request
+        for _ in range(self.running):  # behind every request
             self.queue.put(None)
         joined = 0
-        while joined < self.started:
-            if self.started < len(self.threads):
+        while joined < self.running:
+            if self.running < len(self.threads):
                 self.threads[joined].join(_SLOW_ANSWER)
                 for _ in range(self._grow()):
                     self.queue.put(None)  # for each new thread

@@ -464,3 +464,15 @@ def test_an_upload_the_service_keeps_failing_says_what_to_resend(sb, engine, fau
     assert summary["error"]["category"] == ("outcome_unknown" if fate == "unknown" else "upstream")
     if fate == "unknown":
         assert "rerun the same upload" in summary["error"]["message"]
+
+
+def test_the_duration_and_the_progress_time_the_upload_itself(sb, connection):
+    seen = []
+    started = time.perf_counter()
+    report = upload(connection, iter([make_batch(i) for i in range(400)]), rate=100_000, concurrency=4,
+                    progress=seen.append)
+    wall = time.perf_counter() - started
+    assert report.acknowledged_batches == 400
+    assert 0 < report.duration <= wall and 0 < report.to_dict()["durationSeconds"] <= round(wall, 3) + 0.001
+    assert seen and all(0 < p.elapsed <= wall for p in seen)
+    assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
