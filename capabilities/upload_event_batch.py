@@ -211,7 +211,7 @@ def _prepare(properties, encoded: list[bytes] | None = None):
         else:
             item = with_id(encoded[i], given[i], batch)
         if len(item) + extra > MAX_REQUEST_BYTES:
-            raise _too_large(len(item) + extra, MAX_REQUEST_BYTES, "$.jsonBody" if single else f"$.jsonBody[{i}]")
+            raise _too_large(len(item) + extra, MAX_REQUEST_BYTES, "$.jsonBody" if not extra else f"$.jsonBody[{i}]")
         items.append((i, batch["source_request_id"], len(batch.get("events") or ()), item))
     return batches, single, key, items, warnings
 

@@ -452,13 +452,14 @@ def test_single_batch_of_exactly_256_kb_is_sent(sb, engine):
     assert request["path"] == "/v2/events" and int(request["headers"]["content-length"]) == MAX_REQUEST_BYTES
 
 
-@pytest.mark.parametrize("as_list", [False, True])
+@pytest.mark.parametrize("as_list", [False, True, "alone"])
 def test_a_batch_over_256_kb_is_rejected_before_sending(sb, engine, as_list):
-    big = padded(small_batch(source_request_id="too-big"), MAX_REQUEST_BYTES + 1 - (2 if as_list else 0))
-    body = [small_batch(), big] if as_list else big
+    # (a list of one batch is sent as that batch to /v2/events: its limit and path are the object's)
+    big = padded(small_batch(source_request_id="too-big"), MAX_REQUEST_BYTES + 1 - (2 if as_list is True else 0))
+    body = [small_batch(), big] if as_list is True else [big] if as_list else big
     error = upload_error(engine, sb, body)
     ((path, message),) = [(f.path, f.message) for f in error.faults]
-    assert path == ("$.jsonBody[1]" if as_list else "$.jsonBody")
+    assert path == ("$.jsonBody[1]" if as_list is True else "$.jsonBody")
     assert "262,144" in message and "256 KB" in message and "split" in message
     assert sb.requests == []
 
