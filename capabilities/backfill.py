@@ -524,7 +524,8 @@ class _Upload:
                  progress: Callable[[Progress], None] | None = None, max_rounds: int = 0,
                  sleep: Callable[[float], None] = time.sleep, report: UploadReport | None = None,
                  stats: CallStats | None = None, split_refused: bool = True,
-                 reword: Callable[[ConnectorError], ConnectorError] | None = None) -> None:
+                 reword: Callable[[ConnectorError], ConnectorError] | None = None,
+                 slow_answer: float = _SLOW_ANSWER) -> None:
         self.connection = connection
         self.pacer = pacer
         self.split_refused = split_refused
@@ -545,6 +546,7 @@ class _Upload:
         self.hooks = [pacer.hook, *connection.session.hooks.get("response", [])] if pacer is not None else []
         self.threads = [threading.Thread(target=self._work, name=f"backfill-{n}", daemon=True) for n in range(concurrency)]
         self.running = 0  # sending threads started: two with the first request (submit), more while answers are slow
+        self.slow_answer = slow_answer
         self.submitted = 0  # requests put in the queue, and taken from it by a thread
         self.taken = 0
         self.sending: dict[int, float] = {}  # thread id -> when its request went out
@@ -734,7 +736,7 @@ class _Upload:
                 raise _Stop
             self._grow()
             try:
-                self.queue.put(request, timeout=_SLOW_ANSWER if self.running < len(self.threads) else 0.1)
+                self.queue.put(request, timeout=min(self.slow_answer, 0.1) if self.running < len(self.threads) else 0.1)
                 return
             except queue.Full:
                 continue
@@ -745,14 +747,14 @@ class _Upload:
 
     def _grow(self) -> int:
         """When requests wait and one in flight has waited for its answer longer than
-        _SLOW_ANSWER, start a thread for each waiting request (up to ``concurrency`` in all);
+        ``slow_answer`` seconds, start a thread for each waiting request (up to ``concurrency`` in all);
         return how many started. The caller's thread watches: the sending threads are busy."""
         if self.running >= len(self.threads) or self.stop.is_set():
             return 0
         with self.lock:
             waiting = self.submitted - self.taken
         sent = list(self.sending.values())
-        if waiting <= 0 or not sent or time.monotonic() - min(sent) <= _SLOW_ANSWER:
+        if waiting <= 0 or not sent or time.monotonic() - min(sent) <= self.slow_answer:
             return 0
         more = min(waiting, len(self.threads) - self.running)
         for _ in range(more):
@@ -765,7 +767,7 @@ class _Upload:
         joined = 0
         while joined < self.running:
             if self.running < len(self.threads):
-                self.threads[joined].join(_SLOW_ANSWER)
+                self.threads[joined].join(min(self.slow_answer, 0.1))
                 for _ in range(self._grow()):
                     self.queue.put(None)  # for each new thread
             else:
@@ -806,6 +808,7 @@ def upload(
     stats: CallStats | None = None,
     workers: int = 0,
     from_text: bool = False,
+    slow_answer: float = _SLOW_ANSWER,
 ) -> UploadReport:
     """Upload ``batches`` (any iterable of batch dicts) on ``connection``; return what happened.
 
@@ -821,6 +824,8 @@ def upload(
     called with a :class:`Progress` after each request. ``report`` is the report to fill (by
     default a new summed one; ``uploadEventBatch`` passes one holding every batch's id), and
     ``stats``, when given, is credited with the HTTP requests and retries of the upload.
+    Two sending threads start with the first request, the others (up to ``concurrency``) once
+    a request has been in flight ``slow_answer`` seconds while requests wait.
 
     ``batches`` may also hold :class:`~connector_mparticle.batch_files.Line` items, the
     unparsed text of one batch (``batch_files.iter_batches(paths, raw=True)`` yields them for
@@ -853,7 +858,7 @@ def upload(
     now_ms = now_ms or (lambda: int(time.time() * 1000))
     job = _Upload(connection, pacer=pacer or Pacer(rate), concurrency=concurrency, state=state,
                   dead_letter=dead_letter, fail_fast=fail_fast, progress=progress, max_rounds=max_rounds, sleep=sleep,
-                  report=report, stats=stats)
+                  report=report, stats=stats, slow_answer=slow_answer)
     report = job.report
     packers = {path: _Packer(path, max_batches_per_request, max_request_bytes) for path in (BULK_PATH, HISTORICAL_PATH)}
     settings = Settings(idempotency_key, historical, now_ms(), max_request_bytes, from_text)
@@ -924,6 +929,7 @@ def send_batches(
     reword: Callable[[ConnectorError], ConnectorError] | None = None,
     max_batches_per_request: int = MAX_BATCHES_PER_REQUEST,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    slow_answer: float = _SLOW_ANSWER,
 ) -> None:
     """Send batches already checked, identified and encoded, ``concurrency`` requests at a
     time, and record the fate of every one of them in ``report`` (``uploadEventBatch``).
@@ -936,9 +942,11 @@ def send_batches(
     acknowledged nor refused stops the upload: requests in flight end and are recorded as
     they end, and every batch not yet sent is recorded as failed with ``code: not_sent``.
     ``stats`` (the call's) gives the deadline and is credited with every attempt.
+    ``slow_answer``: two threads send at first, the others once a request has been in flight
+    that many seconds while requests wait.
     """
     job = _Upload(connection, pacer=None, concurrency=concurrency, report=report, stats=stats,
-                  split_refused=False, reword=reword)
+                  split_refused=False, reword=reword, slow_answer=slow_answer)
     packer = _Packer(BULK_PATH, max_batches_per_request, max_request_bytes)
     items = iter(items)
     try:
