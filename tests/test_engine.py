@@ -175,6 +175,107 @@ def test_secret_echoed_in_input_faults_is_masked(engine):
     assert_no_secret(caught.value, SECRET)
 
 
+class Rows(Capability):
+    """Checks its ``rows`` as JSON data in its own pass (``checksInputData``): a list of ints it
+    vouches for; anything else it leaves to ``ctx.check_input_data()``."""
+
+    MANIFEST = capability_manifest(
+        "toyRows",
+        input_schema={"type": "object", "required": ["rows"], "additionalProperties": False,
+                      "properties": {"rows": {"type": "array"}, "label": {"type": "string"}}},
+        output_schema={"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
+        checksInputData=["rows"],
+    )
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        self.record(properties)
+        if not all(type(row) is int for row in properties["rows"]):
+            ctx.check_input_data()
+        return {"count": len(properties["rows"])}
+
+
+class CheckedWhole(Capability):
+    """``toyRows`` as the engine checks it whole (no ``checksInputData``), calling
+    ``ctx.check_input_data()`` all the same."""
+
+    MANIFEST = variant(Rows.MANIFEST, id="toyWhole", checksInputData=[])
+
+    @hookimpl
+    def execute(self, ctx, properties):
+        self.record(properties)
+        ctx.check_input_data()
+        return {"count": len(properties["rows"])}
+
+
+ROWS_CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
+
+
+@pytest.fixture
+def rows_engine(sleeps, clock):
+    rows, whole = Rows(), CheckedWhole()
+    with Engine(toy_pm(rows, whole), sleep=sleeps, clock=clock) as engine:
+        yield engine, rows, whole
+
+
+def _input_error(engine, capability_id: str, properties: dict) -> dict:
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute(capability_id, properties, ROWS_CONFIG)
+    error = caught.value.to_dict()
+    error["message"] = error["message"].replace(capability_id, "CAPABILITY")
+    return error
+
+
+def test_a_property_the_capability_checks_itself_reaches_it_and_fails_as_if_the_engine_had_checked_it(rows_engine):
+    engine, rows, whole = rows_engine
+    properties = {"rows": [1, 2, {3}], "label": "x"}
+    error = _input_error(engine, "toyRows", properties)
+    assert len(rows.calls) == 1, "the listed property is the capability's to check: it ran"
+    assert error["faults"] == [{"path": "$.rows[2]", "message": "is a set, which is not JSON data"}]
+    assert error["message"] == "invalid input for CAPABILITY (1 problem(s))"
+    assert error == _input_error(engine, "toyWhole", properties), "the same error as the engine's own check"
+    assert whole.calls == [], "the engine refused it before the call"
+
+
+def test_properties_the_capability_does_not_list_are_checked_before_the_call(rows_engine):
+    engine, rows, _ = rows_engine
+    error = _input_error(engine, "toyRows", {"rows": [1], "label": float("nan")})
+    assert rows.calls == []
+    assert error["faults"] == [{"path": "$.label", "message": "must be a finite number (NaN and Infinity are not JSON)"}]
+
+
+def test_a_schema_fault_is_still_found_when_the_data_is_left_to_the_capability(rows_engine):
+    engine, rows, _ = rows_engine
+    error = _input_error(engine, "toyRows", {"rows": [1], "label": 7})
+    assert rows.calls == []
+    assert error["faults"] == [{"path": "$.label", "message": "7 is not of type 'string'"}]
+
+
+def test_with_a_schema_fault_the_data_faults_of_the_listed_properties_come_first(rows_engine):
+    engine, rows, _ = rows_engine
+    properties = {"rows": [1, {3}], "label": 7}
+    error = _input_error(engine, "toyRows", properties)
+    assert rows.calls == []
+    assert error["faults"] == [{"path": "$.rows[1]", "message": "is a set, which is not JSON data"}]
+    assert error == _input_error(engine, "toyWhole", properties)
+
+
+def test_input_that_is_not_an_object_is_refused_by_the_schema_when_the_capability_checks_its_data(rows_engine):
+    engine, rows, _ = rows_engine
+    for properties in ([{"rows": [1]}], "rows"):
+        error = _input_error(engine, "toyRows", properties)
+        assert error["code"] == "invalid_input" and [f["path"] for f in error["faults"]] == ["$"]
+        assert "is not of type 'object'" in error["faults"][0]["message"]
+    assert rows.calls == []
+
+
+def test_check_input_data_returns_for_json_data_and_for_a_capability_checked_whole(rows_engine):
+    engine, rows, whole = rows_engine
+    assert engine.execute("toyRows", {"rows": [1, "two", [3.5]]}, ROWS_CONFIG).output == {"count": 3}
+    assert engine.execute("toyWhole", {"rows": [1, "two"]}, ROWS_CONFIG).output == {"count": 2}
+    assert len(rows.calls) == 1 and len(whole.calls) == 1
+
+
 # -- plugin failures -------------------------------------------------------------------
 
 
