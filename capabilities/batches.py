@@ -125,7 +125,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connector_core.errors import Fault, InvalidInput
-from connector_core.validation import plain_values
+from connector_core.validation import MAX_DEPTH, plain_values
 
 try:  # optional: faster serialisation; every use falls back to the standard library
     import orjson as _orjson
@@ -1139,6 +1139,8 @@ def plain_data_batches(batches: list, depth: int) -> bool:
     """Whether every batch of ``batches`` (each ``depth`` levels below the root of the input)
     is plainly valid (``check_batch`` finds no fault and no warning) and JSON data
     (``data_faults`` finds no fault, keys and strings aside)."""
+    if depth + 4 >= MAX_DEPTH:  # an event's data values (depth + 4) could be too deep: the engine decides
+        return False
     for batch in batches:
         if type(batch) is not dict or not _plain_data_batch(batch, depth):
             return False
@@ -1171,11 +1173,11 @@ def _plain_data_batch(batch: dict, depth: int) -> bool:
 def _events_data_ok(events: object, depth: int) -> bool:
     # _events_ok, and the data check of each value it does not type exactly. The events list
     # is at ``depth``, each event one level below, its data two, the data's values three.
+    # Each event's data goes to its type's compiled check (_DATA_OK, built below from the
+    # rule tables).
     if type(events) is not list:
         return False
-    plans = _EVENT_PLANS.get
-    common = _EVENT_FIELD_TYPES.get
-    scalars = _SCALARS
+    checks = _DATA_OK
     event_depth, value_depth = depth + 2, depth + 3
     for event in events:
         if type(event) is not dict:
@@ -1187,59 +1189,101 @@ def _events_data_ok(events: object, depth: int) -> bool:
             return False
         if type(event_type) is not str or type(data) is not dict:
             return False
+        try:
+            check = checks[event_type]
+        except KeyError:
+            return False
         if len(event) != 2 and not plain_values(event.values(), event_depth):  # fields beside data
             return False
-        plan = plans(event_type)
-        if plan is None:
-            return False
-        for field, value in data.items():
-            kind = common(field)
-            if kind is None:  # a field of the rules below, or one they leave alone: JSON data at least
-                kind = type(value)
-                if kind is str or kind is int or kind is bool or value is None:
-                    continue
-                if not plain_values((value,), value_depth):
-                    return False
-                continue
-            if value is None:
-                continue
-            if type(value) is not kind:
-                return False
-            if kind is dict:
-                if field == "custom_attributes":
-                    for item in value.values():
-                        kind = type(item)
-                        if kind is not str:
-                            if kind not in scalars:
-                                return False
-                            if kind is float and item - item != 0.0:  # NaN and infinities
-                                return False
-                elif not plain_values((value,), value_depth):
-                    return False
-        rules, extra = plan
-        for field, required, kind, allowed in rules:
-            value = data.get(field)
-            if value is None:
-                if required:  # a fault, or a warning (_WARN, _NULL_WARN)
-                    return False
-                continue
-            if kind == _ENUM:
-                if type(value) is not str or value not in allowed:
-                    return False
-            elif kind == _STR:
-                if type(value) is not str or (required and not value):
-                    return False
-            elif kind == _BOOL:
-                if type(value) is not bool:
-                    return False
-            elif kind == _INT:
-                if type(value) is not int:
-                    return False
-            elif type(value) is not dict:  # _OBJ
-                return False
-        if extra is not None and not extra(data):
+        if not check(data, value_depth):
             return False
     return True
+
+
+# The compiled data checks. For each event type, one function answers what the loops of
+# _events_ok answer for an event's data, and whether each value those rules do not type
+# exactly is JSON data (plain_values): generated at import time from the tables above
+# (_EVENT_FIELD_TYPES, _RULES, _EXTRA_OK), which stay the only statement of the rules. A
+# loop over the tables costs a tuple unpacking, a lookup and a kind dispatch per field of
+# every event; the generated code instead dispatches on the value's type and asks one
+# set (a constant) whether the field refuses that type, then checks the fields that need
+# more than a type (required, enumerated, non-empty) by name. _data_check_source(event_type)
+# gives the source, for reading.
+
+_RULE_TYPES = {_STR: str, _ENUM: str, _BOOL: bool, _INT: int, _OBJ: dict}
+
+
+def _data_check_source(event_type: str) -> str:
+    """The source of ``_data_ok_<event_type>(data, depth)``: whether ``data`` (an exact dict,
+    ``depth`` the depth of its values) is plainly valid data for ``event_type`` and JSON data
+    (keys and strings aside). False whenever in doubt."""
+    rules = _RULES.get(event_type, ())
+    known = dict(_EVENT_FIELD_TYPES)  # field -> the exact type of a plainly valid value
+    for field, _, kind, _ in rules:
+        if field in known:  # pragma: no cover - a rule may not restate a common field
+            raise AssertionError(f"{event_type}.{field} is both a common field and a rule")
+        known[field] = _RULE_TYPES[kind]
+
+    def literal(fields) -> str:  # a set display: Python compiles "x in {...}" to a frozenset constant
+        return "{" + ", ".join(map(repr, sorted(fields))) + "}"
+
+    def refusing(kind: type) -> str:
+        return literal(field for field, need in known.items() if need is not kind)
+
+    lines = [
+        f"def _data_ok_{event_type}(data, depth):",
+        f'    """{event_type}: compiled by _data_check_source from _EVENT_FIELD_TYPES, _RULES and _EXTRA_OK."""',
+        "    for field, value in data.items():",
+        "        kind = type(value)",
+        "        if kind is str:",
+        f"            if field in {refusing(str)}:",
+        "                return False",
+        "        elif kind is int:",
+        f"            if field in {refusing(int)}:",
+        "                return False",
+        "        elif kind is dict:",
+        "            if field in {'custom_attributes'}:  # values: scalars, numbers finite (a set: no == on an odd key)",
+        "                for item in value.values():",
+        "                    kind = type(item)",
+        "                    if kind is not str and kind is not int and kind is not bool and item is not None:",
+        "                        if kind is not float or item - item != 0.0:",
+        "                            return False",
+        f"            elif field in {refusing(dict)} or not plain_values(value.values(), depth + 1):",
+        "                return False",
+        "        elif value is None:  # absent: required fields are checked below",
+        "            pass",
+        "        elif kind is bool:",
+        f"            if field in {refusing(bool)}:",
+        "                return False",
+        f"        elif field in {literal(known)} or not plain_values((value,), depth):",
+        "            return False",
+    ]
+    for field, required, kind, allowed in rules:
+        if not required and kind != _ENUM:
+            continue  # its type, checked above, is all there is to it
+        test = f"type(value) is not {_RULE_TYPES[kind].__name__}"
+        if kind == _ENUM:
+            test += f" or value not in {literal(allowed)}"
+        elif kind == _STR and required:
+            test += " or not value"
+        if not required:  # absent or null passes
+            test = f"value is not None and ({test})"
+        lines += [f"    value = data.get({field!r})", f"    if {test}:", "        return False"]
+    extra = _EXTRA_OK.get(event_type)
+    lines.append(f"    return {extra.__name__}(data)" if extra is not None else "    return True")
+    return "\n".join(lines) + "\n"
+
+
+def _compile_data_checks() -> dict[str, Callable[[dict, int], bool]]:
+    checks = {}
+    for event_type in _EVENT_TYPE_ORDER:
+        namespace = {"plain_values": plain_values, **{f.__name__: f for f in _EXTRA_OK.values()}}
+        exec(compile(_data_check_source(event_type), f"<batches: {event_type} data check>", "exec"), namespace)
+        checks[event_type] = namespace[f"_data_ok_{event_type}"]
+    return checks
+
+
+_DATA_OK = _compile_data_checks()
 
 
 # --------------------------------------------------------------------------- JSON text

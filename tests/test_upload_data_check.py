@@ -28,7 +28,7 @@ import sdk_corpus
 from batch_mutants import batch_mutants, splice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_batches_fast_pass import HOSTILE, PLAIN, STRAY, Items, Mapping, Number, Text, bench_batch
+from test_batches_fast_pass import HOSTILE, PLAIN, STRAY, Items, Kind, Level, Mapping, Number, Text, bench_batch, same_answer
 
 from connector_core import ConnectorError, Engine, InvalidInput
 from connector_core.errors import ManifestError
@@ -116,6 +116,93 @@ def test_a_value_anywhere_is_left_to_the_engine_when_in_doubt(value, where):
     sound(batch)
 
 
+# One event of every type, plainly valid, with every field of its rules and every common
+# field: the compiled data checks (batches._DATA_OK, one per type) are held to the reference
+# on each, field by field.
+COMMON = {
+    "timestamp_unixtime_ms": 1_764_000_000_000, "session_id": 7, "event_id": 8, "event_num": 9,
+    "source_message_id": "m-1", "session_uuid": "s-1", "custom_flags": {"f": [1, "a", None]},
+    "location": {"lat": 52.5, "lng": 13.4}, "device_current_state": {"cpu": "5", "ok": True},
+    "custom_attributes": {"a": "x", "n": 1, "f": 1.5, "b": True, "z": None},
+}
+EVENT_DATA = {
+    "custom_event": {"event_name": "Add", "custom_event_type": "navigation"},
+    "commerce_event": {"custom_event_type": "purchase", "event_name": "Buy", "screen_name": "Cart",
+                       "currency_code": "EUR", "is_non_interactive": False, "shopping_cart": {"products": []},
+                       "product_action": {"action": "purchase", "products": [{"id": "SKU", "price": 9.5}]}},
+    "screen_view": {"screen_name": "Home"},
+    "session_start": {},
+    "session_end": {"session_duration_ms": 1000},
+    "uninstall": {},
+    "crash_report": {"severity": "fatal", "message": "boom"},
+    "opt_out": {"is_opted_out": True},
+    "push_registration": {"register": True, "registration_token": "tok"},
+    "application_state_transition": {"application_transition_type": "application_initialized",
+                                     "is_first_run": True, "is_upgrade": False},
+    "push_message": {"push_message_type": "received", "application_state": "background"},
+    "network_performance": {"url": "https://example.com", "response_code": 200},
+    "breadcrumb": {"label": "step", "session_number": 2},
+    "first_run": {},
+    "pre_attribution": {},
+    "profile": {"profile_event_type": "login", "previous_mpid": 1, "current_mpid": 2},
+    "push_reaction": {},
+    "user_attribute_change": {"user_attribute_name": "plan", "new": "gold", "old": None},
+    "user_identity_change": {"new": {"identity_type": "email", "value": "a@example.com"},
+                             "old": {"identity_type": "email"}},
+}
+# A field's odd values: wrong types, subclasses, bools for integers, NaN and infinities,
+# enums, empty strings, numbers beyond 64 bits, the allowed values of other fields.
+FIELD_VALUES = [
+    None, "", "x", "purchase", "navigation", "login", "received", "background", "application_exit", "email",
+    0, 5, -1, 2**63, 2**64, True, False, 1.5, math.nan, math.inf, -math.inf, [], ["x"], (), ("x", 1), {}, {"k": 1},
+    {"k": math.nan}, {"identity_type": "email"}, {"identity_type": Text("email")}, Text("x"), Text("navigation"),
+    Number(1), Mapping(), Mapping(identity_type="email"), Items(), Colour.RED, Level.ONE, Kind.CUSTOM, b"x",
+]
+
+
+def event_batch(event_type: str, data: dict) -> dict:
+    return {"environment": "production", "events": [{"event_type": "screen_view", "data": {"screen_name": "a"}},
+                                                     {"event_type": event_type, "data": data}]}
+
+
+def test_every_event_type_and_rule_is_covered_by_the_field_tests():
+    assert set(EVENT_DATA) == batches.EVENT_TYPES == set(batches._DATA_OK)
+    assert set(COMMON) == set(batches._EVENT_FIELD_TYPES)
+    kinds = set()
+    for event_type, rules in batches._RULES.items():
+        for field, required, kind, _ in rules:
+            assert field in EVENT_DATA[event_type], (event_type, field)
+            kinds.add((kind, required))
+    assert {kind for kind, _ in kinds} == {batches._STR, batches._ENUM, batches._BOOL, batches._INT, batches._OBJ}
+    assert {required for _, required in kinds} == {False, True, batches._WARN, batches._NULL_WARN}
+    for event_type, data in EVENT_DATA.items():  # each plainly valid, and settled by the one pass
+        body = [event_batch(event_type, {**COMMON, **data})]
+        assert sound(body) and sound(body[0]), event_type
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_DATA))
+def test_each_field_of_each_event_type_with_odd_values(event_type):
+    # Each field of the type's rules, each common field, the extra checks' fields and an
+    # unknown field, deleted or set to each odd value: what the one pass accepts, the
+    # engine's check and the checker accept without a warning; the checker's fast pass
+    # agrees with its full checks.
+    valid = {**COMMON, **EVENT_DATA[event_type]}
+    rules = {field: required for field, required, _, _ in batches._RULES.get(event_type, ())}
+    verdicts = {True: 0, False: 0}
+    for field in [*valid, "zz_unknown"]:
+        deleted = {k: v for k, v in valid.items() if k != field}
+        accepted = sound([event_batch(event_type, deleted)])
+        same_answer(event_batch(event_type, deleted))
+        if field in rules:
+            assert accepted == (not rules[field]), (event_type, field)  # a required field is missed, exactly
+        for value in FIELD_VALUES:
+            batch = event_batch(event_type, {**valid, field: copy.deepcopy(value)})
+            verdicts[sound([batch])] += 1
+            sound(batch)
+            same_answer(batch)
+    assert verdicts[True] > 40 and verdicts[False] > 200, verdicts
+
+
 def test_nesting_is_counted_from_the_root_of_the_input():
     # $ (the properties) is depth 0, $.jsonBody 1, a batch 2 (1 when jsonBody is the batch),
     # its values 3: an object in schema_version at depth d holds d - 3 levels more.
@@ -125,18 +212,61 @@ def test_nesting_is_counted_from_the_root_of_the_input():
             value = [value]
         return value
 
-    for where in ("schema_version", "location"):
+    for where in ("schema_version", "location", "unknown", "new"):
         for levels in range(MAX_DEPTH - 9, MAX_DEPTH - 1):
             for single in (False, True):
                 batch = bench_batch()
                 if where == "schema_version":
                     batch["schema_version"] = deep(levels)
-                else:
+                elif where == "location":  # a common field's object
                     batch["events"][0]["data"]["location"] = {"k": deep(levels)}
+                elif where == "unknown":  # a field no rule names, an array
+                    batch["events"][0]["data"]["zz"] = deep(levels + 1)
+                else:  # a rule's object (user_identity_change.new)
+                    batch["events"].append({"event_type": "user_identity_change",
+                                            "data": {"new": {"identity_type": "email", "k": deep(levels)}}})
                 body = batch if single else [batch]
                 found = data_faults({"jsonBody": body})
                 assert sound(body) == (found == []), (where, levels, single)  # exact at the limit, both ways
     assert _plain_input([{"schema_version": deep(10_000)}]) is None  # no recursion error, the engine decides
+
+
+class OddKey:
+    """A key that compares with nothing: the pass must not ask it whether it is a field's name."""
+
+    def __hash__(self) -> int:
+        return 1
+
+    def __eq__(self, other):
+        raise TypeError("not comparable")
+
+
+@pytest.mark.parametrize("value", [{"k": 1}, "x", 1, [1], None, True, 1.5], ids=str)
+def test_an_odd_key_beside_the_fields_is_left_to_the_engine(value):
+    batch = bench_batch()
+    for event in batch["events"][:3]:
+        event["data"][OddKey()] = copy.deepcopy(value)
+    assert not sound([batch]) and not sound(batch)
+
+
+def test_the_pass_counts_depth_from_where_the_batches_are():
+    # plain_data_batches takes the batches' depth: placed deeper (in arrays), each of their
+    # containers reaches the limit in turn, the events' objects and the rules' objects too.
+    full = bench_batch()
+    full["events"].append({"event_type": "user_identity_change", "data": {"new": {"identity_type": "email"}}})
+    full["events"][0]["data"]["custom_flags"] = {}
+    for batch in (full, {"events": [{"event_type": "screen_view", "data": {"custom_attributes": {"a": "x"}}}]},
+                  {"events": [{"event_type": "user_identity_change", "data": {"new": {"identity_type": "email"}}}]},
+                  {"events": [{"event_type": "screen_view", "data": {"location": {}}}]}):
+        answers = set()
+        for depth in range(MAX_DEPTH - 9, MAX_DEPTH + 2):
+            body: object = [batch]
+            for _ in range(depth - 2):
+                body = [body]
+            answer = batches.plain_data_batches([batch], depth)
+            assert answer == (data_faults({"jsonBody": body}) == []), (depth, batch)  # the rules pass: depth decides
+            answers.add(answer)
+        assert answers == {True, False}
 
 
 def test_mutated_batches_are_never_let_through_wrongly():
