@@ -721,13 +721,16 @@ class _Upload:
     def submit(self, request: _Request | None) -> None:
         if request is None:
             return
-        if not self.running:
-            # Started with the first request, not before: worker processes start at the first
-            # line, and a fork is safe only while this process runs one thread.
-            for _ in range(min(_FIRST_THREADS, len(self.threads))):
-                self._start()
         with self.lock:
             self.submitted += 1
+        if not self.running:
+            # Started with the first request, not before: worker processes start at the first
+            # line, and a fork is safe only while this process runs one thread. The request is
+            # queued first, so the first thread sends it while the second starts.
+            self.queue.put_nowait(request)
+            for _ in range(min(_FIRST_THREADS, len(self.threads))):
+                self._start()
+            return
         while True:
             if self.stop.is_set():
                 with self.lock:

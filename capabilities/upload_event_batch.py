@@ -171,13 +171,18 @@ def _plain_input(body) -> list[bytes] | None:
         return None
     from .batches import _ORJSON_OPTIONS, _orjson, plain_data_batches
 
-    if _orjson is None or not plain_data_batches(batches, depth):
+    if _orjson is None:
         return None
     dumps = _orjson.dumps
-    try:
-        return [dumps(batch, option=_ORJSON_OPTIONS) for batch in batches]
-    except TypeError:  # (or an integer beyond 64 bits, which is JSON data: the engine's check says)
-        return None
+    encoded = []
+    for batch in batches:  # each batch encoded right after its check, while its values are in the cache
+        if not plain_data_batches((batch,), depth):
+            return None
+        try:
+            encoded.append(dumps(batch, option=_ORJSON_OPTIONS))
+        except TypeError:  # (or an integer beyond 64 bits, which is JSON data: the engine's check says)
+            return None
+    return encoded
 
 
 def _prepare(properties, encoded: list[bytes] | None = None):
