@@ -166,7 +166,7 @@ def event_batch(event_type: str, data: dict) -> dict:
 
 
 def test_every_event_type_and_rule_is_covered_by_the_field_tests():
-    assert set(EVENT_DATA) == batches.EVENT_TYPES == set(batches._DATA_OK)
+    assert set(EVENT_DATA) == batches.EVENT_TYPES == set(batches._DATA_OK) == set(batches._PLAIN_OK)
     assert set(COMMON) == set(batches._EVENT_FIELD_TYPES)
     kinds = set()
     for event_type, rules in batches._RULES.items():
