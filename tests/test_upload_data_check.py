@@ -180,6 +180,19 @@ def test_every_event_type_and_rule_is_covered_by_the_field_tests():
         assert sound(body) and sound(body[0]), event_type
 
 
+def test_the_generated_checks_read_as_their_tables():
+    # Built from the rule tables at import: the source names every field it checks, in a
+    # stable order, and each form compiles to the function the passes call.
+    for event_type in batches._EVENT_TYPE_ORDER:
+        for data in (True, False):
+            source = batches._event_check_source(event_type, data)
+            assert source == batches._event_check_source(event_type, data)
+            for field in [*batches._EVENT_FIELD_TYPES, *(r[0] for r in batches._RULES.get(event_type, ()))]:
+                assert repr(field) in source, (event_type, field)
+            check = (batches._DATA_OK if data else batches._PLAIN_OK)[event_type]
+            assert source.startswith(f"def {check.__name__}(")
+
+
 @pytest.mark.parametrize("event_type", sorted(EVENT_DATA))
 def test_each_field_of_each_event_type_with_odd_values(event_type):
     # Each field of the type's rules, each common field, the extra checks' fields and an
