@@ -948,7 +948,7 @@ _EVENT_FIELD_TYPES = {
 
 
 # The compiled event checks. For each event type, one function answers whether an event's
-# data is plainly valid, generated at import time from the tables above (_EVENT_FIELD_TYPES,
+# data is plainly valid, generated on first use from the tables above (_EVENT_FIELD_TYPES,
 # _RULES, _EXTRA_OK), which stay the only statement of the rules; in two forms: for the
 # checker's fast pass (_PLAIN_OK) and, checking too that every value the rules do not type
 # exactly is JSON data (plain_values), for uploadEventBatch's one pass (_DATA_OK). A loop over
@@ -1031,18 +1031,22 @@ def _event_check_source(event_type: str, data: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compile_event_checks(data: bool) -> dict[str, Callable[..., bool]]:
-    checks = {}
-    for event_type in _EVENT_TYPE_ORDER:
-        namespace = {"plain_values": plain_values, **{f.__name__: f for f in _EXTRA_OK.values()}}
-        source = _event_check_source(event_type, data)
-        exec(compile(source, f"<batches: {event_type} event check>", "exec"), namespace)
-        checks[event_type] = namespace[source[4:source.index("(")]]
-    return checks
+# event_type -> its check, compiled on first use (all of them at import took 6 ms).
+_PLAIN_OK: dict[str, Callable[[dict], bool]] = {}
+_DATA_OK: dict[str, Callable[[dict, int], bool]] = {}
 
 
-_PLAIN_OK = _compile_event_checks(data=False)
-_DATA_OK = _compile_event_checks(data=True)
+def _event_check(event_type: object, data: bool) -> Callable[..., bool] | None:
+    """The compiled check of ``event_type`` events (with ``data``, the one pass's form), kept
+    in ``_DATA_OK`` or ``_PLAIN_OK``; None when it is not an event type."""
+    if type(event_type) is not str or event_type not in EVENT_TYPES:
+        return None
+    namespace = {"plain_values": plain_values, **{f.__name__: f for f in _EXTRA_OK.values()}}
+    source = _event_check_source(event_type, data)
+    exec(compile(source, f"<batches: {event_type} event check>", "exec"), namespace)
+    check = namespace[source[4:source.index("(")]]
+    (_DATA_OK if data else _PLAIN_OK)[event_type] = check
+    return check
 
 
 def _events_ok(events: object) -> bool:
@@ -1062,7 +1066,9 @@ def _events_ok(events: object) -> bool:
         try:
             check = checks[event_type]
         except KeyError:
-            return False
+            check = _event_check(event_type, data=False)
+            if check is None:
+                return False
         if not check(data):
             return False
     return True
@@ -1251,7 +1257,9 @@ def _events_data_ok(events: object, depth: int) -> bool:
         try:
             check = checks[event_type]
         except KeyError:
-            return False
+            check = _event_check(event_type, data=True)
+            if check is None:
+                return False
         if len(event) != 2 and not plain_values(event.values(), event_depth):  # fields beside data
             return False
         if not check(data, value_depth):
