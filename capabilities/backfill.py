@@ -726,11 +726,15 @@ class _Upload:
         if not self.running:
             # Started with the first request, not before: worker processes start at the first
             # line, and a fork is safe only while this process runs one thread. The request is
-            # queued first, so the first thread sends it while the second starts.
-            self.queue.put_nowait(request)
+            # queued first (unless the upload already stopped), so the first thread sends it
+            # while the second starts.
+            queued = not self.stop.is_set()
+            if queued:
+                self.queue.put_nowait(request)
             for _ in range(min(_FIRST_THREADS, len(self.threads))):
                 self._start()
-            return
+            if queued:
+                return
         while True:
             if self.stop.is_set():
                 with self.lock:
