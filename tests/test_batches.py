@@ -548,6 +548,22 @@ def test_fields_only_the_schemas_require_are_optional(event_type, field):
     assert check_batch({"events": [item]}) == []
 
 
+@pytest.mark.parametrize("event_type, field", [
+    # Optional in both official schemas (events-batch.schema.2021.json and .2026.json): their
+    # data objects do not list these under "required".
+    ("push_message", "application_state"),
+    ("application_state_transition", "is_upgrade"),
+    ("breadcrumb", "session_number"),
+    ("commerce_event", "currency_code"),
+])
+def test_fields_no_schema_requires_may_be_left_out(event_type, field):
+    item = first(event_type)
+    assert field in item["data"]
+    del item["data"][field]
+    assert check_batch({"events": [item]}) == []
+    assert check_batches([{"events": [item]}, {"events": [first(event_type)]}]) == []
+
+
 @pytest.mark.parametrize("event_type, field, value, expected", [
     ("custom_event", "event_name", 5, "must be a string, not integer"),
     ("screen_view", "screen_name", ["Home"], "must be a string, not array"),
@@ -828,6 +844,12 @@ def test_invalid_json_reports_line_and_column():
 def test_invalid_json_position_counts_leading_blank_lines():
     fault = invalid_json_fault("\n\n   {'mpid': 1}")
     assert fault.message.startswith("invalid JSON at line 3, column 5: Expecting property name")
+
+
+def test_invalid_json_position_on_the_line_after_a_single_newline():
+    # The first line is empty: the column counts from the newline at the very start.
+    fault = invalid_json_fault("\n   {'mpid': 1}")
+    assert fault.message.startswith("invalid JSON at line 2, column 5: Expecting property name")
 
 
 def test_invalid_json_trailing_comma_and_custom_path():
