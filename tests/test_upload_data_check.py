@@ -249,8 +249,11 @@ def test_nesting_is_counted_from_the_root_of_the_input():
 class OddKey:
     """A key that compares with nothing: the pass must not ask it whether it is a field's name."""
 
-    def __hash__(self) -> int:
-        return 1
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+
+    def __hash__(self) -> int:  # a field's own hash when named: a set or dict lookup then compares it with the field
+        return hash(self.name) if self.name else 1
 
     def __eq__(self, other):
         raise TypeError("not comparable")
@@ -262,6 +265,23 @@ def test_an_odd_key_beside_the_fields_is_left_to_the_engine(value):
     for event in batch["events"][:3]:
         event["data"][OddKey()] = copy.deepcopy(value)
     assert not sound([batch]) and not sound(batch)
+
+
+@pytest.mark.parametrize("where, name", [("batch", "job_id"), ("batch", "ip"), ("batch", "schema_version"),
+                                         ("data", "event_id"), ("data", "custom_flags"), ("data", "event_name")])
+def test_a_key_that_hashes_like_a_field_and_cannot_be_compared_is_invalid_input(engine, mparticle_sandbox, where, name):
+    # Fields of the rules the batch does not have (a dict holding the field itself could not
+    # even take such a key): every lookup of the field's name now compares it with the key.
+    batch = bench_batch()
+    target = batch if where == "batch" else batch["events"][0]["data"]
+    assert name not in target
+    target[OddKey(name)] = "x"
+    assert _plain_input([batch]) is None and _plain_input(batch) is None
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": [batch]}, mparticle_sandbox.config)
+    assert [f.path for f in caught.value.faults] == ["$.jsonBody[0]" if where == "batch" else "$.jsonBody[0].events[0].data"]
+    assert "has a key that is not a string (OddKey" in caught.value.faults[0].message
+    assert mparticle_sandbox.batches == []
 
 
 def test_the_pass_counts_depth_from_where_the_batches_are():
