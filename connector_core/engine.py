@@ -315,7 +315,14 @@ class Connection:
             # The capability checks these properties as JSON data in its own pass over them
             # (``checksInputData``): check the rest now. Whenever a fault is found, the whole
             # input is checked, so the answer is the one a check of everything gives.
-            found = data_faults({k: v for k, v in properties.items() if k not in deferred}) or manifest.input_faults(properties)
+            found = data_faults({k: v for k, v in properties.items() if k not in deferred})
+            if not found:
+                try:
+                    found = manifest.input_faults(properties)
+                except Exception:  # the schema looked into a listed property that is not JSON data
+                    found = data_faults(properties)
+                    if not found:
+                        raise
             if found:
                 found = data_faults(properties) or found
             data_check = functools.partial(self._check_input_data, capability_id, properties)

@@ -208,13 +208,27 @@ class CheckedWhole(Capability):
         return {"count": len(properties["rows"])}
 
 
+class UniqueRows(Rows):
+    """``toyRows`` whose schema looks into its rows (``uniqueItems`` compares them)."""
+
+    MANIFEST = variant(Rows.MANIFEST, id="toyUnique", inputSchema={
+        "type": "object", "required": ["rows"], "properties": {"rows": {"type": "array", "uniqueItems": True}}})
+
+
+class Incomparable:
+    def __eq__(self, other):
+        raise TypeError("cannot be compared")
+
+    __hash__ = object.__hash__
+
+
 ROWS_CONFIG = {"clientId": "c", "clientSecret": "sec-Xy8-value"}
 
 
 @pytest.fixture
 def rows_engine(sleeps, clock):
-    rows, whole = Rows(), CheckedWhole()
-    with Engine(toy_pm(rows, whole), sleep=sleeps, clock=clock) as engine:
+    rows, whole, unique = Rows(), CheckedWhole(), UniqueRows()
+    with Engine(toy_pm(rows, whole, unique), sleep=sleeps, clock=clock) as engine:
         yield engine, rows, whole
 
 
@@ -267,6 +281,16 @@ def test_input_that_is_not_an_object_is_refused_by_the_schema_when_the_capabilit
         assert error["code"] == "invalid_input" and [f["path"] for f in error["faults"]] == ["$"]
         assert "is not of type 'object'" in error["faults"][0]["message"]
     assert rows.calls == []
+
+
+def test_a_schema_that_looks_into_a_listed_property_cannot_crash_on_what_is_not_json_data(rows_engine):
+    # The engine has not checked rows when the schema compares them: an item whose == raises
+    # is refused as not JSON data, as the engine's own check would, never a TypeError.
+    engine, _, _ = rows_engine
+    error = _input_error(engine, "toyUnique", {"rows": [Incomparable(), Incomparable()]})
+    assert [f["path"] for f in error["faults"]] == ["$.rows[0]", "$.rows[1]"]
+    assert all(f["message"] == "is a Incomparable, which is not JSON data" for f in error["faults"])
+    assert engine.execute("toyUnique", {"rows": [1, 2]}, ROWS_CONFIG).output == {"count": 2}
 
 
 def test_check_input_data_returns_for_json_data_and_for_a_capability_checked_whole(rows_engine):
