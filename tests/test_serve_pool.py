@@ -28,29 +28,27 @@ def test_one_caller_at_a_time_reuses_the_thread_that_finished_last():
             wait_for(lambda: len(pool._idle) == 1)  # the thread is back on the idle stack
         assert pool.threads == 1 and set(names) == {"t-pool-0"}
         # Two at once need two threads; afterwards the last one to finish is the next one woken.
-        gate = threading.Event()
+        gates = {"a": threading.Event(), "b": threading.Event()}
         started = []
-        finished = []
+        threads = {}
 
         def blocked(name: str) -> None:
             started.append(name)
-            gate.wait(10)
-            finished.append(threading.current_thread().name)
+            threads[name] = threading.current_thread()
+            gates[name].wait(10)
 
         pool.submit(lambda: blocked("a"))
         pool.submit(lambda: blocked("b"))
         wait_for(lambda: len(started) == 2)
-        assert pool.threads == 2
-        gate.set()
-        wait_for(lambda: len(finished) == 2 and len(pool._idle) == 2)
-        last = pool._idle[-1]
+        assert pool.threads == 2 and threads["a"] is not threads["b"]
+        for name in ("b", "a"):  # b finishes first, then a
+            gates[name].set()
+            wait_for(lambda: len(pool._idle) == ("b", "a").index(name) + 1)
         ran = []
         done = threading.Event()
         pool.submit(lambda: (ran.append(threading.current_thread()), done.set()))
         assert done.wait(10)
-        wait_for(lambda: len(pool._idle) == 2)
-        assert pool._idle[-1] is last  # it went back where it came from
-        assert ran[0].name in finished
+        assert ran == [threads["a"]]  # the thread that finished last ran it
     finally:
         pool.shutdown(10)
 
