@@ -51,7 +51,10 @@ class CallPool:
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job()`` in a thread of the pool; it must not raise (it reports its own outcome)."""
+        """Run ``job()`` in a thread of the pool; it must not raise (it reports its own outcome).
+
+        Called from one thread (the service's event loop): when starting a new thread fails,
+        the error is this call's, and no other call can have queued a job behind that thread."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the call pool is shut down")
