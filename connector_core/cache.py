@@ -32,7 +32,7 @@ from pathlib import Path
 
 CACHE_ENV = "CONNECTOR_CORE_CACHE_DIR"
 # Bump whenever the checks a marker stands for change without a version change.
-CHECKS_REVISION = "2"
+CHECKS_REVISION = "3"
 
 
 def cache_dir() -> Path | None:

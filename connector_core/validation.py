@@ -48,12 +48,22 @@ def compile_schema(schema: dict) -> jsonschema.protocols.Validator:
     remembered in the content-keyed cache (:mod:`connector_core.cache`), so a later process
     compiles the same schema without the meta-schema check; a failure is never remembered.
     """
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = _dialect(schema)
     key = verified_cache.content_key("schema", _content_key(schema))
     if not verified_cache.verified(key):
         cls.check_schema(schema)
         verified_cache.remember(key)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _dialect(schema: Any) -> Any:
+    """The validator class for ``schema``'s ``$schema`` (Draft 2020-12 when it names none).
+
+    A ``$schema`` that is not a string gets Draft 2020-12, whose meta-schema then reports it
+    (jsonschema's own lookup would raise on it)."""
+    if isinstance(schema, dict) and not isinstance(schema.get("$schema", ""), str):
+        return jsonschema.Draft202012Validator
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
 def _content_key(schema: Any) -> str:
@@ -74,10 +84,11 @@ def schema_faults(schema: Any, root: str = "$") -> list[Fault]:
     key = _content_key(schema)
     found = _SCHEMA_FAULTS.get(key)
     if found is None:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls = _dialect(schema)
         meta = _META_VALIDATORS.get(cls)
         if meta is None:
-            meta = _META_VALIDATORS[cls] = cls(cls.META_SCHEMA)
+            # With the format checker, as check_schema does: a pattern must be a regular expression.
+            meta = _META_VALIDATORS[cls] = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
         found = _SCHEMA_FAULTS[key] = faults(meta, schema)
     if root == "$":
         return list(found)
@@ -89,7 +100,7 @@ def validator_for(schema: dict) -> jsonschema.protocols.Validator:
     key = _content_key(schema)
     validator = _VALIDATORS.get(key)
     if validator is None:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls = _dialect(schema)
         validator = _VALIDATORS[key] = cls(schema, format_checker=cls.FORMAT_CHECKER)
     return validator
 
@@ -107,7 +118,8 @@ KNOWN_KEYWORDS = frozenset(
     definitions dependencies $recursiveRef $recursiveAnchor additionalItems
     errorMessage secret example""".split()
 )
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+# "dependencies" (before Draft 2019-09) maps names to schemas or to lists of names (skipped).
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
 _SCHEMA_VALUES = (
     "items", "contains", "additionalProperties", "propertyNames", "if", "then", "else", "not",
     "unevaluatedItems", "unevaluatedProperties", "contentSchema", "additionalItems",
@@ -174,7 +186,9 @@ def leaky_end_anchor(pattern: str) -> bool:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-            if pattern[i + 1 : i + 2] == "]":  # a leading ] is a literal inside a class
+            if pattern[i + 1 : i + 2] == "^":
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":  # a leading ] (after an optional ^) is a literal inside a class
                 i += 1
         elif char == "$" and not pattern.startswith(_NEWLINE_SAFE_END, i + 1) and not pattern.startswith("(?!\n)", i + 1):
             return True
@@ -423,7 +437,13 @@ def _unicode_problem(text: str) -> str | None:
 # with any other keyword (format, $ref, allOf, uniqueItems, ...) gets no fast check.
 
 _ANNOTATIONS = frozenset(
-    "title description default examples example errorMessage secret $comment deprecated readOnly writeOnly $schema".split()
+    "title description default examples example errorMessage secret $comment deprecated readOnly writeOnly".split()
+)
+# Dialects whose reading of the keywords below is the same. jsonschema reads a subschema by
+# its own $schema, if any (an unknown one keeps the enclosing dialect); Drafts 3 and 4 differ
+# (1.0 is not an integer there, and Draft 4 has no const).
+_SAME_DIALECTS = (
+    jsonschema.Draft6Validator, jsonschema.Draft7Validator, jsonschema.Draft201909Validator, jsonschema.Draft202012Validator, None,
 )
 _TYPES: dict[str, Any] = {
     "string": lambda v: isinstance(v, str),
@@ -466,7 +486,10 @@ def _compile_fast(schema: Any):
     for keyword, arg in schema.items():
         if keyword in _ANNOTATIONS:
             continue
-        if keyword == "type":
+        if keyword == "$schema":
+            if not isinstance(arg, str) or jsonschema.validators.validator_for({"$schema": arg}, default=None) not in _SAME_DIALECTS:
+                raise _Unsupported
+        elif keyword == "type":
             names = [arg] if isinstance(arg, str) else arg
             if not isinstance(names, list) or not all(n in _TYPES for n in names):
                 raise _Unsupported

@@ -221,6 +221,8 @@ def test_invalid_seed_schema_is_reported_at_its_place_in_the_file():
     [
         ({"input_schema": {"type": "objekt"}}, "$.inputSchema.type"),
         ({"output_schema": {"properties": {"count": {"minimum": "zero"}}}}, "$.outputSchema.properties.count.minimum"),
+        ({"input_schema": {"properties": {"name": {"pattern": "^(a|b$"}}}}, "$.inputSchema.properties.name.pattern"),
+        ({"input_schema": {"$schema": 2020}}, "$.inputSchema['$schema']"),
     ],
 )
 def test_an_invalid_json_schema_is_rejected_at_load(schemas, path):
@@ -239,6 +241,13 @@ def test_every_fault_of_an_invalid_json_schema_is_reported():
         "$.inputSchema.properties.b.minLength",
         "$.inputSchema.required",
     ]
+
+
+def test_an_input_schema_in_draft_4_refuses_an_integer_valued_float_as_jsonschema_does():
+    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object", "properties": {"n": {"type": "integer"}}}
+    manifest = CapabilityManifest.from_dict(capability_manifest("toyDraft4", input_schema=draft4), "draft4.json")
+    assert manifest.input_faults({"n": 1}) == []
+    assert manifest.input_faults({"n": 1.0}) == [Fault("$.n", "1.0 is not of type 'integer'")]
 
 
 def test_an_invalid_config_schema_is_rejected_at_load():

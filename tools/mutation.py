@@ -73,7 +73,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "redact": ("connector_core/redact.py", ["tests/test_redact.py", "tests/test_secrets.py", "tests/test_engine.py"]),
     "config": ("connector_core/config.py", ["tests/test_engine.py", "tests/test_cli.py"]),
     "errors": ("connector_core/errors.py", ["tests/test_http.py", "tests/test_engine.py", "tests/test_cli.py"]),
-    "validation": ("connector_core/validation.py", ["tests/test_data_faults.py", "tests/test_fast_check.py", "tests/test_manifest.py", "tests/test_engine.py"]),
+    "validation": ("connector_core/validation.py", ["tests/test_data_faults.py", "tests/test_fast_check.py", "tests/test_schema_lint.py", "tests/test_manifest.py", "tests/test_engine.py"]),
     "common": ("capabilities/common.py", ["tests/test_mparticle_answers.py", "tests/test_mparticle.py"]),
     "upload_event_batch": ("capabilities/upload_event_batch.py", ["tests/test_upload_text.py", "tests/test_mparticle_uploads.py", "tests/test_mparticle.py",
                                                                 "tests/test_mparticle_exactly_once.py", "tests/test_upload_data_check.py"]),
