@@ -66,7 +66,7 @@ import uuid  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from connector_core.validation import _plain_values, _plain_walk, _walk_faults  # noqa: E402
+from connector_core.validation import _plain_values, _plain_walk, _walk_faults, plain_values  # noqa: E402
 
 
 class Text(str):
@@ -195,6 +195,22 @@ def test_a_caller_deep_in_the_stack_gets_the_same_answer():
     finally:
         sys.setrecursionlimit(limit)
     assert answers == [True, False]
+
+
+def test_plain_values_called_deep_in_the_stack_answers_no_rather_than_raising():
+    # The public values pass of a capability's own data check: in doubt it says False, and the
+    # capability then runs the full walk, which does not recurse.
+    import inspect
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 12)  # too shallow for the recursive values pass
+    try:
+        deep = plain_values([nested(MAX_DEPTH)], 0)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert deep is False
+    assert plain_values([nested(MAX_DEPTH)], 0) is True  # with room in the stack, the same value passes
 
 
 @pytest.mark.parametrize("leaf", ["x", 1, None, True, 1.5, [], {}], ids=repr)

@@ -214,3 +214,20 @@ def test_a_keyword_argument_the_meta_schema_refuses_gets_no_fast_check(schema):
     # check that reads the argument some other way or raises on a value.
     assert schema_faults(schema) != []
     assert fast_check(schema) is None
+
+
+@pytest.mark.parametrize("schema, value, valid", [
+    ({"type": "object", "properties": {"a": True}, "additionalProperties": True}, {"a": [None], "b": {"c": 1.5}}, True),
+    ({"type": "object", "properties": {"a": {}}, "additionalProperties": {}}, {"a": "x", "b": []}, True),
+    ({"type": "array", "items": True}, [1, "a", None], True), ({"type": "array", "items": {}}, [{}], True),
+    ({"type": "array", "items": True}, {}, False),
+])
+def test_true_and_empty_subschemas_accept_anything_and_keep_the_fast_check(schema, value, valid):
+    assert judged(schema, value) is valid
+
+
+def test_equal_schemas_written_in_another_key_order_share_one_compiled_check():
+    a = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer", "minimum": 0}}}
+    b = {"properties": {"n": {"minimum": 0, "type": "integer"}}, "required": ["n"], "type": "object"}
+    assert fast_check(a) is fast_check(b)
+    assert validator_for(a) is validator_for(b)
