@@ -82,6 +82,8 @@ def test_the_one_pass_accepts_the_shapes_it_should():
     assert sound(bench_batch())  # one batch object
     for batch in PLAIN:
         assert sound([batch]) and sound(batch), batch
+    for context in ({}, {"data_plan": {"plan_id": "checkout", "plan_version": 2}}, {"data_plan": {"plan_id": "checkout"}}):
+        assert sound([{**bench_batch(), "context": context}]), context  # with or without a data plan
     settled = 0
     for batch in sdk_batches():
         settled += sound([batch])
@@ -276,11 +278,24 @@ def test_a_key_that_hashes_like_a_field_and_cannot_be_compared_is_invalid_input(
     target = batch if where == "batch" else batch["events"][0]["data"]
     assert name not in target
     target[OddKey(name)] = "x"
+    if where == "batch":  # the pass asks the batch's rules about it, which raises: in doubt, so False
+        assert not batches.plain_data_batches([batch], 1) and not batches.plain_data_batches([batch], 2)
     assert _plain_input([batch]) is None and _plain_input(batch) is None
     with pytest.raises(InvalidInput) as caught:
         engine.execute("uploadEventBatch", {"jsonBody": [batch]}, mparticle_sandbox.config)
     assert [f.path for f in caught.value.faults] == ["$.jsonBody[0]" if where == "batch" else "$.jsonBody[0].events[0].data"]
     assert "has a key that is not a string (OddKey" in caught.value.faults[0].message
+    assert mparticle_sandbox.batches == []
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["array", "object"])
+def test_a_null_environment_is_refused_by_the_checker_not_let_through(engine, mparticle_sandbox, single):
+    batch = bench_batch()
+    batch["environment"] = None  # null is not production: mParticle's schemas allow the two names only
+    assert not sound(batch if single else [batch])
+    with pytest.raises(InvalidInput) as caught:
+        engine.execute("uploadEventBatch", {"jsonBody": batch if single else [batch]}, mparticle_sandbox.config)
+    assert [f.path for f in caught.value.faults] == ["$.jsonBody.environment" if single else "$.jsonBody[0].environment"]
     assert mparticle_sandbox.batches == []
 
 
