@@ -246,9 +246,13 @@ def _describe(error: jsonschema.exceptions.ValidationError):
         yield parts, custom
         return
     if error.validator in ("oneOf", "anyOf") and error.context:
-        # Report the branch that got furthest, as jsonschema's best_match does.
-        yield from _describe(jsonschema.exceptions.best_match(error.context))
-        return
+        # Report the branch jsonschema's best_match picks for this error (it ranks the errors of
+        # a branch the other way round from top-level errors, so it is given the error itself);
+        # when no branch stands out it answers the error itself, reported as it is.
+        best = jsonschema.exceptions.best_match([error])
+        if best is not error:
+            yield from _describe(best)
+            return
     yield parts, _shorten(error.message)
 
 

@@ -218,3 +218,39 @@ def test_a_fault_after_a_plain_value_at_the_same_level_is_seen(leaf):
     for value in ([leaf, math.nan], {"a": leaf, "b": math.nan}, [leaf, [leaf, {"k": math.inf}]]):
         assert not _plain_values((value,), 0, MAX_DEPTH) and not _plain_data(value, MAX_DEPTH, True), value
         assert data_faults(value)
+
+
+def test_data_faults_reports_the_first_twenty_faults_in_document_order():
+    found = data_faults([math.nan] * 30)
+    assert sorted(f.path for f in found) == sorted(f"$[{i}]" for i in range(20))
+
+
+@pytest.mark.parametrize("value, paths", [
+    ([nested(MAX_DEPTH), math.nan], ["$[0]" + "[0]" * (MAX_DEPTH - 1), "$[1]"]),
+    ({1: "x", "b": math.nan}, ["$", "$.b"]),
+    ({"\ud800": 1, "b": math.nan}, ["$", "$.b"]),
+])
+def test_a_fault_does_not_hide_the_faults_after_it(value, paths):
+    # A container too deep, a key that is not a string, a key with a lone surrogate: each is
+    # reported, and so is the NaN after it.
+    assert [f.path for f in data_faults(value)] == paths
+
+
+def test_without_orjson_the_data_check_finds_the_same_faults():
+    import json
+    import subprocess
+    import sys
+
+    value = {"a": [1, math.nan], "\ud800": 2, "b": nested(MAX_DEPTH + 1), "ok": {"x": "y"}}
+    code = (
+        "import json, math, sys; sys.modules['orjson'] = None\n"
+        "from connector_core import validation\n"
+        "value = {'a': [1, math.nan], '\\ud800': 2, 'b': " + repr(nested(MAX_DEPTH + 1)) + ", 'ok': {'x': 'y'}}\n"
+        "print(json.dumps([validation._orjson is None, [[f.path, f.message] for f in validation.data_faults(value)],"
+        " validation.data_faults({'plain': [1, 'two', None]})]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    without, found, plain = json.loads(done.stdout)
+    assert without is True and plain == []
+    assert found == [[f.path, f.message] for f in data_faults(value)]

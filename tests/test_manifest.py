@@ -12,7 +12,7 @@ from toy import ECHO_INPUT, TOY_CONNECTOR, capability_manifest, variant
 
 from connector_core import CapabilityManifest, ConnectorManifest, Fault, ManifestError
 from connector_core.manifest import meta_validator
-from connector_core.validation import compile_schema, faults, json_path
+from connector_core.validation import compile_schema, faults, json_path, validator_for
 
 
 def paths(error: ManifestError) -> list[str]:
@@ -307,6 +307,45 @@ def test_faults_are_sorted_by_path_with_indexes_in_order():
 def test_json_path_quotes_keys_that_are_not_identifiers():
     assert json_path(["events", 0, "data", "odd key"]) == "$.events[0].data['odd key']"
     assert json_path([]) == "$"
+
+
+DIGITS = "^[0-9]+$(?!\\n)"
+ID = {"oneOf": [{"type": "string", "pattern": DIGITS}, {"type": "integer", "minimum": 1}]}
+
+
+@pytest.mark.parametrize("schema, value, fault", [
+    (ID, "12a", Fault("$", f"'12a' does not match {DIGITS!r}")),
+    (ID, 0, Fault("$", "0 is less than the minimum of 1")),
+    ({"anyOf": [{"type": "string", "minLength": 3}, {"type": "integer"}]}, "ab", Fault("$", "'ab' is too short")),
+    ({"anyOf": [{"type": "string"}, {"type": "object", "required": ["id"]}]}, {}, Fault("$.id", "is required")),
+    ({"properties": {"kind": {"oneOf": [{"const": "a"}, {"type": "object", "properties": {"n": {"type": "integer"}}}]}}},
+     {"kind": {"n": "x"}}, Fault("$.kind.n", "'x' is not of type 'integer'")),
+])
+def test_a_failed_one_of_or_any_of_is_reported_by_the_branch_that_fits_the_value(schema, value, fault):
+    # The branch jsonschema's best_match picks (a string is told about its pattern, not that it is no integer).
+    assert faults(validator_for(schema), value) == [fault]
+
+
+@pytest.mark.parametrize("schema, value, message", [
+    ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1, "1 is valid under each of {'type': 'number'}, {'type': 'integer'}"),
+    ({"anyOf": [{"minimum": 5}, {"maximum": 1}]}, 3, "3 is not valid under any of the given schemas"),  # no branch fits better
+])
+def test_a_one_of_that_no_single_branch_explains_is_reported_as_a_whole(schema, value, message):
+    assert faults(validator_for(schema), value) == [Fault("$", message)]
+
+
+def test_an_object_where_another_type_is_expected_is_reported_by_its_type():
+    assert faults(validator_for({"type": "array", "items": {"type": "string"}}), {"a": 1}) == [Fault("$", "{'a': 1} is not of type 'array'")]
+    closed = {"type": "object", "properties": {"a": {}}, "additionalProperties": False, "minProperties": 2}
+    assert faults(validator_for(closed), {"a": 1}) == [Fault("$", "{'a': 1} does not have enough properties")]
+
+
+def test_a_message_of_exactly_the_limit_is_kept_whole():
+    # "'xxx...' was expected": 285 characters of const make a message of 300, the limit.
+    (whole,) = faults(validator_for({"const": "x" * 285}), "y")
+    (cut,) = faults(validator_for({"const": "x" * 286}), "y")
+    assert (len(whole.message), whole.message.endswith("' was expected")) == (300, True)
+    assert (len(cut.message), cut.message.endswith("...")) == (300, True)
 
 
 def test_long_messages_are_shortened():

@@ -126,6 +126,9 @@ def test_a_leaky_pattern_in_an_array_item_is_flagged():
         ("^[]$]+$(?!\\n)", False),
         ("^[^]$]+", False),  # likewise after ^
         ("^[^]$]+$", True),
+        ("^[^]]+$", True),  # a class of anything but ']', then a leaky anchor
+        ("^[^]]+$(?!\\n)", False),
+        ("^[]]+$", True),
         ("^[a\\]$]+$(?!\\n)", False),
         ("", False),
         ("abc\\", False),
