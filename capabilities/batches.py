@@ -839,12 +839,11 @@ def check_batch(batch: object, path: str = "$", warnings: list | None = None) ->
     ``path`` prefixes each fault's JSON path, e.g. ``$[2]`` for a batch inside a bulk array.
     Each message says how to fix the problem. What passes but may not do what the sender
     means (see the module docstring) is appended to ``warnings`` as ``Fault`` values.
+    ``batch`` is JSON data (parsed, or passed by the engine's ``data_faults``): its keys are
+    strings, which a lookup of a field's name can compare with.
     """
-    try:
-        if type(batch) is dict and _plainly_valid(batch):
-            return []
-    except Exception:  # a key whose == raises when a lookup compares it with a field's name: the checks decide
-        pass
+    if type(batch) is dict and _plainly_valid(batch):
+        return []
     return _check_batch(batch, path, warnings)
 
 
