@@ -287,6 +287,10 @@ def test_user_attributes_values():
     faults = check_batch({"user_attributes": {"nested": {"x": 1}, "deep": [["x"]], "ok": "y"}})
     assert paths(faults) == ["$.user_attributes.deep", "$.user_attributes.nested"]
     assert paths(check_batch({"user_attributes": "tier=gold"})) == ["$.user_attributes"]
+    # Good values (a scalar, a list) before a bad one do not end the check.
+    for good in ({"plan": "gold"}, {"tags": ["a", "b"]}):
+        faults = check_batch({"user_attributes": {**good, "address": {"city": "Oslo"}}})
+        assert paths(faults) == ["$.user_attributes.address"]
 
 
 def test_deleted_user_attributes_must_be_an_array_of_strings():
@@ -866,6 +870,16 @@ def test_nan_is_not_json():
     fault = invalid_json_fault('{"note": "NaN here", "mpid": NaN}')
     assert fault.message == (
         "invalid JSON at line 1, column 30: NaN is not a JSON value (use null or a number)")
+
+
+@pytest.mark.parametrize("text, said", [
+    ("[" * 100_000, "maximum recursion depth exceeded"),  # deeper than the parser can go
+    ("[" + "1" * 5000 + "]", "Exceeds the limit (4300 digits)"),  # Python's int conversion limit
+])
+def test_text_the_parser_cannot_read_is_invalid_json_not_a_crash(text, said):
+    fault = invalid_json_fault(text)
+    assert fault.path == "$.jsonBody" and fault.message.startswith("invalid JSON: ")
+    assert said in fault.message
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t "])

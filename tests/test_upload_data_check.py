@@ -307,7 +307,8 @@ def test_the_pass_counts_depth_from_where_the_batches_are():
     full["events"][0]["data"]["custom_flags"] = {}
     for batch in (full, {"events": [{"event_type": "screen_view", "data": {"custom_attributes": {"a": "x"}}}]},
                   {"events": [{"event_type": "user_identity_change", "data": {"new": {"identity_type": "email"}}}]},
-                  {"events": [{"event_type": "screen_view", "data": {"location": {}}}]}):
+                  {"events": [{"event_type": "screen_view", "data": {"location": {}}}]},
+                  {"events": [{"event_type": "screen_view", "data": {}, "extra": {"a": {"b": {}}}}]}):  # beside data
         answers = set()
         for depth in range(MAX_DEPTH - 9, MAX_DEPTH + 2):
             body: object = [batch]
